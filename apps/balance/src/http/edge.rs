@@ -1,0 +1,186 @@
+//! The edge every request passes through, outermost first: request id and context, one
+//! log line, metrics and a span; the body limit before routing; every error rendered as
+//! a problem; security headers.
+
+use std::{sync::Arc, time::Instant};
+
+use futures_util::StreamExt;
+use kernel::{Problem, RequestContext};
+use poem::{
+    Body, Endpoint, EndpointExt, IntoResponse, PathPattern, Request, Response,
+    http::{HeaderValue, Method, header},
+};
+use tracing::{Instrument, field::Empty};
+
+use crate::{config::HttpConfig, metrics::Metrics};
+
+/// JSON bodies: 1 MiB (API.md).
+pub const JSON_BODY_LIMIT: usize = 1024 * 1024;
+/// `POST /tenants/{id}/imports`: 50 MiB, streamed.
+pub const IMPORT_BODY_LIMIT: usize = 50 * 1024 * 1024;
+
+/// The largest body a request to `path` may carry.
+pub fn body_limit_for(method: &Method, path: &str) -> usize {
+    let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
+    let is_import = method == Method::POST
+        && matches!(segments.as_slice(), ["", "api", "v1", "tenants", _, "imports"]);
+    if is_import { IMPORT_BODY_LIMIT } else { JSON_BODY_LIMIT }
+}
+
+struct EdgeState {
+    metrics: Arc<Metrics>,
+    hsts: bool,
+}
+
+/// Wraps an app in the edge.
+pub(crate) fn wrap(
+    app: impl Endpoint<Output = Response> + 'static,
+    config: &HttpConfig,
+    metrics: Arc<Metrics>,
+) -> impl Endpoint<Output = Response> + 'static {
+    let state = Arc::new(EdgeState { metrics, hsts: config.is_https() });
+    let cors = super::cors(config);
+    let app = app.with_if(cors.is_some(), cors.unwrap_or_default()).map_to_response();
+    let app = Arc::new(app);
+    poem::endpoint::make(move |req: Request| {
+        let (app, state) = (app.clone(), state.clone());
+        async move { Ok::<_, poem::Error>(handle(app.as_ref(), req, &state).await) }
+    })
+}
+
+/// A client's request id is echoed when it is safe to put in logs and headers.
+fn incoming_request_id(req: &Request) -> Option<String> {
+    let raw = req.headers().get("x-request-id")?.to_str().ok()?;
+    let ok = (1..=128).contains(&raw.len())
+        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+    ok.then(|| raw.to_string())
+}
+
+async fn handle(app: &impl Endpoint<Output = Response>, req: Request, state: &EdgeState) -> Response {
+    let started = Instant::now();
+    let request_id = incoming_request_id(&req).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let method = req.method().clone();
+    let path = req.uri().path().to_string();
+    let span = tracing::info_span!(
+        "http_request",
+        otel.name = Empty,
+        otel.kind = "server",
+        request_id = %request_id,
+        http.request.method = %method,
+        http.route = Empty,
+        http.response.status_code = Empty,
+    );
+    let context = RequestContext { request_id: request_id.clone(), path: path.clone() };
+
+    let mut resp = context
+        .scope(
+            async {
+                let result = match limit_body(req).await {
+                    Ok(req) => app.call(req).await,
+                    Err(problem) => Err(problem.into()),
+                };
+                match result {
+                    Ok(resp) => resp,
+                    Err(err) => {
+                        let mut resp = Problem::from_poem_error(&err).into_response();
+                        if let Some(pattern) = err.data::<PathPattern>() {
+                            resp.set_data(pattern.clone());
+                        }
+                        resp
+                    }
+                }
+            }
+            .instrument(span.clone()),
+        )
+        .await;
+
+    let status = resp.status().as_u16();
+    let route = resp
+        .data::<PathPattern>()
+        .map(|p| p.0.to_string())
+        .unwrap_or_else(|| "unmatched".to_string());
+    let headers = resp.headers_mut();
+    headers.insert("x-request-id", HeaderValue::from_str(&request_id).expect("request ids are header-safe"));
+    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
+        );
+    }
+    if state.hsts {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        );
+    }
+
+    let elapsed = started.elapsed();
+    state.metrics.observe(method.as_str(), &route, status, elapsed.as_secs_f64());
+    span.record("otel.name", format!("{method} {route}"));
+    span.record("http.route", route.as_str());
+    span.record("http.response.status_code", status);
+    tracing::info!(
+        target: "balance::http",
+        parent: &span,
+        request_id = %request_id,
+        method = %method,
+        route = %route,
+        status,
+        duration_ms = elapsed.as_secs_f64() * 1000.0,
+        "request served"
+    );
+    resp
+}
+
+/// Enforces the body limit before routing, so unknown routes are covered too.
+///
+/// Small limits read the body up front (it fits in memory anyway); the large import limit
+/// wraps the stream and fails the read the moment it passes the limit.
+async fn limit_body(mut req: Request) -> Result<Request, Problem> {
+    let limit = body_limit_for(req.method(), req.uri().path());
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return Err(Problem::payload_too_large(limit));
+    }
+    if declared == Some(0) {
+        return Ok(req);
+    }
+    let body = req.take_body();
+    if limit == JSON_BODY_LIMIT {
+        let bytes = body.into_bytes_limit(limit).await.map_err(|e| match e {
+            poem::error::ReadBodyError::PayloadTooLarge => Problem::payload_too_large(limit),
+            other => Problem::bad_request("unreadable_body", format!("The request body could not be read: {other}")),
+        })?;
+        req.set_body(bytes);
+    } else {
+        let mut seen = 0usize;
+        let stream = body.into_bytes_stream().map(move |chunk| {
+            let chunk = chunk?;
+            seen += chunk.len();
+            if seen > limit {
+                return Err(std::io::Error::other(kernel::problem::BodyTooLarge(limit)));
+            }
+            Ok(chunk)
+        });
+        req.set_body(Body::from_bytes_stream(stream));
+    }
+    Ok(req)
+}
+
+/// A panic in a handler: a 500 problem for the client, the message for the log.
+pub(crate) fn panic_response(err: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = err
+        .downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| err.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into());
+    tracing::error!(panic = %message, "handler panicked");
+    Problem::internal().into_response()
+}

@@ -1,0 +1,194 @@
+//! The HTTP server: the API (poem-openapi) under `/api/v1`, the operations endpoints at the
+//! root, and the edge every request passes through (request id, body limit, problems,
+//! security headers, one log line, metrics, a span).
+
+mod edge;
+mod ops;
+
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+
+use poem::{
+    Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route, endpoint::BoxEndpoint, get,
+    listener::{Acceptor, Listener, TcpListener},
+    middleware::{CatchPanic, Cors},
+};
+use poem_openapi::{OpenApi, OpenApiService};
+use sqlx::PgPool;
+use tokio::{sync::watch, task::JoinHandle};
+
+use crate::{config::HttpConfig, metrics::Metrics};
+
+pub use edge::body_limit_for;
+
+/// The product's APIs. Each module adds its `Api` here as it lands.
+pub type ProductApi = ();
+
+/// The product's APIs.
+pub fn product_api() -> ProductApi {}
+
+/// The OpenAPI service of `api`.
+fn service<A: OpenApi>(api: A) -> OpenApiService<A, ()> {
+    OpenApiService::new(api, "Balance", env!("CARGO_PKG_VERSION"))
+        .description("Multi-tenant money operations: bank connections, transactions, imports, categorization, budgets and alerts.")
+}
+
+/// The spec of `api`, as served at `/openapi.json` and committed in `openapi/openapi.json`.
+///
+/// The spec never depends on configuration. Post-processing (e.g. `x-permission` from the
+/// permission registry) happens here, so the served and the committed spec agree.
+pub fn spec_of<A: OpenApi>(api: A) -> String {
+    let value: serde_json::Value =
+        serde_json::from_str(&service(api).spec()).expect("poem-openapi writes valid JSON");
+    let mut text = serde_json::to_string_pretty(&value).expect("a JSON value serialises");
+    text.push('\n');
+    text
+}
+
+/// The production spec (`balance openapi`).
+pub fn spec() -> String {
+    spec_of(product_api())
+}
+
+/// Shared by the handlers of the operations endpoints.
+pub(crate) struct AppState {
+    pub pool: PgPool,
+    pub metrics: Arc<Metrics>,
+    pub spec: String,
+    pub docs: ops::DocsPage,
+    pub metrics_on_main: bool,
+}
+
+/// A running HTTP server.
+pub struct Server {
+    /// Where the API listens (port 0 in the config becomes the real port here).
+    pub addr: SocketAddr,
+    /// Where `/metrics` listens when `BALANCE_ADMIN_LISTEN` is set.
+    pub admin_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<std::io::Result<()>>>,
+}
+
+impl Server {
+    /// Starts serving `api` (the product API, plus test-only routes in tests).
+    pub async fn start<A: OpenApi + 'static>(
+        config: &HttpConfig,
+        pool: PgPool,
+        api: A,
+    ) -> anyhow::Result<Server> {
+        let metrics = Arc::new(Metrics::new());
+        let service = service(api);
+        let docs = ops::DocsPage::new(&service.scalar_html());
+        let state = Arc::new(AppState {
+            pool,
+            metrics: metrics.clone(),
+            spec: {
+                let v: serde_json::Value = serde_json::from_str(&service.spec())?;
+                serde_json::to_string_pretty(&v)?
+            },
+            docs,
+            metrics_on_main: config.admin_listen.is_none(),
+        });
+
+        let (shutdown, rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+
+        let app = edge::wrap(api_and_ops(service.into_endpoint(), state.clone()), config, metrics.clone());
+        let acceptor = TcpListener::bind(config.listen).into_acceptor().await?;
+        let addr = local_addr(&acceptor)?;
+        tasks.push(tokio::spawn(serve(acceptor, app, rx.clone())));
+
+        let mut admin_addr = None;
+        if let Some(admin) = config.admin_listen {
+            let admin_app = edge::wrap(
+                Route::new().at("/metrics", get(ops::metrics).data(state.clone())),
+                config,
+                metrics.clone(),
+            );
+            let acceptor = TcpListener::bind(admin).into_acceptor().await?;
+            admin_addr = Some(local_addr(&acceptor)?);
+            tasks.push(tokio::spawn(serve(acceptor, admin_app, rx.clone())));
+        }
+        Ok(Server { addr, admin_addr, shutdown, tasks })
+    }
+
+    /// Stops accepting connections, lets in-flight requests finish (up to 30 s), and returns.
+    pub async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+    }
+
+    /// Resolves when every listener has stopped (after [`Server::stop`] or an error).
+    pub fn shutdown_handle(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+fn local_addr(acceptor: &impl Acceptor) -> anyhow::Result<SocketAddr> {
+    acceptor
+        .local_addr()
+        .first()
+        .and_then(|a| a.as_socket_addr().copied())
+        .ok_or_else(|| anyhow::anyhow!("listener has no socket address"))
+}
+
+async fn serve<E: Endpoint + 'static>(
+    acceptor: impl Acceptor + 'static,
+    app: E,
+    mut rx: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    poem::Server::new_with_acceptor(acceptor)
+        .run_with_graceful_shutdown(
+            app,
+            async move {
+                let _ = rx.wait_for(|stop| *stop).await;
+            },
+            Some(Duration::from_secs(30)),
+        )
+        .await
+}
+
+/// `/api/...` goes to the API; everything else to the operations routes. Two separate
+/// routers keep each route template exactly as declared (poem's nesting would prefix it).
+fn api_and_ops(api: impl Endpoint<Output = Response> + 'static, state: Arc<AppState>) -> impl Endpoint<Output = Response> {
+    let mut ops = Route::new()
+        .at("/health", get(ops::health))
+        .at("/ready", get(ops::ready))
+        .at("/openapi.json", get(ops::openapi_json))
+        .at("/docs", get(ops::docs));
+    if state.metrics_on_main {
+        ops = ops.at("/metrics", get(ops::metrics));
+    }
+    Dispatch { api: api.boxed(), ops: ops.data(state).map_to_response().boxed() }
+        .with(CatchPanic::new().with_handler(edge::panic_response))
+}
+
+struct Dispatch {
+    api: BoxEndpoint<'static, Response>,
+    ops: BoxEndpoint<'static, Response>,
+}
+
+impl Endpoint for Dispatch {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> poem::Result<Response> {
+        let path = req.uri().path();
+        if path == "/api" || path.starts_with("/api/") { self.api.call(req).await } else { self.ops.call(req).await }
+    }
+}
+
+/// CORS for the configured origins only; none configured means no CORS headers at all.
+pub(crate) fn cors(config: &HttpConfig) -> Option<Cors> {
+    if config.cors_origins.is_empty() {
+        return None;
+    }
+    Some(
+        Cors::new()
+            .allow_origins(config.cors_origins.iter().map(String::as_str))
+            .allow_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
+            .allow_headers(["authorization", "content-type", "idempotency-key", "if-match", "x-request-id"])
+            .expose_headers(["x-request-id", "retry-after", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "location", "etag"])
+            .max_age(600),
+    )
+}
