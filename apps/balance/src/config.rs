@@ -33,7 +33,10 @@ impl fmt::Display for ConfigError {
 impl std::error::Error for ConfigError {}
 
 fn err(var: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError { var, message: message.into() }
+    ConfigError {
+        var,
+        message: message.into(),
+    }
 }
 
 /// Where the process runs.
@@ -215,7 +218,9 @@ struct Vars<'a>(&'a dyn Fn(&str) -> Option<String>);
 
 impl Vars<'_> {
     fn get(&self, name: &str) -> Option<String> {
-        (self.0)(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
+        (self.0)(name)
+            .map(|v| v.trim().to_string())
+            .filter(|v| !v.is_empty())
     }
 }
 
@@ -239,17 +244,25 @@ impl Config {
             }
         };
         let prod = env == Environment::Production;
-        let data_dir = PathBuf::from(vars.get("BALANCE_DATA_DIR").unwrap_or_else(|| ".data".into()));
+        let data_dir = PathBuf::from(
+            vars.get("BALANCE_DATA_DIR")
+                .unwrap_or_else(|| ".data".into()),
+        );
 
         let listen = socket_addr(&vars, "BALANCE_LISTEN")?.unwrap_or(([127, 0, 0, 1], 8080).into());
         let admin_listen = socket_addr(&vars, "BALANCE_ADMIN_LISTEN")?;
-        if admin_listen == Some(listen) {
-            return Err(err("BALANCE_ADMIN_LISTEN", "must differ from BALANCE_LISTEN"));
+        if admin_listen == Some(listen) && listen.port() != 0 {
+            return Err(err(
+                "BALANCE_ADMIN_LISTEN",
+                "must differ from BALANCE_LISTEN",
+            ));
         }
         let public_url = match vars.get("BALANCE_PUBLIC_URL") {
             Some(raw) => http_url(&raw, "BALANCE_PUBLIC_URL")?,
             None if prod => return Err(err("BALANCE_PUBLIC_URL", "required in production")),
-            None => Url::parse(&format!("http://{listen}")).expect("socket address is a valid host"),
+            None => {
+                Url::parse(&format!("http://{listen}")).expect("socket address is a valid host")
+            }
         };
         let cors_origins = list(&vars, "BALANCE_CORS_ORIGINS")
             .into_iter()
@@ -268,7 +281,10 @@ impl Config {
             None | Some("json") => LogFormat::Json,
             Some("pretty") => LogFormat::Pretty,
             Some(other) => {
-                return Err(err("BALANCE_LOG_FORMAT", format!("`{other}` is not `json` or `pretty`")));
+                return Err(err(
+                    "BALANCE_LOG_FORMAT",
+                    format!("`{other}` is not `json` or `pretty`"),
+                ));
             }
         };
         let filter = vars.get("BALANCE_LOG").unwrap_or_else(|| "info".into());
@@ -282,27 +298,57 @@ impl Config {
 
         let keys = KeysConfig {
             jwt: key_ring(&vars, env, &data_dir, "BALANCE_JWT_KEYS", KeyKind::Secret)?,
-            encryption: key_ring(&vars, env, &data_dir, "BALANCE_ENCRYPTION_KEYS", KeyKind::Base64Of32)?,
-            audit_signing: key_ring(&vars, env, &data_dir, "BALANCE_AUDIT_SIGNING_KEYS", KeyKind::Base64Of32)?,
-            token_peppers: key_ring(&vars, env, &data_dir, "BALANCE_TOKEN_PEPPERS", KeyKind::Secret)?,
+            encryption: key_ring(
+                &vars,
+                env,
+                &data_dir,
+                "BALANCE_ENCRYPTION_KEYS",
+                KeyKind::Base64Of32,
+            )?,
+            audit_signing: key_ring(
+                &vars,
+                env,
+                &data_dir,
+                "BALANCE_AUDIT_SIGNING_KEYS",
+                KeyKind::Base64Of32,
+            )?,
+            token_peppers: key_ring(
+                &vars,
+                env,
+                &data_dir,
+                "BALANCE_TOKEN_PEPPERS",
+                KeyKind::Secret,
+            )?,
         };
 
         let smtp_url = match vars.get("BALANCE_SMTP_URL") {
             Some(raw) => {
-                let url = Url::parse(&raw).map_err(|e| err("BALANCE_SMTP_URL", format!("not a URL: {e}")))?;
+                let url = Url::parse(&raw)
+                    .map_err(|e| err("BALANCE_SMTP_URL", format!("not a URL: {e}")))?;
                 if !matches!(url.scheme(), "smtp" | "smtps") || url.host_str().is_none() {
-                    return Err(err("BALANCE_SMTP_URL", "must be smtp://host[:port] or smtps://host[:port]"));
+                    return Err(err(
+                        "BALANCE_SMTP_URL",
+                        "must be smtp://host[:port] or smtps://host[:port]",
+                    ));
                 }
                 Some(Secret::new(url))
             }
             None if prod => {
-                return Err(err("BALANCE_SMTP_URL", "required in production (mail to files is a development default)"));
+                return Err(err(
+                    "BALANCE_SMTP_URL",
+                    "required in production (mail to files is a development default)",
+                ));
             }
             None => None,
         };
-        let from = vars.get("BALANCE_MAIL_FROM").unwrap_or_else(|| "Balance <balance@localhost>".into());
+        let from = vars
+            .get("BALANCE_MAIL_FROM")
+            .unwrap_or_else(|| "Balance <balance@localhost>".into());
         if !from.contains('@') || from.contains(['\r', '\n']) {
-            return Err(err("BALANCE_MAIL_FROM", "must be an address such as `Balance <no-reply@example.com>`"));
+            return Err(err(
+                "BALANCE_MAIL_FROM",
+                "must be an address such as `Balance <no-reply@example.com>`",
+            ));
         }
 
         let telegram = match vars.get("BALANCE_TELEGRAM_BOT_TOKEN") {
@@ -310,17 +356,30 @@ impl Config {
             Some(token) => {
                 let (id, rest) = token.split_once(':').unwrap_or(("", ""));
                 if id.is_empty() || !id.bytes().all(|b| b.is_ascii_digit()) || rest.len() < 20 {
-                    return Err(err("BALANCE_TELEGRAM_BOT_TOKEN", "must look like `123456:ABC...` (from @BotFather)"));
+                    return Err(err(
+                        "BALANCE_TELEGRAM_BOT_TOKEN",
+                        "must look like `123456:ABC...` (from @BotFather)",
+                    ));
                 }
                 let webhook_secret = vars.get("BALANCE_TELEGRAM_WEBHOOK_SECRET");
-                if let Some(s) = &webhook_secret {
-                    if s.len() > 256 || !s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
-                        return Err(err("BALANCE_TELEGRAM_WEBHOOK_SECRET", "1-256 characters of A-Z, a-z, 0-9, _ and -"));
-                    }
+                let valid_secret = |s: &String| {
+                    s.len() <= 256
+                        && s.bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                };
+                if webhook_secret.as_ref().is_some_and(|s| !valid_secret(s)) {
+                    return Err(err(
+                        "BALANCE_TELEGRAM_WEBHOOK_SECRET",
+                        "1-256 characters of A-Z, a-z, 0-9, _ and -",
+                    ));
                 }
                 Some(TelegramConfig {
                     bot_token: Secret::new(token),
-                    api_url: url_or(&vars, "BALANCE_TELEGRAM_API_URL", "https://api.telegram.org")?,
+                    api_url: url_or(
+                        &vars,
+                        "BALANCE_TELEGRAM_API_URL",
+                        "https://api.telegram.org",
+                    )?,
                     webhook_secret: webhook_secret.map(Secret::new),
                 })
             }
@@ -330,15 +389,24 @@ impl Config {
             None => None,
             Some(key) => {
                 if !(key.starts_with("sk_") || key.starts_with("rk_")) {
-                    return Err(err("BALANCE_STRIPE_SECRET_KEY", "must be a Stripe secret key (`sk_...` or `rk_...`)"));
+                    return Err(err(
+                        "BALANCE_STRIPE_SECRET_KEY",
+                        "must be a Stripe secret key (`sk_...` or `rk_...`)",
+                    ));
                 }
                 let webhook_secrets = list(&vars, "BALANCE_STRIPE_WEBHOOK_SECRETS");
                 if webhook_secrets.is_empty() {
-                    return Err(err("BALANCE_STRIPE_WEBHOOK_SECRETS", "required when BALANCE_STRIPE_SECRET_KEY is set"));
+                    return Err(err(
+                        "BALANCE_STRIPE_WEBHOOK_SECRETS",
+                        "required when BALANCE_STRIPE_SECRET_KEY is set",
+                    ));
                 }
                 if let Some(bad) = webhook_secrets.iter().find(|s| !s.starts_with("whsec_")) {
                     let shown: String = bad.chars().take(6).collect();
-                    return Err(err("BALANCE_STRIPE_WEBHOOK_SECRETS", format!("`{shown}...` is not a signing secret (`whsec_...`)")));
+                    return Err(err(
+                        "BALANCE_STRIPE_WEBHOOK_SECRETS",
+                        format!("`{shown}...` is not a signing secret (`whsec_...`)"),
+                    ));
                 }
                 Some(StripeConfig {
                     secret_key: Secret::new(key),
@@ -348,15 +416,28 @@ impl Config {
             }
         };
 
-        let plaid = match (vars.get("BALANCE_PLAID_CLIENT_ID"), vars.get("BALANCE_PLAID_SECRET")) {
+        let plaid = match (
+            vars.get("BALANCE_PLAID_CLIENT_ID"),
+            vars.get("BALANCE_PLAID_SECRET"),
+        ) {
             (None, None) => None,
             (Some(client_id), Some(secret)) => Some(PlaidConfig {
                 client_id,
                 secret: Secret::new(secret),
                 base_url: url_or(&vars, "BALANCE_PLAID_BASE_URL", "https://sandbox.plaid.com")?,
             }),
-            (Some(_), None) => return Err(err("BALANCE_PLAID_SECRET", "required when BALANCE_PLAID_CLIENT_ID is set")),
-            (None, Some(_)) => return Err(err("BALANCE_PLAID_CLIENT_ID", "required when BALANCE_PLAID_SECRET is set")),
+            (Some(_), None) => {
+                return Err(err(
+                    "BALANCE_PLAID_SECRET",
+                    "required when BALANCE_PLAID_CLIENT_ID is set",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(err(
+                    "BALANCE_PLAID_CLIENT_ID",
+                    "required when BALANCE_PLAID_SECRET is set",
+                ));
+            }
         };
 
         let llm = match vars.get("BALANCE_LLM_BASE_URL") {
@@ -364,9 +445,12 @@ impl Config {
             Some(raw) => Some(LlmConfig {
                 base_url: http_url(&raw, "BALANCE_LLM_BASE_URL")?,
                 api_key: vars.get("BALANCE_LLM_API_KEY").map(Secret::new),
-                model: vars
-                    .get("BALANCE_LLM_MODEL")
-                    .ok_or_else(|| err("BALANCE_LLM_MODEL", "required when BALANCE_LLM_BASE_URL is set"))?,
+                model: vars.get("BALANCE_LLM_MODEL").ok_or_else(|| {
+                    err(
+                        "BALANCE_LLM_MODEL",
+                        "required when BALANCE_LLM_BASE_URL is set",
+                    )
+                })?,
             }),
         };
 
@@ -375,9 +459,18 @@ impl Config {
         Ok(Config {
             env,
             data_dir,
-            http: HttpConfig { listen, admin_listen, public_url, cors_origins },
+            http: HttpConfig {
+                listen,
+                admin_listen,
+                public_url,
+                cors_origins,
+            },
             database,
-            log: LogConfig { filter, format, otlp_endpoint },
+            log: LogConfig {
+                filter,
+                format,
+                otlp_endpoint,
+            },
             keys,
             mail: MailConfig { smtp_url, from },
             telegram,
@@ -391,14 +484,24 @@ impl Config {
 
 fn socket_addr(vars: &Vars, name: &'static str) -> Result<Option<SocketAddr>, ConfigError> {
     vars.get(name)
-        .map(|raw| raw.parse().map_err(|_| err(name, format!("`{raw}` is not an address:port such as 127.0.0.1:8080"))))
+        .map(|raw| {
+            raw.parse().map_err(|_| {
+                err(
+                    name,
+                    format!("`{raw}` is not an address:port such as 127.0.0.1:8080"),
+                )
+            })
+        })
         .transpose()
 }
 
 fn http_url(raw: &str, name: &'static str) -> Result<Url, ConfigError> {
     let url = Url::parse(raw).map_err(|e| err(name, format!("`{raw}` is not a URL: {e}")))?;
     if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err(err(name, format!("`{raw}` must be an http:// or https:// URL")));
+        return Err(err(
+            name,
+            format!("`{raw}` must be an http:// or https:// URL"),
+        ));
     }
     Ok(url)
 }
@@ -408,31 +511,61 @@ fn url_or(vars: &Vars, name: &'static str, default: &str) -> Result<Url, ConfigE
 }
 
 fn postgres_url(vars: &Vars, name: &'static str) -> Result<Option<Secret<String>>, ConfigError> {
-    let Some(raw) = vars.get(name) else { return Ok(None) };
-    let url = Url::parse(&raw).map_err(|_| err(name, "not a URL; expected postgres://user:password@host:port/database"))?;
+    let Some(raw) = vars.get(name) else {
+        return Ok(None);
+    };
+    let url = Url::parse(&raw).map_err(|_| {
+        err(
+            name,
+            "not a URL; expected postgres://user:password@host:port/database",
+        )
+    })?;
     if !matches!(url.scheme(), "postgres" | "postgresql") {
         return Err(err(name, "must start with postgres:// or postgresql://"));
     }
     if url.username().is_empty() {
-        return Err(err(name, "must name a user (postgres://user:password@host/database)"));
+        return Err(err(
+            name,
+            "must name a user (postgres://user:password@host/database)",
+        ));
     }
     if url.path().trim_start_matches('/').is_empty() {
-        return Err(err(name, "must name a database (postgres://user:password@host/database)"));
+        return Err(err(
+            name,
+            "must name a database (postgres://user:password@host/database)",
+        ));
     }
     Ok(Some(Secret::new(raw)))
 }
 
 fn list(vars: &Vars, name: &str) -> Vec<String> {
     vars.get(name)
-        .map(|raw| raw.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect())
+        .map(|raw| {
+            raw.split(',')
+                .map(|s| s.trim().to_string())
+                .filter(|s| !s.is_empty())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
 fn origin(raw: &str) -> Result<String, ConfigError> {
     const NAME: &str = "BALANCE_CORS_ORIGINS";
-    let url = Url::parse(raw).map_err(|_| err(NAME, format!("`{raw}` is not an origin such as https://app.example.com")))?;
-    if !matches!(url.scheme(), "http" | "https") || url.path() != "/" || url.query().is_some() || raw.ends_with('/') {
-        return Err(err(NAME, format!("`{raw}` is not an origin (scheme://host[:port], no path)")));
+    let url = Url::parse(raw).map_err(|_| {
+        err(
+            NAME,
+            format!("`{raw}` is not an origin such as https://app.example.com"),
+        )
+    })?;
+    if !matches!(url.scheme(), "http" | "https")
+        || url.path() != "/"
+        || url.query().is_some()
+        || raw.ends_with('/')
+    {
+        return Err(err(
+            NAME,
+            format!("`{raw}` is not an origin (scheme://host[:port], no path)"),
+        ));
     }
     Ok(url.origin().ascii_serialization())
 }
@@ -455,7 +588,10 @@ fn key_ring(
     let (raw, generated) = match vars.get(name) {
         Some(raw) => (raw, false),
         None if env == Environment::Production => {
-            return Err(err(name, "required in production (generated development keys are refused)"));
+            return Err(err(
+                name,
+                "required in production (generated development keys are refused)",
+            ));
         }
         None => (dev_key(data_dir, name, kind)?, true),
     };
@@ -464,8 +600,16 @@ fn key_ring(
         let (id, value) = pair
             .split_once(':')
             .ok_or_else(|| err(name, "expected comma-separated `id:key` pairs"))?;
-        if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return Err(err(name, format!("key id `{id}` must be 1-32 characters of A-Z, a-z, 0-9, - and _")));
+        if id.is_empty()
+            || id.len() > 32
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(err(
+                name,
+                format!("key id `{id}` must be 1-32 characters of A-Z, a-z, 0-9, - and _"),
+            ));
         }
         if keys.iter().any(|(k, _)| k == id) {
             return Err(err(name, format!("key id `{id}` appears twice")));
@@ -485,7 +629,10 @@ fn key_ring(
                     .decode(value)
                     .map_err(|_| err(name, format!("key `{id}` is not valid base64")))?;
                 if bytes.len() != 32 {
-                    return Err(err(name, format!("key `{id}` must decode to 32 bytes, not {}", bytes.len())));
+                    return Err(err(
+                        name,
+                        format!("key `{id}` must decode to 32 bytes, not {}", bytes.len()),
+                    ));
                 }
                 bytes
             }
@@ -521,7 +668,12 @@ fn dev_key(data_dir: &Path, name: &'static str, kind: KeyKind) -> Result<String,
         }
         std::fs::rename(&tmp, &path)
     };
-    write().map_err(|e| err(name, format!("cannot store a development key in {}: {e}", dir.display())))?;
+    write().map_err(|e| {
+        err(
+            name,
+            format!("cannot store a development key in {}: {e}", dir.display()),
+        )
+    })?;
     Ok(value)
 }
 
@@ -535,7 +687,12 @@ fn rate_limits(overrides: Option<&str>) -> Result<RateLimits, ConfigError> {
     for (name, spec) in DEFAULT_RATE_LIMITS {
         map.insert(*name, parse_rate(spec).expect("default rate limits parse"));
     }
-    for pair in overrides.unwrap_or("").split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for pair in overrides
+        .unwrap_or("")
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         let (name, spec) = pair
             .split_once('=')
             .ok_or_else(|| err(NAME, format!("`{pair}` is not `name=count/period`")))?;
@@ -545,10 +702,18 @@ fn rate_limits(overrides: Option<&str>) -> Result<RateLimits, ConfigError> {
             .find(|k| *k == name.trim())
             .ok_or_else(|| {
                 let known: Vec<_> = DEFAULT_RATE_LIMITS.iter().map(|(k, _)| *k).collect();
-                err(NAME, format!("unknown limit `{name}` (known: {})", known.join(", ")))
+                err(
+                    NAME,
+                    format!("unknown limit `{name}` (known: {})", known.join(", ")),
+                )
             })?;
         let rate = parse_rate(spec.trim()).ok_or_else(|| {
-            err(NAME, format!("`{spec}` is not `count/period` such as 10/15min (periods: s, min, hour, day)"))
+            err(
+                NAME,
+                format!(
+                    "`{spec}` is not `count/period` such as 10/15min (periods: s, min, hour, day)"
+                ),
+            )
         })?;
         map.insert(key, rate);
     }
@@ -559,9 +724,15 @@ fn rate_limits(overrides: Option<&str>) -> Result<RateLimits, ConfigError> {
 fn parse_rate(spec: &str) -> Option<RateLimit> {
     let (max, period) = spec.split_once('/')?;
     let max: u32 = max.parse().ok().filter(|m| *m > 0)?;
-    let split = period.find(|c: char| !c.is_ascii_digit()).unwrap_or(period.len());
+    let split = period
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(period.len());
     let (count, unit) = period.split_at(split);
-    let count: u64 = if count.is_empty() { 1 } else { count.parse().ok().filter(|c| *c > 0)? };
+    let count: u64 = if count.is_empty() {
+        1
+    } else {
+        count.parse().ok().filter(|c| *c > 0)?
+    };
     let unit_secs = match unit {
         "s" | "sec" => 1,
         "min" | "m" => 60,
@@ -569,7 +740,10 @@ fn parse_rate(spec: &str) -> Option<RateLimit> {
         "day" | "d" => 86_400,
         _ => return None,
     };
-    Some(RateLimit { max, per: Duration::from_secs(count * unit_secs) })
+    Some(RateLimit {
+        max,
+        per: Duration::from_secs(count * unit_secs),
+    })
 }
 
 #[cfg(test)]
@@ -579,8 +753,10 @@ mod tests {
     fn load(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
         let dir = std::env::temp_dir().join(format!("balance-config-{}", uuid::Uuid::now_v7()));
         let dir_s = dir.to_string_lossy().to_string();
-        let mut map: BTreeMap<String, String> =
-            vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut map: BTreeMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         map.entry("BALANCE_DATA_DIR".into()).or_insert(dir_s);
         let result = Config::load(&|name| map.get(name).cloned());
         let _ = std::fs::remove_dir_all(&dir);
@@ -596,7 +772,13 @@ mod tests {
         assert!(c.keys.jwt.generated && c.keys.audit_signing.generated);
         assert_eq!(c.keys.encryption.keys[0].1.expose().len(), 32);
         assert!(c.mail.smtp_url.is_none() && c.stripe.is_none() && c.telegram.is_none());
-        assert_eq!(c.rate_limits.get("login_account"), RateLimit { max: 10, per: Duration::from_secs(900) });
+        assert_eq!(
+            c.rate_limits.get("login_account"),
+            RateLimit {
+                max: 10,
+                per: Duration::from_secs(900)
+            }
+        );
     }
 
     #[test]
@@ -605,27 +787,69 @@ mod tests {
         let cases: &[(&[(&str, &str)], &str)] = &[
             (&[("BALANCE_ENV", "staging")], "BALANCE_ENV"),
             (&[("BALANCE_LISTEN", "localhost")], "BALANCE_LISTEN"),
-            (&[("BALANCE_ADMIN_LISTEN", "127.0.0.1:8080")], "BALANCE_ADMIN_LISTEN"),
+            (
+                &[("BALANCE_ADMIN_LISTEN", "127.0.0.1:8080")],
+                "BALANCE_ADMIN_LISTEN",
+            ),
             (&[("BALANCE_PUBLIC_URL", "ftp://x")], "BALANCE_PUBLIC_URL"),
-            (&[("BALANCE_CORS_ORIGINS", "https://a.example/path")], "BALANCE_CORS_ORIGINS"),
-            (&[("BALANCE_DATABASE_URL", "mysql://u@h/db")], "BALANCE_DATABASE_URL"),
-            (&[("BALANCE_DATABASE_OWNER_URL", "postgres://h/db")], "BALANCE_DATABASE_OWNER_URL"),
+            (
+                &[("BALANCE_CORS_ORIGINS", "https://a.example/path")],
+                "BALANCE_CORS_ORIGINS",
+            ),
+            (
+                &[("BALANCE_DATABASE_URL", "mysql://u@h/db")],
+                "BALANCE_DATABASE_URL",
+            ),
+            (
+                &[("BALANCE_DATABASE_OWNER_URL", "postgres://h/db")],
+                "BALANCE_DATABASE_OWNER_URL",
+            ),
             (&[("BALANCE_LOG_FORMAT", "xml")], "BALANCE_LOG_FORMAT"),
             (&[("BALANCE_LOG", "info,[")], "BALANCE_LOG"),
-            (&[("BALANCE_OTLP_ENDPOINT", "not a url")], "BALANCE_OTLP_ENDPOINT"),
+            (
+                &[("BALANCE_OTLP_ENDPOINT", "not a url")],
+                "BALANCE_OTLP_ENDPOINT",
+            ),
             (&[("BALANCE_JWT_KEYS", "nocolon")], "BALANCE_JWT_KEYS"),
-            (&[("BALANCE_ENCRYPTION_KEYS", "k1:c2hvcnQ=")], "BALANCE_ENCRYPTION_KEYS"),
-            (&[("BALANCE_AUDIT_SIGNING_KEYS", "k1:!!!")], "BALANCE_AUDIT_SIGNING_KEYS"),
-            (&[("BALANCE_TOKEN_PEPPERS", "a:x,a:y")], "BALANCE_TOKEN_PEPPERS"),
+            (
+                &[("BALANCE_ENCRYPTION_KEYS", "k1:c2hvcnQ=")],
+                "BALANCE_ENCRYPTION_KEYS",
+            ),
+            (
+                &[("BALANCE_AUDIT_SIGNING_KEYS", "k1:!!!")],
+                "BALANCE_AUDIT_SIGNING_KEYS",
+            ),
+            (
+                &[("BALANCE_TOKEN_PEPPERS", "a:x,a:y")],
+                "BALANCE_TOKEN_PEPPERS",
+            ),
             (&[("BALANCE_SMTP_URL", "http://mail")], "BALANCE_SMTP_URL"),
             (&[("BALANCE_MAIL_FROM", "nobody")], "BALANCE_MAIL_FROM"),
-            (&[("BALANCE_TELEGRAM_BOT_TOKEN", "abc")], "BALANCE_TELEGRAM_BOT_TOKEN"),
-            (&[("BALANCE_STRIPE_SECRET_KEY", "pk_test_1")], "BALANCE_STRIPE_SECRET_KEY"),
-            (&[("BALANCE_STRIPE_SECRET_KEY", "sk_test_1")], "BALANCE_STRIPE_WEBHOOK_SECRETS"),
+            (
+                &[("BALANCE_TELEGRAM_BOT_TOKEN", "abc")],
+                "BALANCE_TELEGRAM_BOT_TOKEN",
+            ),
+            (
+                &[("BALANCE_STRIPE_SECRET_KEY", "pk_test_1")],
+                "BALANCE_STRIPE_SECRET_KEY",
+            ),
+            (
+                &[("BALANCE_STRIPE_SECRET_KEY", "sk_test_1")],
+                "BALANCE_STRIPE_WEBHOOK_SECRETS",
+            ),
             (&[("BALANCE_PLAID_CLIENT_ID", "id")], "BALANCE_PLAID_SECRET"),
-            (&[("BALANCE_LLM_BASE_URL", "http://127.0.0.1:1")], "BALANCE_LLM_MODEL"),
-            (&[("BALANCE_RATE_LIMITS", "login_ip=fast")], "BALANCE_RATE_LIMITS"),
-            (&[("BALANCE_RATE_LIMITS", "nope=1/min")], "BALANCE_RATE_LIMITS"),
+            (
+                &[("BALANCE_LLM_BASE_URL", "http://127.0.0.1:1")],
+                "BALANCE_LLM_MODEL",
+            ),
+            (
+                &[("BALANCE_RATE_LIMITS", "login_ip=fast")],
+                "BALANCE_RATE_LIMITS",
+            ),
+            (
+                &[("BALANCE_RATE_LIMITS", "nope=1/min")],
+                "BALANCE_RATE_LIMITS",
+            ),
         ];
         for (vars, var) in cases {
             let e = load(vars).expect_err(&format!("{vars:?} should be refused"));
@@ -641,7 +865,10 @@ mod tests {
         let full = vec![
             ("BALANCE_ENV", "production".to_string()),
             ("BALANCE_PUBLIC_URL", "https://balance.example.com".into()),
-            ("BALANCE_DATABASE_URL", "postgres://app:pw@db/balance".into()),
+            (
+                "BALANCE_DATABASE_URL",
+                "postgres://app:pw@db/balance".into(),
+            ),
             ("BALANCE_JWT_KEYS", format!("k1:{secret}")),
             ("BALANCE_ENCRYPTION_KEYS", format!("k1:{key32}")),
             ("BALANCE_AUDIT_SIGNING_KEYS", format!("k1:{key32}")),
@@ -665,8 +892,26 @@ mod tests {
     #[test]
     fn rate_limit_overrides_replace_only_what_they_name() {
         let r = rate_limits(Some("login_ip=20/min, signup_ip=5/30s")).unwrap();
-        assert_eq!(r.get("login_ip"), RateLimit { max: 20, per: Duration::from_secs(60) });
-        assert_eq!(r.get("signup_ip"), RateLimit { max: 5, per: Duration::from_secs(30) });
-        assert_eq!(r.get("reset_account"), RateLimit { max: 3, per: Duration::from_secs(3600) });
+        assert_eq!(
+            r.get("login_ip"),
+            RateLimit {
+                max: 20,
+                per: Duration::from_secs(60)
+            }
+        );
+        assert_eq!(
+            r.get("signup_ip"),
+            RateLimit {
+                max: 5,
+                per: Duration::from_secs(30)
+            }
+        );
+        assert_eq!(
+            r.get("reset_account"),
+            RateLimit {
+                max: 3,
+                per: Duration::from_secs(3600)
+            }
+        );
     }
 }

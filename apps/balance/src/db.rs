@@ -21,7 +21,9 @@ pub const RUNTIME_GROUP: &str = "balance_runtime";
 /// A lazily connecting pool for the runtime role: the server starts (and `/ready` says
 /// why it is not ready) even while the database is down, and reconnects by itself.
 pub fn runtime_pool(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
-    let options = PgConnectOptions::from_str(url).context("BALANCE_DATABASE_URL")?.application_name("balance");
+    let options = PgConnectOptions::from_str(url)
+        .context("BALANCE_DATABASE_URL")?
+        .application_name("balance");
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
         .min_connections(0)
@@ -34,11 +36,15 @@ pub fn runtime_pool(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
 /// Why the database is not ready to serve, if it is not.
 pub async fn readiness(pool: &PgPool) -> Result<(), String> {
     let check = async {
-        let mut conn = pool.acquire().await.map_err(|e| format!("database unreachable: {e}"))?;
-        let applied: Vec<(i64, bool)> = sqlx::query_as("SELECT version, success FROM _sqlx_migrations")
-            .fetch_all(&mut *conn)
+        let mut conn = pool
+            .acquire()
             .await
-            .map_err(|_| "database is not migrated: run `balance migrate`".to_string())?;
+            .map_err(|e| format!("database unreachable: {e}"))?;
+        let applied: Vec<(i64, bool)> =
+            sqlx::query_as("SELECT version, success FROM _sqlx_migrations")
+                .fetch_all(&mut *conn)
+                .await
+                .map_err(|_| "database is not migrated: run `balance migrate`".to_string())?;
         if let Some((version, _)) = applied.iter().find(|(_, ok)| !ok) {
             return Err(format!("migration {version} failed; see `balance migrate`"));
         }
@@ -48,7 +54,10 @@ pub async fn readiness(pool: &PgPool) -> Result<(), String> {
             .filter(|v| !applied.iter().any(|(a, _)| a == v))
             .collect();
         if !pending.is_empty() {
-            return Err(format!("{} migration(s) pending: run `balance migrate`", pending.len()));
+            return Err(format!(
+                "{} migration(s) pending: run `balance migrate`",
+                pending.len()
+            ));
         }
         Ok(())
     };
@@ -64,10 +73,12 @@ pub async fn migrate(owner_url: &str, runtime_url: &str) -> anyhow::Result<()> {
     let runtime_user = runtime.get_username().to_string();
     let runtime_password = url::Url::parse(runtime_url)
         .ok()
-        .and_then(|u| u.password().map(|p| percent_decode(p)))
+        .and_then(|u| u.password().map(percent_decode))
         .unwrap_or_default();
     if runtime_user == RUNTIME_GROUP {
-        bail!("BALANCE_DATABASE_URL: the runtime user cannot be named `{RUNTIME_GROUP}` (reserved for the group role)");
+        bail!(
+            "BALANCE_DATABASE_URL: the runtime user cannot be named `{RUNTIME_GROUP}` (reserved for the group role)"
+        );
     }
 
     let owner = PgConnectOptions::from_str(owner_url).context("BALANCE_DATABASE_OWNER_URL")?;
@@ -75,10 +86,15 @@ pub async fn migrate(owner_url: &str, runtime_url: &str) -> anyhow::Result<()> {
         .await
         .context("connecting as the owner role (BALANCE_DATABASE_OWNER_URL)")?;
     if runtime_user == conn_user(&mut conn).await? {
-        bail!("BALANCE_DATABASE_URL and BALANCE_DATABASE_OWNER_URL name the same role; the runtime role must own nothing");
+        bail!(
+            "BALANCE_DATABASE_URL and BALANCE_DATABASE_OWNER_URL name the same role; the runtime role must own nothing"
+        );
     }
 
-    MIGRATOR.run(&mut conn).await.context("applying migrations")?;
+    MIGRATOR
+        .run(&mut conn)
+        .await
+        .context("applying migrations")?;
 
     let existing: Option<(bool, bool)> =
         sqlx::query_as("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1")
@@ -87,7 +103,9 @@ pub async fn migrate(owner_url: &str, runtime_url: &str) -> anyhow::Result<()> {
             .await?;
     match existing {
         Some((true, _)) | Some((_, true)) => {
-            bail!("the runtime role `{runtime_user}` is a superuser or bypasses row-level security; refusing to grant it anything")
+            bail!(
+                "the runtime role `{runtime_user}` is a superuser or bypasses row-level security; refusing to grant it anything"
+            )
         }
         Some(_) => {}
         None => {
@@ -98,7 +116,10 @@ pub async fn migrate(owner_url: &str, runtime_url: &str) -> anyhow::Result<()> {
             .bind(&runtime_password)
             .fetch_one(&mut conn)
             .await?;
-            sqlx::raw_sql(sqlx::AssertSqlSafe(create)).execute(&mut conn).await.context("creating the runtime role")?;
+            sqlx::raw_sql(sqlx::AssertSqlSafe(create))
+                .execute(&mut conn)
+                .await
+                .context("creating the runtime role")?;
             tracing::info!(role = %runtime_user, "created the runtime role");
         }
     }
@@ -110,13 +131,18 @@ pub async fn migrate(owner_url: &str, runtime_url: &str) -> anyhow::Result<()> {
     .bind(&runtime_user)
     .fetch_one(&mut conn)
     .await?;
-    sqlx::raw_sql(sqlx::AssertSqlSafe(grants)).execute(&mut conn).await.context("granting the runtime role")?;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(grants))
+        .execute(&mut conn)
+        .await
+        .context("granting the runtime role")?;
     conn.close().await?;
     Ok(())
 }
 
 async fn conn_user(conn: &mut PgConnection) -> anyhow::Result<String> {
-    Ok(sqlx::query_scalar("SELECT current_user::text").fetch_one(conn).await?)
+    Ok(sqlx::query_scalar("SELECT current_user::text")
+        .fetch_one(conn)
+        .await?)
 }
 
 fn percent_decode(s: &str) -> String {

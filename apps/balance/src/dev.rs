@@ -37,18 +37,33 @@ impl LocalCluster {
         if !status.success() {
             bail!("{} up failed ({status})", script.display());
         }
-        let cluster = LocalCluster { script: script.clone() };
-        let out = Command::new(&script).arg("env").env("BALANCE_PG_CLUSTER", "dev").output()?;
+        let cluster = LocalCluster {
+            script: script.clone(),
+        };
+        let out = Command::new(&script)
+            .arg("env")
+            .env("BALANCE_PG_CLUSTER", "dev")
+            .output()?;
         if !out.status.success() {
-            bail!("{} env failed: {}", script.display(), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "{} env failed: {}",
+                script.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
-        Ok((cluster, parse_exports(&String::from_utf8_lossy(&out.stdout))))
+        Ok((
+            cluster,
+            parse_exports(&String::from_utf8_lossy(&out.stdout)),
+        ))
     }
 }
 
 impl Drop for LocalCluster {
     fn drop(&mut self) {
-        let _ = Command::new(&self.script).arg("down").env("BALANCE_PG_CLUSTER", "dev").status();
+        let _ = Command::new(&self.script)
+            .arg("down")
+            .env("BALANCE_PG_CLUSTER", "dev")
+            .status();
     }
 }
 
@@ -57,6 +72,11 @@ pub fn parse_exports(text: &str) -> BTreeMap<String, String> {
     text.lines()
         .filter_map(|line| line.trim().strip_prefix("export "))
         .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), v.trim_matches('\'').trim_matches('"').to_string()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                v.trim_matches('\'').trim_matches('"').to_string(),
+            )
+        })
         .collect()
 }

@@ -37,7 +37,10 @@ fn main() -> ExitCode {
         print!("{}", http::spec());
         return ExitCode::SUCCESS;
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     runtime.block_on(async {
         match run(cli.command).await {
             Ok(()) => ExitCode::SUCCESS,
@@ -71,27 +74,42 @@ async fn run(command: Command) -> anyhow::Result<()> {
     }
 }
 
-fn require<'a>(value: &'a Option<kernel::Secret<String>>, var: &'static str, hint: &str) -> Result<&'a str, ConfigError> {
+fn require<'a>(
+    value: &'a Option<kernel::Secret<String>>,
+    var: &'static str,
+    hint: &str,
+) -> Result<&'a str, ConfigError> {
     value
         .as_ref()
         .map(|s| s.expose().as_str())
-        .ok_or_else(|| ConfigError { var, message: format!("required: {hint}") })
+        .ok_or_else(|| ConfigError {
+            var,
+            message: format!("required: {hint}"),
+        })
 }
 
-const DB_HINT: &str = "start a local cluster with `ops/pg up` and `eval \"$(ops/pg env)\"`, or use `balance dev`";
+const DB_HINT: &str =
+    "start a local cluster with `ops/pg up` and `eval \"$(ops/pg env)\"`, or use `balance dev`";
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
-    let owner = require(&config.database.owner_url, "BALANCE_DATABASE_OWNER_URL", DB_HINT)?;
+    let owner = require(
+        &config.database.owner_url,
+        "BALANCE_DATABASE_OWNER_URL",
+        DB_HINT,
+    )?;
     let runtime = require(&config.database.url, "BALANCE_DATABASE_URL", DB_HINT)?;
     db::migrate(owner, runtime).await?;
-    tracing::info!(migrations = db::MIGRATOR.iter().count(), "database is migrated");
+    tracing::info!(
+        migrations = db::MIGRATOR.iter().count(),
+        "database is migrated"
+    );
     Ok(())
 }
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
     let url = require(&config.database.url, "BALANCE_DATABASE_URL", DB_HINT)?;
     let pool = db::runtime_pool(url, 20)?;
-    let server = http::Server::start(&config.http, pool, http::product_api()).await?;
+    let server = http::Server::start_product(&config.http, pool).await?;
     tracing::info!(addr = %server.addr, admin = ?server.admin_addr, "serving the API");
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
@@ -115,14 +133,22 @@ async fn dev() -> anyhow::Result<()> {
         overrides = vars;
         Some(cluster)
     };
-    overrides.entry("BALANCE_LOG_FORMAT".into()).or_insert_with(|| "pretty".into());
-    let config = Config::load(&|name| std::env::var(name).ok().or_else(|| overrides.get(name).cloned()))?;
+    overrides
+        .entry("BALANCE_LOG_FORMAT".into())
+        .or_insert_with(|| "pretty".into());
+    let config = Config::load(&|name| {
+        std::env::var(name)
+            .ok()
+            .or_else(|| overrides.get(name).cloned())
+    })?;
     let _telemetry = telemetry::init(&config.log)?;
     migrate(&config).await.context("migrating the database")?;
     let url = require(&config.database.url, "BALANCE_DATABASE_URL", DB_HINT)?;
-    let server = http::Server::start(&config.http, db::runtime_pool(url, 20)?, http::product_api()).await?;
+    let server = http::Server::start_product(&config.http, db::runtime_pool(url, 20)?).await?;
     let base = format!("http://{}", server.addr);
-    println!("\nBalance is running.\n  API docs: {base}/docs\n  Health:   {base}/ready\nPress Ctrl-C to stop.\n");
+    println!(
+        "\nBalance is running.\n  API docs: {base}/docs\n  Health:   {base}/ready\nPress Ctrl-C to stop.\n"
+    );
     shutdown_signal().await;
     println!("Stopping Balance...");
     server.stop().await;
@@ -135,7 +161,8 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .expect("SIGTERM handler");
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

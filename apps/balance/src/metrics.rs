@@ -5,7 +5,12 @@ use std::sync::Mutex;
 use prometheus_client::{
     collector::Collector,
     encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric, text::encode},
-    metrics::{counter::{ConstCounter, Counter}, family::Family, gauge::ConstGauge, histogram::Histogram},
+    metrics::{
+        counter::{ConstCounter, Counter},
+        family::Family,
+        gauge::ConstGauge,
+        histogram::Histogram,
+    },
     registry::Registry,
 };
 
@@ -40,7 +45,9 @@ impl Metrics {
         let mut registry = Registry::default();
         let requests = Family::<RequestLabels, Counter>::default();
         let durations = Family::<RouteLabels, Histogram>::new_with_constructor(|| {
-            Histogram::new([0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0])
+            Histogram::new([
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ])
         });
         registry.register(
             "balance_http_requests",
@@ -53,16 +60,27 @@ impl Metrics {
             durations.clone(),
         );
         registry.register_collector(Box::new(ProcessCollector));
-        Self { registry: Mutex::new(registry), requests, durations }
+        Self {
+            registry: Mutex::new(registry),
+            requests,
+            durations,
+        }
     }
 
     /// Records one served request. `route` is the route template, never the raw path.
     pub fn observe(&self, method: &str, route: &str, status: u16, seconds: f64) {
         self.requests
-            .get_or_create(&RequestLabels { method: method.into(), route: route.into(), status })
+            .get_or_create(&RequestLabels {
+                method: method.into(),
+                route: route.into(),
+                status,
+            })
             .inc();
         self.durations
-            .get_or_create(&RouteLabels { method: method.into(), route: route.into() })
+            .get_or_create(&RouteLabels {
+                method: method.into(),
+                route: route.into(),
+            })
             .observe(seconds);
     }
 
@@ -112,8 +130,16 @@ impl Collector for ProcessCollector {
             )?;
             c.encode(metric)?;
             let gauges = [
-                ("process_resident_memory_bytes", "Resident memory size in bytes", rss),
-                ("process_start_time_seconds", "Start time of the process since the Unix epoch in seconds", start),
+                (
+                    "process_resident_memory_bytes",
+                    "Resident memory size in bytes",
+                    rss,
+                ),
+                (
+                    "process_start_time_seconds",
+                    "Start time of the process since the Unix epoch in seconds",
+                    start,
+                ),
             ];
             for (name, help, value) in gauges {
                 let g = ConstGauge::new(value);
@@ -123,8 +149,12 @@ impl Collector for ProcessCollector {
         }
         if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
             let g = ConstGauge::new(fds.count() as i64);
-            let metric =
-                encoder.encode_descriptor("process_open_fds", "Number of open file descriptors", None, g.metric_type())?;
+            let metric = encoder.encode_descriptor(
+                "process_open_fds",
+                "Number of open file descriptors",
+                None,
+                g.metric_type(),
+            )?;
             g.encode(metric)?;
         }
         Ok(())

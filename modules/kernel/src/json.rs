@@ -44,7 +44,11 @@ impl FieldErrors {
 
     /// `Err(422 validation_failed)` when any error was recorded.
     pub fn into_result(self) -> Result<(), Problem> {
-        if self.0.is_empty() { Ok(()) } else { Err(Problem::validation(self.0)) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(Problem::validation(self.0))
+        }
     }
 }
 
@@ -63,7 +67,9 @@ impl<T: Type> Payload for JsonBody<T> {
     const CONTENT_TYPE: &'static str = "application/json";
 
     fn check_content_type(content_type: &str) -> bool {
-        content_type.parse::<mime_guess_lite::Mime>().is_ok_and(|m| m.is_json())
+        content_type
+            .parse::<mime_guess_lite::Mime>()
+            .is_ok_and(|m| m.is_json())
     }
 
     fn schema_ref() -> MetaSchemaRef {
@@ -90,7 +96,10 @@ impl_apirequest_for_payload!(JsonBody<T>, T: Type + DeserializeOwned + Validate)
 /// `422 validation_failed` with every bad field's path otherwise.
 pub fn parse<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, Problem> {
     if bytes.is_empty() {
-        return Err(Problem::bad_request("malformed_json", "The request body is empty; send a JSON object."));
+        return Err(Problem::bad_request(
+            "malformed_json",
+            "The request body is empty; send a JSON object.",
+        ));
     }
     // Syntax first, so a truncated document is a 400 and not a misleading field error.
     if let Err(err) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
@@ -98,6 +107,13 @@ pub fn parse<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, Problem>
             "malformed_json",
             format!("The request body is not valid JSON: {err}."),
         ));
+    }
+    // Bodies are objects. (serde would also read a struct from an array of its fields.)
+    if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(Problem::validation(vec![FieldError::new(
+            "body",
+            "must be a JSON object",
+        )]));
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
     let value: T = serde_path_to_error::deserialize(de).map_err(|err| {
@@ -115,7 +131,9 @@ pub fn parse<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, Problem>
 /// reports (an unknown field's path already ends with it).
 fn field_error(path: &str, message: &str) -> FieldError {
     let message = message.split(" at line ").next().unwrap_or(message);
-    let child = message.strip_prefix("missing field `").and_then(|rest| rest.split('`').next());
+    let child = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split('`').next());
     let parent = if path == "." { "" } else { path };
     let field = match child {
         Some(child) if parent.is_empty() => child.to_string(),
@@ -140,8 +158,17 @@ mod mime_guess_lite {
     impl std::str::FromStr for Mime {
         type Err = ();
         fn from_str(s: &str) -> Result<Self, ()> {
-            let essence = s.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-            if essence.contains('/') { Ok(Self { essence }) } else { Err(()) }
+            let essence = s
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if essence.contains('/') {
+                Ok(Self { essence })
+            } else {
+                Err(())
+            }
         }
     }
 
@@ -188,10 +215,16 @@ mod tests {
 
     #[test]
     fn bad_fields_are_named_by_their_path() {
-        assert_eq!(fields(r#"{"items":[{"name":"a","amount":"x"}]}"#), ["items[0].amount"]);
+        assert_eq!(
+            fields(r#"{"items":[{"name":"a","amount":"x"}]}"#),
+            ["items[0].amount"]
+        );
         assert_eq!(fields(r#"{"items":[{"amount":1}]}"#), ["items[0].name"]);
         assert_eq!(fields(r#"{}"#), ["items"]);
-        assert_eq!(fields(r#"{"items":[{"name":"a","amount":1,"x":1}]}"#), ["items[0].x"]);
+        assert_eq!(
+            fields(r#"{"items":[{"name":"a","amount":1,"x":1}]}"#),
+            ["items[0].x"]
+        );
         assert_eq!(fields(r#"{"items":[]}"#), ["items"]);
     }
 
@@ -199,7 +232,11 @@ mod tests {
     fn a_body_that_is_not_json_is_a_400() {
         for body in ["", "{", "nope", "{\"items\": [}"] {
             let p = parse::<Order>(body.as_bytes()).unwrap_err();
-            assert_eq!((p.status().as_u16(), p.code()), (400, "malformed_json"), "{body}");
+            assert_eq!(
+                (p.status().as_u16(), p.code()),
+                (400, "malformed_json"),
+                "{body}"
+            );
         }
     }
 }

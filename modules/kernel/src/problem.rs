@@ -35,7 +35,10 @@ pub struct FieldError {
 impl FieldError {
     /// A field error for `field`.
     pub fn new(field: impl Into<String>, message: impl Into<String>) -> Self {
-        Self { field: field.into(), message: message.into() }
+        Self {
+            field: field.into(),
+            message: message.into(),
+        }
     }
 }
 
@@ -84,7 +87,11 @@ impl std::error::Error for BodyTooLarge {}
 /// Build one with a constructor that names the situation ([`Problem::not_found`],
 /// [`Problem::validation`], ...) or [`Problem::new`] for a module-specific code.
 #[derive(Debug, Clone)]
-pub struct Problem {
+pub struct Problem(Box<Inner>);
+
+// Boxed: `Result<T, Problem>` stays one pointer wide on the happy path.
+#[derive(Debug, Clone)]
+struct Inner {
     status: StatusCode,
     code: Cow<'static, str>,
     title: Cow<'static, str>,
@@ -95,8 +102,8 @@ pub struct Problem {
 
 impl std::fmt::Display for Problem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}", self.status.as_u16(), self.code)?;
-        if let Some(detail) = &self.detail {
+        write!(f, "{} {}", self.0.status.as_u16(), self.0.code)?;
+        if let Some(detail) = &self.0.detail {
             write!(f, ": {detail}")?;
         }
         Ok(())
@@ -112,50 +119,50 @@ impl Problem {
         code: impl Into<Cow<'static, str>>,
         title: impl Into<Cow<'static, str>>,
     ) -> Self {
-        Self {
+        Self(Box::new(Inner {
             status,
             code: code.into(),
             title: title.into(),
             detail: None,
             errors: Vec::new(),
             headers: Vec::new(),
-        }
+        }))
     }
 
     /// Adds what went wrong with this request.
     #[must_use]
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
-        self.detail = Some(detail.into());
+        self.0.detail = Some(detail.into());
         self
     }
 
     /// Adds the invalid fields.
     #[must_use]
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
-        self.errors = errors;
+        self.0.errors = errors;
         self
     }
 
     /// Adds a response header (e.g. `Retry-After`, `Allow`).
     #[must_use]
     pub fn with_header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.push((name, value));
+        self.0.headers.push((name, value));
         self
     }
 
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The machine code.
     pub fn code(&self) -> &str {
-        &self.code
+        &self.0.code
     }
 
     /// The field errors.
     pub fn errors(&self) -> &[FieldError] {
-        &self.errors
+        &self.0.errors
     }
 
     /// 400: a request the server cannot read at all.
@@ -171,14 +178,24 @@ impl Problem {
 
     /// 405: the path exists, the method does not.
     pub fn method_not_allowed() -> Self {
-        Self::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "Method not allowed")
-            .with_detail("This resource does not support the request's method.")
+        Self::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "Method not allowed",
+        )
+        .with_detail("This resource does not support the request's method.")
     }
 
     /// 413: the body is larger than the endpoint accepts.
     pub fn payload_too_large(limit: usize) -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "Request body too large")
-            .with_detail(format!("The request body exceeds the limit of {limit} bytes."))
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "Request body too large",
+        )
+        .with_detail(format!(
+            "The request body exceeds the limit of {limit} bytes."
+        ))
     }
 
     /// 415: the body's media type is not one the endpoint reads.
@@ -193,15 +210,23 @@ impl Problem {
 
     /// 422: the request is readable but some fields are invalid.
     pub fn validation(errors: Vec<FieldError>) -> Self {
-        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "validation_failed", "The request is not valid")
-            .with_detail("One or more fields are invalid; see `errors`.")
-            .with_errors(errors)
+        Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            "The request is not valid",
+        )
+        .with_detail("One or more fields are invalid; see `errors`.")
+        .with_errors(errors)
     }
 
     /// 500: a failure on our side. Says nothing about internals; the cause goes to the log.
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "Internal server error")
-            .with_detail("Something went wrong on our side. Quote the request id when reporting it.")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "Internal server error",
+        )
+        .with_detail("Something went wrong on our side. Quote the request id when reporting it.")
     }
 
     /// 503: a dependency is not available.
@@ -212,15 +237,19 @@ impl Problem {
     /// The body of this problem for the current request.
     pub fn body(&self) -> ProblemBody {
         let ctx = RequestContext::current();
+        let p = &self.0;
         ProblemBody {
-            kind: format!("urn:balance:problem:{}", self.code),
-            title: self.title.to_string(),
-            status: self.status.as_u16(),
-            detail: self.detail.clone(),
+            kind: format!("urn:balance:problem:{}", p.code),
+            title: p.title.to_string(),
+            status: p.status.as_u16(),
+            detail: p.detail.clone(),
             instance: ctx.as_ref().map(|c| c.path.clone()).unwrap_or_default(),
-            request_id: ctx.as_ref().map(|c| c.request_id.clone()).unwrap_or_default(),
-            code: self.code.to_string(),
-            errors: self.errors.clone(),
+            request_id: ctx
+                .as_ref()
+                .map(|c| c.request_id.clone())
+                .unwrap_or_default(),
+            code: p.code.to_string(),
+            errors: p.errors.clone(),
         }
     }
 
@@ -263,7 +292,10 @@ impl Problem {
                 if let Some(BodyTooLarge(limit)) = io.get_ref().and_then(|e| e.downcast_ref()) {
                     return Problem::payload_too_large(*limit);
                 }
-                return Problem::bad_request("unreadable_body", "The request body could not be read.");
+                return Problem::bad_request(
+                    "unreadable_body",
+                    "The request body could not be read.",
+                );
             }
             _ => {}
         }
@@ -274,8 +306,12 @@ impl Problem {
                 .unwrap_or("client_error")
                 .to_ascii_lowercase()
                 .replace([' ', '-'], "_");
-            return Problem::new(status, code, status.canonical_reason().unwrap_or("Client error"))
-                .with_detail(err.to_string());
+            return Problem::new(
+                status,
+                code,
+                status.canonical_reason().unwrap_or("Client error"),
+            )
+            .with_detail(err.to_string());
         }
         tracing::error!(error = %err, status = status.as_u16(), "request failed");
         Problem::internal()
@@ -284,16 +320,16 @@ impl Problem {
 
 impl ResponseError for Problem {
     fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     fn as_response(&self) -> Response {
         let body = serde_json::to_vec(&self.body()).unwrap_or_default();
         let mut resp = Response::builder()
-            .status(self.status)
+            .status(self.0.status)
             .header(header::CONTENT_TYPE, PROBLEM_CONTENT_TYPE)
             .body(body);
-        for (name, value) in &self.headers {
+        for (name, value) in &self.0.headers {
             resp.headers_mut().append(name.clone(), value.clone());
         }
         resp
@@ -308,7 +344,10 @@ impl IntoResponse for Problem {
 
 /// The problem statuses every API operation can answer, listed in the spec.
 const DOCUMENTED: &[(u16, &str)] = &[
-    (400, "The request cannot be read (malformed JSON, bad encoding)."),
+    (
+        400,
+        "The request cannot be read (malformed JSON, bad encoding).",
+    ),
     (401, "No valid credentials."),
     (403, "Signed in, but not allowed to do this."),
     (404, "Not found, or not visible to the caller."),

@@ -6,11 +6,14 @@ use std::{sync::Arc, time::Instant};
 
 use futures_util::StreamExt;
 use kernel::{Problem, RequestContext};
+use opentelemetry::trace::TraceContextExt;
 use poem::{
     Body, Endpoint, EndpointExt, IntoResponse, PathPattern, Request, Response,
     http::{HeaderValue, Method, header},
 };
+use poem_openapi::OperationId;
 use tracing::{Instrument, field::Empty};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::{config::HttpConfig, metrics::Metrics};
 
@@ -23,24 +26,43 @@ pub const IMPORT_BODY_LIMIT: usize = 50 * 1024 * 1024;
 pub fn body_limit_for(method: &Method, path: &str) -> usize {
     let segments: Vec<&str> = path.trim_end_matches('/').split('/').collect();
     let is_import = method == Method::POST
-        && matches!(segments.as_slice(), ["", "api", "v1", "tenants", _, "imports"]);
-    if is_import { IMPORT_BODY_LIMIT } else { JSON_BODY_LIMIT }
+        && matches!(
+            segments.as_slice(),
+            ["", "api", "v1", "tenants", _, "imports"]
+        );
+    if is_import {
+        IMPORT_BODY_LIMIT
+    } else {
+        JSON_BODY_LIMIT
+    }
 }
 
 struct EdgeState {
     metrics: Arc<Metrics>,
     hsts: bool,
+    routes: Arc<Routes>,
 }
+
+/// The spec's path template of each operation id (`/api/v1/tenants/{tenant_id}`), used as
+/// the route label: poem's own patterns name parameters `:param0`.
+pub type Routes = std::collections::HashMap<String, String>;
 
 /// Wraps an app in the edge.
 pub(crate) fn wrap(
     app: impl Endpoint<Output = Response> + 'static,
     config: &HttpConfig,
     metrics: Arc<Metrics>,
+    routes: Arc<Routes>,
 ) -> impl Endpoint<Output = Response> + 'static {
-    let state = Arc::new(EdgeState { metrics, hsts: config.is_https() });
+    let state = Arc::new(EdgeState {
+        metrics,
+        hsts: config.is_https(),
+        routes,
+    });
     let cors = super::cors(config);
-    let app = app.with_if(cors.is_some(), cors.unwrap_or_default()).map_to_response();
+    let app = app
+        .with_if(cors.is_some(), cors.unwrap_or_default())
+        .map_to_response();
     let app = Arc::new(app);
     poem::endpoint::make(move |req: Request| {
         let (app, state) = (app.clone(), state.clone());
@@ -52,25 +74,33 @@ pub(crate) fn wrap(
 fn incoming_request_id(req: &Request) -> Option<String> {
     let raw = req.headers().get("x-request-id")?.to_str().ok()?;
     let ok = (1..=128).contains(&raw.len())
-        && raw.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
+        && raw
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'));
     ok.then(|| raw.to_string())
 }
 
-async fn handle(app: &impl Endpoint<Output = Response>, req: Request, state: &EdgeState) -> Response {
+async fn handle(
+    app: &impl Endpoint<Output = Response>,
+    req: Request,
+    state: &EdgeState,
+) -> Response {
     let started = Instant::now();
     let request_id = incoming_request_id(&req).unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
     let method = req.method().clone();
     let path = req.uri().path().to_string();
     let span = tracing::info_span!(
         "http_request",
-        otel.name = Empty,
         otel.kind = "server",
         request_id = %request_id,
         http.request.method = %method,
         http.route = Empty,
         http.response.status_code = Empty,
     );
-    let context = RequestContext { request_id: request_id.clone(), path: path.clone() };
+    let context = RequestContext {
+        request_id: request_id.clone(),
+        path: path.clone(),
+    };
 
     let mut resp = context
         .scope(
@@ -86,6 +116,9 @@ async fn handle(app: &impl Endpoint<Output = Response>, req: Request, state: &Ed
                         if let Some(pattern) = err.data::<PathPattern>() {
                             resp.set_data(pattern.clone());
                         }
+                        if let Some(operation) = err.data::<OperationId>() {
+                            resp.set_data(*operation);
+                        }
                         resp
                     }
                 }
@@ -96,14 +129,24 @@ async fn handle(app: &impl Endpoint<Output = Response>, req: Request, state: &Ed
 
     let status = resp.status().as_u16();
     let route = resp
-        .data::<PathPattern>()
-        .map(|p| p.0.to_string())
+        .data::<OperationId>()
+        .and_then(|id| state.routes.get(id.0).cloned())
+        .or_else(|| resp.data::<PathPattern>().map(|p| p.0.to_string()))
         .unwrap_or_else(|| "unmatched".to_string());
     let headers = resp.headers_mut();
-    headers.insert("x-request-id", HeaderValue::from_str(&request_id).expect("request ids are header-safe"));
-    headers.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(
+        "x-request-id",
+        HeaderValue::from_str(&request_id).expect("request ids are header-safe"),
+    );
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
     headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
         headers.insert(
             header::CONTENT_SECURITY_POLICY,
@@ -118,8 +161,14 @@ async fn handle(app: &impl Endpoint<Output = Response>, req: Request, state: &Ed
     }
 
     let elapsed = started.elapsed();
-    state.metrics.observe(method.as_str(), &route, status, elapsed.as_secs_f64());
-    span.record("otel.name", format!("{method} {route}"));
+    state
+        .metrics
+        .observe(method.as_str(), &route, status, elapsed.as_secs_f64());
+    // tracing-opentelemetry ignores `otel.name` once a span was entered; rename it through
+    // the OpenTelemetry span itself (a no-op when no exporter is configured).
+    span.context()
+        .span()
+        .update_name(format!("{method} {route}"));
     span.record("http.route", route.as_str());
     span.record("http.response.status_code", status);
     tracing::info!(
@@ -156,7 +205,10 @@ async fn limit_body(mut req: Request) -> Result<Request, Problem> {
     if limit == JSON_BODY_LIMIT {
         let bytes = body.into_bytes_limit(limit).await.map_err(|e| match e {
             poem::error::ReadBodyError::PayloadTooLarge => Problem::payload_too_large(limit),
-            other => Problem::bad_request("unreadable_body", format!("The request body could not be read: {other}")),
+            other => Problem::bad_request(
+                "unreadable_body",
+                format!("The request body could not be read: {other}"),
+            ),
         })?;
         req.set_body(bytes);
     } else {

@@ -8,7 +8,9 @@ mod ops;
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
 use poem::{
-    Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route, endpoint::BoxEndpoint, get,
+    Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route,
+    endpoint::BoxEndpoint,
+    get,
     listener::{Acceptor, Listener, TcpListener},
     middleware::{CatchPanic, Cors},
 };
@@ -20,11 +22,14 @@ use crate::{config::HttpConfig, metrics::Metrics};
 
 pub use edge::body_limit_for;
 
-/// The product's APIs. Each module adds its `Api` here as it lands.
+/// The product's APIs: a tuple to which each module adds its `Api` as it lands.
 pub type ProductApi = ();
 
 /// The product's APIs.
-pub fn product_api() -> ProductApi {}
+#[allow(clippy::unused_unit, reason = "the tuple grows as modules land")]
+pub fn product_api() -> ProductApi {
+    ()
+}
 
 /// The OpenAPI service of `api`.
 fn service<A: OpenApi>(api: A) -> OpenApiService<A, ()> {
@@ -45,6 +50,7 @@ pub fn spec_of<A: OpenApi>(api: A) -> String {
 }
 
 /// The production spec (`balance openapi`).
+#[allow(clippy::unit_arg, reason = "the product API is still the empty tuple")]
 pub fn spec() -> String {
     spec_of(product_api())
 }
@@ -69,6 +75,12 @@ pub struct Server {
 }
 
 impl Server {
+    /// Starts serving the product API.
+    #[allow(clippy::unit_arg, reason = "the product API is still the empty tuple")]
+    pub async fn start_product(config: &HttpConfig, pool: PgPool) -> anyhow::Result<Server> {
+        Self::start(config, pool, product_api()).await
+    }
+
     /// Starts serving `api` (the product API, plus test-only routes in tests).
     pub async fn start<A: OpenApi + 'static>(
         config: &HttpConfig,
@@ -78,13 +90,12 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         let service = service(api);
         let docs = ops::DocsPage::new(&service.scalar_html());
+        let spec: serde_json::Value = serde_json::from_str(&service.spec())?;
+        let routes = Arc::new(routes_by_operation(&spec));
         let state = Arc::new(AppState {
             pool,
             metrics: metrics.clone(),
-            spec: {
-                let v: serde_json::Value = serde_json::from_str(&service.spec())?;
-                serde_json::to_string_pretty(&v)?
-            },
+            spec: serde_json::to_string_pretty(&spec)?,
             docs,
             metrics_on_main: config.admin_listen.is_none(),
         });
@@ -92,7 +103,12 @@ impl Server {
         let (shutdown, rx) = watch::channel(false);
         let mut tasks = Vec::new();
 
-        let app = edge::wrap(api_and_ops(service.into_endpoint(), state.clone()), config, metrics.clone());
+        let app = edge::wrap(
+            api_and_ops(service.into_endpoint(), state.clone()),
+            config,
+            metrics.clone(),
+            routes.clone(),
+        );
         let acceptor = TcpListener::bind(config.listen).into_acceptor().await?;
         let addr = local_addr(&acceptor)?;
         tasks.push(tokio::spawn(serve(acceptor, app, rx.clone())));
@@ -103,12 +119,18 @@ impl Server {
                 Route::new().at("/metrics", get(ops::metrics).data(state.clone())),
                 config,
                 metrics.clone(),
+                routes.clone(),
             );
             let acceptor = TcpListener::bind(admin).into_acceptor().await?;
             admin_addr = Some(local_addr(&acceptor)?);
             tasks.push(tokio::spawn(serve(acceptor, admin_app, rx.clone())));
         }
-        Ok(Server { addr, admin_addr, shutdown, tasks })
+        Ok(Server {
+            addr,
+            admin_addr,
+            shutdown,
+            tasks,
+        })
     }
 
     /// Stops accepting connections, lets in-flight requests finish (up to 30 s), and returns.
@@ -123,6 +145,19 @@ impl Server {
     pub fn shutdown_handle(&self) -> watch::Sender<bool> {
         self.shutdown.clone()
     }
+}
+
+/// Each operation id's path template, read from the spec.
+fn routes_by_operation(spec: &serde_json::Value) -> edge::Routes {
+    let mut routes = edge::Routes::new();
+    for (path, item) in spec["paths"].as_object().into_iter().flatten() {
+        for op in item.as_object().into_iter().flat_map(|ops| ops.values()) {
+            if let Some(id) = op["operationId"].as_str() {
+                routes.insert(id.to_string(), path.clone());
+            }
+        }
+    }
+    routes
 }
 
 fn local_addr(acceptor: &impl Acceptor) -> anyhow::Result<SocketAddr> {
@@ -151,7 +186,10 @@ async fn serve<E: Endpoint + 'static>(
 
 /// `/api/...` goes to the API; everything else to the operations routes. Two separate
 /// routers keep each route template exactly as declared (poem's nesting would prefix it).
-fn api_and_ops(api: impl Endpoint<Output = Response> + 'static, state: Arc<AppState>) -> impl Endpoint<Output = Response> {
+fn api_and_ops(
+    api: impl Endpoint<Output = Response> + 'static,
+    state: Arc<AppState>,
+) -> impl Endpoint<Output = Response> {
     let mut ops = Route::new()
         .at("/health", get(ops::health))
         .at("/ready", get(ops::ready))
@@ -160,8 +198,11 @@ fn api_and_ops(api: impl Endpoint<Output = Response> + 'static, state: Arc<AppSt
     if state.metrics_on_main {
         ops = ops.at("/metrics", get(ops::metrics));
     }
-    Dispatch { api: api.boxed(), ops: ops.data(state).map_to_response().boxed() }
-        .with(CatchPanic::new().with_handler(edge::panic_response))
+    Dispatch {
+        api: api.boxed(),
+        ops: ops.data(state).map_to_response().boxed(),
+    }
+    .with(CatchPanic::new().with_handler(edge::panic_response))
 }
 
 struct Dispatch {
@@ -174,7 +215,11 @@ impl Endpoint for Dispatch {
 
     async fn call(&self, req: Request) -> poem::Result<Response> {
         let path = req.uri().path();
-        if path == "/api" || path.starts_with("/api/") { self.api.call(req).await } else { self.ops.call(req).await }
+        if path == "/api" || path.starts_with("/api/") {
+            self.api.call(req).await
+        } else {
+            self.ops.call(req).await
+        }
     }
 }
 
@@ -187,8 +232,22 @@ pub(crate) fn cors(config: &HttpConfig) -> Option<Cors> {
         Cors::new()
             .allow_origins(config.cors_origins.iter().map(String::as_str))
             .allow_methods(["GET", "POST", "PUT", "PATCH", "DELETE"])
-            .allow_headers(["authorization", "content-type", "idempotency-key", "if-match", "x-request-id"])
-            .expose_headers(["x-request-id", "retry-after", "ratelimit-limit", "ratelimit-remaining", "ratelimit-reset", "location", "etag"])
+            .allow_headers([
+                "authorization",
+                "content-type",
+                "idempotency-key",
+                "if-match",
+                "x-request-id",
+            ])
+            .expose_headers([
+                "x-request-id",
+                "retry-after",
+                "ratelimit-limit",
+                "ratelimit-remaining",
+                "ratelimit-reset",
+                "location",
+                "etag",
+            ])
             .max_age(600),
     )
 }

@@ -39,7 +39,9 @@ pub fn metrics(state: Data<&Arc<AppState>>) -> Response {
 /// The OpenAPI document of this server.
 #[handler]
 pub fn openapi_json(state: Data<&Arc<AppState>>) -> Response {
-    Response::builder().content_type("application/json").body(state.spec.clone())
+    Response::builder()
+        .content_type("application/json")
+        .body(state.spec.clone())
 }
 
 /// The interactive docs page.

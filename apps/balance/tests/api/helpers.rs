@@ -1,0 +1,143 @@
+//! Spawning the app on port 0 against a database of its own, and a small HTTP client.
+
+use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+
+use balance::{Config, db, http};
+use reqwest::{Response, StatusCode, header::HeaderMap};
+use serde_json::Value;
+use testkit::db::TestDb;
+
+use crate::test_api::TestApi;
+
+/// A database with every migration applied, cloned from the template.
+pub async fn migrated_db() -> TestDb {
+    TestDb::migrated("", |t| async move {
+        db::migrate(&t.owner_url, &t.runtime_url).await
+    })
+    .await
+    .expect("test database")
+}
+
+/// The app, serving the product API plus the test-only routes.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub admin_addr: Option<SocketAddr>,
+    pub client: reqwest::Client,
+    /// Kept alive (and dropped) with the app; tests may query it.
+    #[allow(dead_code)]
+    pub db: TestDb,
+    server: Option<http::Server>,
+    data_dir: PathBuf,
+}
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(&[]).await
+    }
+
+    /// With extra `BALANCE_*` variables.
+    pub async fn spawn_with(vars: &[(&str, &str)]) -> TestApp {
+        Self::start(migrated_db().await, vars).await
+    }
+
+    /// On a given database.
+    pub async fn start(db: TestDb, vars: &[(&str, &str)]) -> TestApp {
+        let data_dir = std::env::temp_dir().join(format!("balance-test-{}", uuid::Uuid::now_v7()));
+        let mut map: BTreeMap<String, String> = BTreeMap::from([
+            ("BALANCE_DATABASE_URL".into(), db.runtime_url.clone()),
+            ("BALANCE_DATABASE_OWNER_URL".into(), db.owner_url.clone()),
+            ("BALANCE_LISTEN".into(), "127.0.0.1:0".into()),
+            ("BALANCE_DATA_DIR".into(), data_dir.to_string_lossy().into()),
+        ]);
+        for (k, v) in vars {
+            map.insert(k.to_string(), v.to_string());
+        }
+        let config = Config::load(&|name| map.get(name).cloned()).expect("test configuration");
+        let url = config
+            .database
+            .url
+            .as_ref()
+            .expect("a runtime URL")
+            .expose()
+            .clone();
+        let pool = db::runtime_pool(&url, 5).expect("pool");
+        let server = http::Server::start(&config.http, pool, (http::product_api(), TestApi))
+            .await
+            .expect("server starts");
+        TestApp {
+            addr: server.addr,
+            admin_addr: server.admin_addr,
+            client: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            db,
+            server: Some(server),
+            data_dir,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub async fn get(&self, path: &str) -> Response {
+        self.client
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_json(&self, path: &str, body: &Value) -> Response {
+        self.client
+            .post(self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Stops the server gracefully.
+    pub async fn stop(mut self) {
+        if let Some(server) = self.server.take() {
+            server.stop().await;
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.data_dir);
+    }
+}
+
+/// A response's status, headers and JSON body.
+pub async fn parts(resp: Response) -> (StatusCode, HeaderMap, Value) {
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp.text().await.expect("body");
+    let body = serde_json::from_str(&text).unwrap_or(Value::String(text));
+    (status, headers, body)
+}
+
+/// Asserts that `resp` is an RFC 9457 problem with `status` and `code`, carrying the same
+/// request id as its header, and returns its body.
+pub async fn assert_problem(resp: Response, status: u16, code: &str) -> Value {
+    let (actual, headers, body) = parts(resp).await;
+    assert_eq!(actual.as_u16(), status, "status of {body}");
+    assert_eq!(
+        headers["content-type"], "application/problem+json",
+        "{body}"
+    );
+    assert_eq!(body["status"], status, "{body}");
+    assert_eq!(body["code"], code, "{body}");
+    assert_eq!(body["type"], format!("urn:balance:problem:{code}"));
+    assert!(
+        body["title"].as_str().is_some_and(|t| !t.is_empty()),
+        "{body}"
+    );
+    let request_id = headers["x-request-id"].to_str().unwrap();
+    assert_eq!(body["request_id"], request_id, "{body}");
+    body
+}

@@ -1,0 +1,3 @@
+//! testkit's own tests: each stand-in behaves like the real service for a real client.
+
+mod smtp;
