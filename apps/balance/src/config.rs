@@ -746,6 +746,13 @@ fn parse_rate(spec: &str) -> Option<RateLimit> {
     })
 }
 
+impl KeysConfig {
+    /// The cursor signer, keyed from the first token pepper (DESIGN.md §1).
+    pub fn cursor_signer(&self) -> kernel::CursorSigner {
+        kernel::CursorSigner::from_pepper(self.token_peppers.keys[0].1.expose())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

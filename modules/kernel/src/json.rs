@@ -14,6 +14,7 @@ use poem_openapi::{
     types::Type,
 };
 use serde::de::DeserializeOwned;
+use sha2::Digest;
 
 use crate::problem::{FieldError, Problem};
 
@@ -52,14 +53,30 @@ impl FieldErrors {
     }
 }
 
-/// A JSON request body, parsed and validated.
+/// A JSON request body, parsed and validated, with the digest of its exact bytes (what an
+/// idempotency key's replay is matched against).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct JsonBody<T>(pub T);
+pub struct JsonBody<T> {
+    value: T,
+    digest: [u8; 32],
+}
+
+impl<T> JsonBody<T> {
+    /// The parsed body.
+    pub fn into_inner(self) -> T {
+        self.value
+    }
+
+    /// SHA-256 of the body's bytes as received.
+    pub fn digest(&self) -> &[u8; 32] {
+        &self.digest
+    }
+}
 
 impl<T> std::ops::Deref for JsonBody<T> {
     type Target = T;
     fn deref(&self) -> &T {
-        &self.0
+        &self.value
     }
 }
 
@@ -86,7 +103,11 @@ impl<T: Type + DeserializeOwned + Validate> ParsePayload for JsonBody<T> {
 
     async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
         let bytes = Vec::<u8>::from_request(request, body).await?;
-        Ok(Self(parse(&bytes)?))
+        let value = parse(&bytes)?;
+        Ok(Self {
+            value,
+            digest: sha2::Sha256::digest(&bytes).into(),
+        })
     }
 }
 

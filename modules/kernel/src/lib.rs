@@ -1,18 +1,30 @@
 //! What every Balance module needs and nothing more.
 //!
+//! - [`db`]: the only way to the database: [`TenantTx`], [`UserTx`], [`SystemTx`];
 //! - [`problem`]: the one error type, rendered as RFC 9457 `application/problem+json`;
-//! - [`context`]: the request context (request id, path) visible to the code serving a request;
-//! - [`json`]: the JSON request body that reports every bad field by its path.
-//!
-//! The row-scoped database handles (`TenantTx`, `UserTx`, `SystemTx`), ids, money,
-//! pagination and idempotency land here next (see `docs/ARCHITECTURE.md`).
+//! - [`context`]: the request context (request id, path, client) of the work being served;
+//! - [`json`]: the JSON request body that reports every bad field by its path;
+//! - [`idempotency`]: `Idempotency-Key` replay for creating `POST`s;
+//! - [`page`]: keyset pagination with signed cursors;
+//! - [`ids`], [`money`], [`email`], [`secret`]: types that can only hold valid values.
 
 pub mod context;
+pub mod db;
+pub mod email;
+pub mod idempotency;
+pub mod ids;
 pub mod json;
+pub mod money;
+pub mod page;
 pub mod problem;
 pub mod secret;
 
 pub use context::RequestContext;
+pub use db::{Actor, CommitHook, CommitParts, Db, Scope, SystemTx, TenantTx, TxContext, UserTx};
+pub use email::Email;
+pub use ids::{TenantId, UserId};
 pub use json::{FieldErrors, JsonBody, Validate};
+pub use money::{Currency, Money, MoneyError};
+pub use page::{CursorSigner, Page, PageParams, Position, QueryId};
 pub use problem::{ApiResult, FieldError, Problem};
 pub use secret::Secret;

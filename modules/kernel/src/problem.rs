@@ -392,3 +392,27 @@ impl ProblemBody {
 
 /// Result of an API operation.
 pub type ApiResult<T> = Result<T, Problem>;
+
+impl From<sqlx::Error> for Problem {
+    /// A database failure the caller did not handle: `503` when the database cannot be
+    /// reached (the client may retry), `500` otherwise. The cause goes to the log only.
+    fn from(err: sqlx::Error) -> Problem {
+        match &err {
+            sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_) => {
+                tracing::error!(error = %err, "database unavailable");
+                Problem::unavailable(
+                    "database_unavailable",
+                    "The database is not reachable right now; retry shortly.",
+                )
+                .with_header(header::RETRY_AFTER, HeaderValue::from_static("2"))
+            }
+            _ => {
+                tracing::error!(error = %err, "database error");
+                Problem::internal()
+            }
+        }
+    }
+}

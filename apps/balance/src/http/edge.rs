@@ -97,12 +97,21 @@ async fn handle(
         http.route = Empty,
         http.response.status_code = Empty,
     );
-    let context = RequestContext {
-        request_id: request_id.clone(),
-        path: path.clone(),
-    };
+    let client_ip = req.remote_addr().as_socket_addr().map(|a| a.ip());
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(512).collect());
+    let context = Arc::new(RequestContext::http(
+        request_id.clone(),
+        path.clone(),
+        client_ip,
+        user_agent,
+    ));
 
     let mut resp = context
+        .clone()
         .scope(
             async {
                 let result = match limit_body(req).await {
@@ -152,6 +161,9 @@ async fn handle(
             header::CONTENT_SECURITY_POLICY,
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         );
+    }
+    if context.is_replayed() {
+        headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
     if state.hsts {
         headers.insert(

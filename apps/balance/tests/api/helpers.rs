@@ -26,6 +26,10 @@ pub struct TestApp {
     /// Kept alive (and dropped) with the app; tests may query it.
     #[allow(dead_code)]
     pub db: TestDb,
+    /// The app's own pool as modules see it, for arranging and checking data.
+    pub kernel_db: kernel::Db,
+    /// How many times the test API's idempotent work ran.
+    pub runs: std::sync::Arc<std::sync::atomic::AtomicU64>,
     server: Option<http::Server>,
     data_dir: PathBuf,
 }
@@ -61,9 +65,16 @@ impl TestApp {
             .expose()
             .clone();
         let pool = db::runtime_pool(&url, 5).expect("pool");
-        let server = http::Server::start(&config.http, pool, (http::product_api(), TestApi))
-            .await
-            .expect("server starts");
+        let test_api = TestApi {
+            db: kernel::Db::new(pool.clone()),
+            cursors: config.keys.cursor_signer(),
+            runs: Default::default(),
+        };
+        let runs = test_api.runs.clone();
+        let server =
+            http::Server::start(&config.http, pool.clone(), (http::product_api(), test_api))
+                .await
+                .expect("server starts");
         TestApp {
             addr: server.addr,
             admin_addr: server.admin_addr,
@@ -72,6 +83,8 @@ impl TestApp {
                 .build()
                 .unwrap(),
             db,
+            kernel_db: kernel::Db::new(pool),
+            runs,
             server: Some(server),
             data_dir,
         }
@@ -140,4 +153,50 @@ pub async fn assert_problem(resp: Response, status: u16, code: &str) -> Value {
     let request_id = headers["x-request-id"].to_str().unwrap();
     assert_eq!(body["request_id"], request_id, "{body}");
     body
+}
+
+/// Arranging data through the same handles module code uses.
+pub mod seed {
+    use kernel::{Actor, Db, SystemTx, TenantId, TenantTx, UserId};
+
+    /// A tenant workspace.
+    pub async fn tenant(db: &Db, name: &str) -> TenantId {
+        let id = TenantId::new();
+        let mut tx = SystemTx::begin(db, Actor::System).await.unwrap();
+        sqlx::query("INSERT INTO tenants (id, name) VALUES ($1, $2)")
+            .bind(id)
+            .bind(name)
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        id
+    }
+
+    /// A user.
+    pub async fn user(db: &Db) -> UserId {
+        let id = UserId::new();
+        let mut tx = SystemTx::begin(db, Actor::System).await.unwrap();
+        sqlx::query("INSERT INTO users (id, email, name) VALUES ($1, $2, 'Test User')")
+            .bind(id)
+            .bind(format!("{id}@example.com"))
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+        id
+    }
+
+    /// `user` becomes a member of `tenant`.
+    pub async fn member(db: &Db, tenant: TenantId, user: UserId, roles: &[&str]) {
+        let mut tx = TenantTx::begin(db, tenant, Actor::System).await.unwrap();
+        sqlx::query("INSERT INTO memberships (tenant_id, user_id, roles) VALUES ($1, $2, $3)")
+            .bind(tenant)
+            .bind(user)
+            .bind(roles)
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
 }

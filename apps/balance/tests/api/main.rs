@@ -1,8 +1,13 @@
 //! The Balance binary's behaviour over real HTTP, against a real PostgreSQL.
 
 mod cli;
+mod data_layer;
 mod helpers;
+mod idempotency;
+mod isolation;
 mod ops;
+mod pagination;
 mod problems;
+mod schema;
 mod spec;
 mod test_api;
