@@ -2,7 +2,6 @@
 //! CLI. It wires the modules together and holds no business rules.
 
 pub mod config;
-pub mod db;
 pub mod dev;
 pub mod http;
 pub mod metrics;

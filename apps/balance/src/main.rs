@@ -3,8 +3,9 @@
 use std::{collections::BTreeMap, process::ExitCode};
 
 use anyhow::Context;
-use balance::{Config, config::ConfigError, db, dev::LocalCluster, http, telemetry};
+use balance::{Config, config::ConfigError, dev::LocalCluster, http, telemetry};
 use clap::{Parser, Subcommand};
+use kernel::migrate as db;
 
 /// Balance: multi-tenant money operations.
 #[derive(Parser)]

@@ -1,6 +1,7 @@
 //! What every Balance module needs and nothing more.
 //!
 //! - [`db`]: the only way to the database: [`TenantTx`], [`UserTx`], [`SystemTx`];
+//! - [`migrate`]: migrations, the runtime role, the readiness check;
 //! - [`problem`]: the one error type, rendered as RFC 9457 `application/problem+json`;
 //! - [`context`]: the request context (request id, path, client) of the work being served;
 //! - [`json`]: the JSON request body that reports every bad field by its path;
@@ -14,6 +15,7 @@ pub mod email;
 pub mod idempotency;
 pub mod ids;
 pub mod json;
+pub mod migrate;
 pub mod money;
 pub mod page;
 pub mod problem;

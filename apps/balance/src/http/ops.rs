@@ -22,7 +22,7 @@ pub fn health() -> Json<serde_json::Value> {
 /// The database is reachable and every migration is applied; `503` with the reason otherwise.
 #[handler]
 pub async fn ready(state: Data<&Arc<AppState>>) -> Response {
-    match crate::db::readiness(&state.pool).await {
+    match kernel::migrate::readiness(&state.pool).await {
         Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
         Err(reason) => Problem::unavailable("not_ready", reason).into_response(),
     }

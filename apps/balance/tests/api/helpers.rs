@@ -2,7 +2,8 @@
 
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
-use balance::{Config, db, http};
+use balance::{Config, http};
+use kernel::migrate as db;
 use reqwest::{Response, StatusCode, header::HeaderMap};
 use serde_json::Value;
 use testkit::db::TestDb;
@@ -12,7 +13,7 @@ use crate::test_api::TestApi;
 /// A database with every migration applied, cloned from the template.
 pub async fn migrated_db() -> TestDb {
     TestDb::migrated("", |t| async move {
-        db::migrate(&t.owner_url, &t.runtime_url).await
+        Ok(db::migrate(&t.owner_url, &t.runtime_url).await?)
     })
     .await
     .expect("test database")

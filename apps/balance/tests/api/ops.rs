@@ -41,7 +41,7 @@ async fn ready_is_503_with_the_reason_while_migrations_are_missing() {
 #[tokio::test]
 async fn ready_recovers_by_itself_after_a_postgresql_restart() {
     let cluster = Cluster::start("ready").expect("a cluster of its own");
-    balance::db::migrate(&cluster.owner_url, &cluster.runtime_url)
+    kernel::migrate::migrate(&cluster.owner_url, &cluster.runtime_url)
         .await
         .unwrap();
     let db = TestDb::empty().await.unwrap();

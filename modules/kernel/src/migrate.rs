@@ -1,9 +1,9 @@
-//! The database as the composition root sees it: connecting, migrating as the owner,
-//! creating and granting the runtime role, and the readiness check.
+//! The schema's life: migrating as the owner, creating and granting the runtime role,
+//! connecting the runtime pool, and the readiness check. Called by the composition root
+//! (`balance migrate`, `/ready`) and by the test harness; module code never sees the pool.
 
 use std::{str::FromStr, time::Duration};
 
-use anyhow::{Context, bail};
 use sqlx::{
     Connection, PgConnection, PgPool,
     migrate::Migrator,
@@ -20,9 +20,9 @@ pub const RUNTIME_GROUP: &str = "balance_runtime";
 
 /// A lazily connecting pool for the runtime role: the server starts (and `/ready` says
 /// why it is not ready) even while the database is down, and reconnects by itself.
-pub fn runtime_pool(url: &str, max_connections: u32) -> anyhow::Result<PgPool> {
+pub fn runtime_pool(url: &str, max_connections: u32) -> Result<PgPool, MigrateError> {
     let options = PgConnectOptions::from_str(url)
-        .context("BALANCE_DATABASE_URL")?
+        .map_err(|e| MigrateError::Config(format!("BALANCE_DATABASE_URL: {e}")))?
         .application_name("balance");
     Ok(PgPoolOptions::new()
         .max_connections(max_connections)
@@ -68,44 +68,47 @@ pub async fn readiness(pool: &PgPool) -> Result<(), String> {
 
 /// Applies pending migrations as the owner, then creates the runtime role when missing and
 /// grants it membership of [`RUNTIME_GROUP`] (DESIGN.md §1).
-pub async fn migrate(owner_url: &str, runtime_url: &str) -> anyhow::Result<()> {
-    let runtime = PgConnectOptions::from_str(runtime_url).context("BALANCE_DATABASE_URL")?;
+pub async fn migrate(owner_url: &str, runtime_url: &str) -> Result<(), MigrateError> {
+    let runtime = PgConnectOptions::from_str(runtime_url)
+        .map_err(|e| MigrateError::Config(format!("BALANCE_DATABASE_URL: {e}")))?;
     let runtime_user = runtime.get_username().to_string();
     let runtime_password = url::Url::parse(runtime_url)
         .ok()
         .and_then(|u| u.password().map(percent_decode))
         .unwrap_or_default();
     if runtime_user == RUNTIME_GROUP {
-        bail!(
+        return Err(MigrateError::Config(format!(
             "BALANCE_DATABASE_URL: the runtime user cannot be named `{RUNTIME_GROUP}` (reserved for the group role)"
-        );
+        )));
     }
 
-    let owner = PgConnectOptions::from_str(owner_url).context("BALANCE_DATABASE_OWNER_URL")?;
+    let owner = PgConnectOptions::from_str(owner_url)
+        .map_err(|e| MigrateError::Config(format!("BALANCE_DATABASE_OWNER_URL: {e}")))?;
     let mut conn = PgConnection::connect_with(&owner.application_name("balance-migrate"))
         .await
-        .context("connecting as the owner role (BALANCE_DATABASE_OWNER_URL)")?;
+        .map_err(db(
+            "connecting as the owner role (BALANCE_DATABASE_OWNER_URL)",
+        ))?;
     if runtime_user == conn_user(&mut conn).await? {
-        bail!(
+        return Err(MigrateError::Config(
             "BALANCE_DATABASE_URL and BALANCE_DATABASE_OWNER_URL name the same role; the runtime role must own nothing"
-        );
+                .into(),
+        ));
     }
 
-    MIGRATOR
-        .run(&mut conn)
-        .await
-        .context("applying migrations")?;
+    MIGRATOR.run(&mut conn).await?;
 
     let existing: Option<(bool, bool)> =
         sqlx::query_as("SELECT rolsuper, rolbypassrls FROM pg_roles WHERE rolname = $1")
             .bind(&runtime_user)
             .fetch_optional(&mut conn)
-            .await?;
+            .await
+            .map_err(db("reading the runtime role"))?;
     match existing {
         Some((true, _)) | Some((_, true)) => {
-            bail!(
+            return Err(MigrateError::Config(format!(
                 "the runtime role `{runtime_user}` is a superuser or bypasses row-level security; refusing to grant it anything"
-            )
+            )));
         }
         Some(_) => {}
         None => {
@@ -115,11 +118,12 @@ pub async fn migrate(owner_url: &str, runtime_url: &str) -> anyhow::Result<()> {
             .bind(&runtime_user)
             .bind(&runtime_password)
             .fetch_one(&mut conn)
-            .await?;
+            .await
+            .map_err(db("creating the runtime role"))?;
             sqlx::raw_sql(sqlx::AssertSqlSafe(create))
                 .execute(&mut conn)
                 .await
-                .context("creating the runtime role")?;
+                .map_err(db("creating the runtime role"))?;
             tracing::info!(role = %runtime_user, "created the runtime role");
         }
     }
@@ -130,19 +134,43 @@ pub async fn migrate(owner_url: &str, runtime_url: &str) -> anyhow::Result<()> {
     .bind(RUNTIME_GROUP)
     .bind(&runtime_user)
     .fetch_one(&mut conn)
-    .await?;
+    .await
+    .map_err(db("granting the runtime role"))?;
     sqlx::raw_sql(sqlx::AssertSqlSafe(grants))
         .execute(&mut conn)
         .await
-        .context("granting the runtime role")?;
-    conn.close().await?;
+        .map_err(db("granting the runtime role"))?;
+    conn.close().await.map_err(db("closing"))?;
     Ok(())
 }
 
-async fn conn_user(conn: &mut PgConnection) -> anyhow::Result<String> {
-    Ok(sqlx::query_scalar("SELECT current_user::text")
+async fn conn_user(conn: &mut PgConnection) -> Result<String, MigrateError> {
+    sqlx::query_scalar("SELECT current_user::text")
         .fetch_one(conn)
-        .await?)
+        .await
+        .map_err(db("reading the owner role"))
+}
+
+/// Why `balance migrate` failed.
+#[derive(Debug, thiserror::Error)]
+pub enum MigrateError {
+    /// The configuration cannot work (names the variable).
+    #[error("{0}")]
+    Config(String),
+    /// A statement failed.
+    #[error("{context}: {source}")]
+    Database {
+        context: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+    /// A migration failed.
+    #[error("applying migrations: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+}
+
+fn db(context: &'static str) -> impl FnOnce(sqlx::Error) -> MigrateError {
+    move |source| MigrateError::Database { context, source }
 }
 
 fn percent_decode(s: &str) -> String {

@@ -1,0 +1,22 @@
+//! Shared pieces of the benchmarks: timing and percentile reports.
+
+use std::time::Duration;
+
+/// Median and p99 of `samples`, in microseconds.
+pub fn summary(samples: &mut [Duration]) -> (f64, f64) {
+    samples.sort();
+    let at = |q: f64| {
+        let i = ((samples.len() as f64 - 1.0) * q).round() as usize;
+        samples[i].as_secs_f64() * 1e6
+    };
+    (at(0.5), at(0.99))
+}
+
+/// Prints one result line: `name  median  p99`.
+pub fn report(name: &str, samples: &mut [Duration]) {
+    let (p50, p99) = summary(samples);
+    println!(
+        "{name:<48} p50 {p50:>9.1} µs   p99 {p99:>9.1} µs   (n = {})",
+        samples.len()
+    );
+}

@@ -1,0 +1,1 @@
+//! The audit log against a real database.
