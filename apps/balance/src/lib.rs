@@ -5,6 +5,8 @@ pub mod config;
 pub mod dev;
 pub mod http;
 pub mod metrics;
+pub mod platform;
 pub mod telemetry;
 
 pub use config::Config;
+pub use platform::Platform;

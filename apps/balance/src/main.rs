@@ -1,11 +1,12 @@
 //! `balance`: the one binary of the platform.
 
-use std::{collections::BTreeMap, process::ExitCode};
+use std::{collections::BTreeMap, io::Write, path::PathBuf, process::ExitCode, time::Duration};
 
-use anyhow::Context;
-use balance::{Config, config::ConfigError, dev::LocalCluster, http, telemetry};
+use anyhow::{Context, bail};
+use balance::{Config, Platform, config::ConfigError, dev::LocalCluster, http, telemetry};
 use clap::{Parser, Subcommand};
-use kernel::migrate as db;
+use futures_util::StreamExt;
+use kernel::{Actor, RequestContext, TenantId, TenantTx, migrate as db};
 
 /// Balance: multi-tenant money operations.
 #[derive(Parser)]
@@ -19,7 +20,7 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API on BALANCE_LISTEN.
     Serve,
-    /// Run background jobs (idles until the job runner lands).
+    /// Run background work (the hourly audit checkpoints until the job runner lands).
     Worker,
     /// Apply database migrations as the owner role and grant the runtime role.
     Migrate,
@@ -27,6 +28,33 @@ enum Command {
     Openapi,
     /// Run the whole platform locally: private PostgreSQL, migrations, API and worker.
     Dev,
+    /// Verify and export the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Check a chain and its signed checkpoints; exit code 0 only when both hold.
+    Verify {
+        /// The tenant whose chain to check (with the configured keys).
+        #[arg(long, conflicts_with_all = ["file", "platform"])]
+        tenant: Option<TenantId>,
+        /// Check the platform chain.
+        #[arg(long, conflicts_with = "file")]
+        platform: bool,
+        /// Check an export offline instead (needs --keys).
+        #[arg(long, requires = "keys")]
+        file: Option<PathBuf>,
+        /// The public keys (the JSON of GET /api/v1/audit/public-key).
+        #[arg(long)]
+        keys: Option<PathBuf>,
+    },
+    /// Write a tenant's chain as NDJSON to stdout.
+    Export {
+        #[arg(long)]
+        tenant: TenantId,
+    },
 }
 
 /// Exit code for configuration errors.
@@ -38,13 +66,21 @@ fn main() -> ExitCode {
         print!("{}", http::spec());
         return ExitCode::SUCCESS;
     }
+    if let Command::Audit(AuditCommand::Verify {
+        file: Some(file),
+        keys: Some(keys),
+        ..
+    }) = &cli.command
+    {
+        return verify_file(file, keys);
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
     runtime.block_on(async {
         match run(cli.command).await {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(code) => code,
             Err(e) => match e.downcast_ref::<ConfigError>() {
                 Some(config) => {
                     eprintln!("balance: invalid configuration: {config}");
@@ -59,20 +95,21 @@ fn main() -> ExitCode {
     })
 }
 
-async fn run(command: Command) -> anyhow::Result<()> {
-    match command {
-        Command::Dev => dev().await,
-        command => {
-            let config = Config::from_env()?;
-            let _telemetry = telemetry::init(&config.log)?;
-            match command {
-                Command::Serve => serve(&config).await,
-                Command::Worker => worker().await,
-                Command::Migrate => migrate(&config).await,
-                Command::Openapi | Command::Dev => unreachable!("handled above"),
-            }
-        }
+async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    if let Command::Dev = command {
+        dev().await?;
+        return Ok(ExitCode::SUCCESS);
     }
+    let config = Config::from_env()?;
+    let _telemetry = telemetry::init(&config.log)?;
+    match command {
+        Command::Serve => serve(&config).await?,
+        Command::Worker => worker(&config).await?,
+        Command::Migrate => migrate(&config).await?,
+        Command::Audit(audit) => return audit_command(&config, audit).await,
+        Command::Openapi | Command::Dev => unreachable!("handled above"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn require<'a>(
@@ -92,6 +129,11 @@ fn require<'a>(
 const DB_HINT: &str =
     "start a local cluster with `ops/pg up` and `eval \"$(ops/pg env)\"`, or use `balance dev`";
 
+async fn platform(config: &Config) -> anyhow::Result<Platform> {
+    let url = require(&config.database.url, "BALANCE_DATABASE_URL", DB_HINT)?;
+    Platform::new(config, db::runtime_pool(url, 20)?)
+}
+
 async fn migrate(config: &Config) -> anyhow::Result<()> {
     let owner = require(
         &config.database.owner_url,
@@ -108,9 +150,8 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
-    let url = require(&config.database.url, "BALANCE_DATABASE_URL", DB_HINT)?;
-    let pool = db::runtime_pool(url, 20)?;
-    let server = http::Server::start_product(&config.http, pool).await?;
+    let platform = platform(config).await?;
+    let server = http::Server::start_product(&config.http, &platform).await?;
     tracing::info!(addr = %server.addr, admin = ?server.admin_addr, "serving the API");
     shutdown_signal().await;
     tracing::info!("shutting down: finishing in-flight requests");
@@ -118,10 +159,34 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn worker() -> anyhow::Result<()> {
-    tracing::info!("worker started; no queues yet (the job runner lands with issue 11)");
-    shutdown_signal().await;
+async fn worker(config: &Config) -> anyhow::Result<()> {
+    let platform = platform(config).await?;
+    tracing::info!("worker started");
+    tokio::select! {
+        _ = background(platform) => {}
+        _ = shutdown_signal() => {}
+    }
     Ok(())
+}
+
+/// Background work that runs beside the API: the hourly audit checkpoints. The job runner's
+/// cron takes this over when it lands.
+async fn background(platform: Platform) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tick.tick().await;
+        let ctx = std::sync::Arc::new(RequestContext::background(
+            "worker",
+            uuid::Uuid::now_v7().to_string(),
+        ));
+        match ctx
+            .scope(audit::checkpoint_due(&platform.db, platform.audit.keys()))
+            .await
+        {
+            Ok(signed) => tracing::info!(signed, "hourly audit checkpoints"),
+            Err(e) => tracing::error!(error = %e, "hourly audit checkpoints failed"),
+        }
+    }
 }
 
 /// Everything in one process on embedded defaults.
@@ -144,17 +209,97 @@ async fn dev() -> anyhow::Result<()> {
     })?;
     let _telemetry = telemetry::init(&config.log)?;
     migrate(&config).await.context("migrating the database")?;
-    let url = require(&config.database.url, "BALANCE_DATABASE_URL", DB_HINT)?;
-    let server = http::Server::start_product(&config.http, db::runtime_pool(url, 20)?).await?;
+    let platform = platform(&config).await?;
+    let server = http::Server::start_product(&config.http, &platform).await?;
     let base = format!("http://{}", server.addr);
     println!(
         "\nBalance is running.\n  API docs: {base}/docs\n  Health:   {base}/ready\nPress Ctrl-C to stop.\n"
     );
-    shutdown_signal().await;
+    tokio::select! {
+        _ = background(platform) => {}
+        _ = shutdown_signal() => {}
+    }
     println!("Stopping Balance...");
     server.stop().await;
     drop(cluster);
     Ok(())
+}
+
+async fn audit_command(config: &Config, command: AuditCommand) -> anyhow::Result<ExitCode> {
+    let platform = platform(config).await?;
+    let keys = platform.audit.keys().public_keys();
+    let ctx = std::sync::Arc::new(RequestContext::background(
+        "cli",
+        uuid::Uuid::now_v7().to_string(),
+    ));
+    ctx.scope(async move {
+        match command {
+            AuditCommand::Verify {
+                tenant: Some(tenant),
+                ..
+            } => {
+                let mut tx = TenantTx::begin(&platform.db, tenant, Actor::System).await?;
+                let result = audit::verify(&mut tx, keys).await?;
+                Ok(report(&result))
+            }
+            AuditCommand::Verify { platform: true, .. } => {
+                let mut tx = kernel::SystemTx::begin(&platform.db, Actor::System).await?;
+                let result = audit::verify_platform(&mut tx, keys).await?;
+                Ok(report(&result))
+            }
+            AuditCommand::Verify { .. } => {
+                bail!("name a chain: --tenant <id>, --platform, or --file <export> --keys <keys>")
+            }
+            AuditCommand::Export { tenant } => {
+                let tx = TenantTx::begin(&platform.db, tenant, Actor::System).await?;
+                let mut stream = std::pin::pin!(audit::export(tx));
+                let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                while let Some(chunk) = stream.next().await {
+                    out.write_all(chunk?.as_bytes())?;
+                }
+                out.flush()?;
+                Ok(ExitCode::SUCCESS)
+            }
+        }
+    })
+    .await
+}
+
+/// Prints a verification as one JSON line; exit code 0 only when it holds.
+fn report(result: &audit::Verification) -> ExitCode {
+    println!(
+        "{}",
+        serde_json::to_string(result).expect("a verification serialises")
+    );
+    match result.first_bad_seq {
+        None if result.ok => ExitCode::SUCCESS,
+        bad => {
+            eprintln!(
+                "audit chain broken at seq {}: {}",
+                bad.map(|s| s.to_string()).unwrap_or_else(|| "?".into()),
+                result.reason.as_deref().unwrap_or("unknown")
+            );
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `balance audit verify --file … --keys …`: offline, no configuration, no database.
+fn verify_file(file: &PathBuf, keys: &PathBuf) -> ExitCode {
+    let run = || -> anyhow::Result<ExitCode> {
+        let keys: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(keys).context("reading --keys")?)?;
+        let keys: Vec<audit::PublicKey> =
+            serde_json::from_value(keys.get("keys").cloned().unwrap_or(keys))
+                .context("--keys must be the JSON of GET /api/v1/audit/public-key")?;
+        let reader = std::io::BufReader::new(std::fs::File::open(file).context("reading --file")?);
+        let result = audit::verify_export(reader, keys).map_err(|e| anyhow::anyhow!("{e}"))?;
+        Ok(report(&result))
+    };
+    run().unwrap_or_else(|e| {
+        eprintln!("balance: {e:#}");
+        ExitCode::FAILURE
+    })
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

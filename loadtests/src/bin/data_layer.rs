@@ -127,7 +127,7 @@ async fn load(owner: &mut PgConnection, big: TenantId) -> anyhow::Result<()> {
     // The big tenant, then many small ones; loaded before RLS is switched on.
     sqlx::query(
         "INSERT INTO bench_rows
-         SELECT $1, gen_random_uuid(), date '2026-01-01' - (g % 3650), (g % 20000) - 10000, md5(g::text)
+         SELECT $1, gen_random_uuid(), date '2026-01-01' - (g % 3650)::int, (g % 20000) - 10000, md5(g::text)
          FROM generate_series(1, $2) g",
     )
     .bind(big)
@@ -136,7 +136,7 @@ async fn load(owner: &mut PgConnection, big: TenantId) -> anyhow::Result<()> {
     .await?;
     sqlx::query(
         "INSERT INTO bench_rows
-         SELECT t.id, gen_random_uuid(), date '2026-01-01' - (g % 3650), (g % 20000) - 10000, md5(g::text)
+         SELECT t.id, gen_random_uuid(), date '2026-01-01' - (g % 3650)::int, (g % 20000) - 10000, md5(g::text)
          FROM (SELECT gen_random_uuid() AS id FROM generate_series(1, $1)) t, generate_series(1, $2) g",
     )
     .bind(SMALL_TENANTS)

@@ -117,6 +117,51 @@ fn contains_email(value: &Value) -> bool {
     }
 }
 
+/// The columns of a batch of events, for one `INSERT … SELECT FROM UNNEST`.
+#[derive(Default)]
+struct EventRows {
+    seq: Vec<i64>,
+    id: Vec<Uuid>,
+    occurred_at: Vec<DateTime<Utc>>,
+    kind: Vec<String>,
+    actor_kind: Vec<String>,
+    actor_id: Vec<Option<Uuid>>,
+    source_agent: Vec<String>,
+    resource_type: Vec<Option<String>>,
+    resource_id: Vec<Option<String>>,
+    request_id: Vec<Option<String>>,
+    canonical: Vec<String>,
+    hash_version: Vec<i16>,
+    prev_hash: Vec<Vec<u8>>,
+    hash: Vec<Vec<u8>>,
+}
+
+impl EventRows {
+    fn push(
+        &mut self,
+        f: Facts,
+        occurred_at: DateTime<Utc>,
+        canonical: String,
+        prev_hash: Vec<u8>,
+        hash: Vec<u8>,
+    ) {
+        self.seq.push(f.seq);
+        self.id.push(f.id);
+        self.occurred_at.push(occurred_at);
+        self.kind.push(f.kind);
+        self.actor_kind.push(f.actor_kind);
+        self.actor_id.push(f.actor_id);
+        self.source_agent.push(f.source_agent);
+        self.resource_type.push(f.resource_type);
+        self.resource_id.push(f.resource_id);
+        self.request_id.push(f.request_id);
+        self.canonical.push(canonical);
+        self.hash_version.push(chain::HASH_VERSION);
+        self.prev_hash.push(prev_hash);
+        self.hash.push(hash);
+    }
+}
+
 /// Appends a unit of work's events to its chain, inside its transaction.
 pub(crate) async fn append(
     conn: &mut PgConnection,
@@ -142,6 +187,8 @@ pub(crate) async fn append(
     .fetch_one(&mut *conn)
     .await?;
     let request_id = Some(ctx.request_id.clone()).filter(|r| !r.is_empty());
+    let mut rows = EventRows::default();
+    let mut due = Vec::new();
     for event in events {
         if !valid_type(&event.kind) {
             return Err(internal(
@@ -174,45 +221,58 @@ pub(crate) async fn append(
             .canonical()
             .map_err(|e| internal("cannot canonicalise", e))?;
         let hash = chain::hash(&prev, &canonical);
+        if seq % CHECKPOINT_EVERY == 0 {
+            due.push((seq, hash));
+        }
+        let prev_hash = std::mem::replace(&mut prev, hash.to_vec());
+        rows.push(
+            facts,
+            event.occurred_at,
+            canonical,
+            prev_hash,
+            hash.to_vec(),
+        );
+    }
+    // One statement for the whole unit of work, however many events it recorded.
+    sqlx::query(sql(format!(
+        "INSERT INTO {} ({}, seq, id, occurred_at, type, actor_kind, actor_id, source_agent,
+                        resource_type, resource_id, request_id, canonical, hash_version, prev_hash, hash)
+         SELECT $1, * FROM UNNEST($2::bigint[], $3::uuid[], $4::timestamptz[], $5::text[], $6::text[], $7::uuid[],
+                                  $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int2[],
+                                  $14::bytea[], $15::bytea[])",
+        t.events, t.key
+    )))
+    .bind(chain.key())
+    .bind(&rows.seq)
+    .bind(&rows.id)
+    .bind(&rows.occurred_at)
+    .bind(&rows.kind)
+    .bind(&rows.actor_kind)
+    .bind(&rows.actor_id)
+    .bind(&rows.source_agent)
+    .bind(&rows.resource_type)
+    .bind(&rows.resource_id)
+    .bind(&rows.request_id)
+    .bind(&rows.canonical)
+    .bind(&rows.hash_version)
+    .bind(&rows.prev_hash)
+    .bind(&rows.hash)
+    .execute(&mut *conn)
+    .await?;
+    if ctx.client_ip.is_some() || ctx.user_agent.is_some() {
         sqlx::query(sql(format!(
-            "INSERT INTO {} ({}, seq, id, occurred_at, type, actor_kind, actor_id, source_agent,
-                            resource_type, resource_id, request_id, canonical, hash_version, prev_hash, hash)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
-            t.events, t.key
+            "INSERT INTO {} ({}, event_id, ip, user_agent) SELECT $1, unnest($2::uuid[]), $3::inet, $4",
+            t.clients, t.key
         )))
         .bind(chain.key())
-        .bind(seq)
-        .bind(facts.id)
-        .bind(event.occurred_at)
-        .bind(&facts.kind)
-        .bind(&facts.actor_kind)
-        .bind(facts.actor_id)
-        .bind(&facts.source_agent)
-        .bind(&facts.resource_type)
-        .bind(&facts.resource_id)
-        .bind(&facts.request_id)
-        .bind(&canonical)
-        .bind(chain::HASH_VERSION)
-        .bind(&prev)
-        .bind(&hash[..])
+        .bind(&rows.id)
+        .bind(ctx.client_ip.map(|ip| ip.to_string()))
+        .bind(&ctx.user_agent)
         .execute(&mut *conn)
         .await?;
-        if ctx.client_ip.is_some() || ctx.user_agent.is_some() {
-            sqlx::query(sql(format!(
-                "INSERT INTO {} ({}, event_id, ip, user_agent) VALUES ($1, $2, $3::inet, $4)",
-                t.clients, t.key
-            )))
-            .bind(chain.key())
-            .bind(facts.id)
-            .bind(ctx.client_ip.map(|ip| ip.to_string()))
-            .bind(&ctx.user_agent)
-            .execute(&mut *conn)
-            .await?;
-        }
-        if seq % CHECKPOINT_EVERY == 0 {
-            sign(conn, chain, seq, &hash, keys).await?;
-        }
-        prev = hash.to_vec();
+    }
+    for (seq, hash) in due {
+        sign(conn, chain, seq, &hash, keys).await?;
     }
     sqlx::query(sql(format!(
         "UPDATE {} SET seq = $2, hash = $3, updated_at = now() WHERE {} = $1",

@@ -22,13 +22,13 @@ use crate::{config::HttpConfig, metrics::Metrics};
 
 pub use edge::body_limit_for;
 
-/// The product's APIs: a tuple to which each module adds its `Api` as it lands.
-pub type ProductApi = ();
+/// The product's APIs; a tuple once a second module adds its `Api` (poem-openapi has no
+/// 1-tuples).
+pub type ProductApi = audit::AuditApi;
 
-/// The product's APIs.
-#[allow(clippy::unused_unit, reason = "the tuple grows as modules land")]
-pub fn product_api() -> ProductApi {
-    ()
+/// The product's APIs, built on the platform's services.
+pub fn product_api(platform: &crate::Platform) -> ProductApi {
+    audit::AuditApi::new(&platform.audit)
 }
 
 /// The OpenAPI service of `api`.
@@ -49,10 +49,13 @@ pub fn spec_of<A: OpenApi>(api: A) -> String {
     text
 }
 
-/// The production spec (`balance openapi`).
-#[allow(clippy::unit_arg, reason = "the product API is still the empty tuple")]
+/// The production spec (`balance openapi`). The spec depends on types only, never on
+/// configuration, so the APIs are built here on throwaway keys.
 pub fn spec() -> String {
-    spec_of(product_api())
+    let keys =
+        audit::Keys::from_seeds([("spec", &[0u8; 32][..])]).expect("a fixed seed is a valid key");
+    let log = audit::AuditLog::new(keys);
+    spec_of(audit::AuditApi::new(&log))
 }
 
 /// Shared by the handlers of the operations endpoints.
@@ -76,9 +79,11 @@ pub struct Server {
 
 impl Server {
     /// Starts serving the product API.
-    #[allow(clippy::unit_arg, reason = "the product API is still the empty tuple")]
-    pub async fn start_product(config: &HttpConfig, pool: PgPool) -> anyhow::Result<Server> {
-        Self::start(config, pool, product_api()).await
+    pub async fn start_product(
+        config: &HttpConfig,
+        platform: &crate::Platform,
+    ) -> anyhow::Result<Server> {
+        Self::start(config, platform.pool.clone(), product_api(platform)).await
     }
 
     /// Starts serving `api` (the product API, plus test-only routes in tests).

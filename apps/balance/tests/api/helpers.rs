@@ -27,12 +27,14 @@ pub struct TestApp {
     /// Kept alive (and dropped) with the app; tests may query it.
     #[allow(dead_code)]
     pub db: TestDb,
+    /// The platform's services (audit log, cursors).
+    pub platform: balance::Platform,
     /// The app's own pool as modules see it, for arranging and checking data.
     pub kernel_db: kernel::Db,
     /// How many times the test API's idempotent work ran.
     pub runs: std::sync::Arc<std::sync::atomic::AtomicU64>,
     server: Option<http::Server>,
-    data_dir: PathBuf,
+    pub data_dir: PathBuf,
 }
 
 impl TestApp {
@@ -66,16 +68,20 @@ impl TestApp {
             .expose()
             .clone();
         let pool = db::runtime_pool(&url, 5).expect("pool");
+        let platform = balance::Platform::new(&config, pool.clone()).expect("platform");
         let test_api = TestApi {
-            db: kernel::Db::new(pool.clone()),
+            db: platform.db.clone(),
             cursors: config.keys.cursor_signer(),
             runs: Default::default(),
         };
         let runs = test_api.runs.clone();
-        let server =
-            http::Server::start(&config.http, pool.clone(), (http::product_api(), test_api))
-                .await
-                .expect("server starts");
+        let server = http::Server::start(
+            &config.http,
+            pool.clone(),
+            (http::product_api(&platform), test_api),
+        )
+        .await
+        .expect("server starts");
         TestApp {
             addr: server.addr,
             admin_addr: server.admin_addr,
@@ -84,7 +90,8 @@ impl TestApp {
                 .build()
                 .unwrap(),
             db,
-            kernel_db: kernel::Db::new(pool),
+            kernel_db: platform.db.clone(),
+            platform,
             runs,
             server: Some(server),
             data_dir,

@@ -1,5 +1,6 @@
 //! The Balance binary's behaviour over real HTTP, against a real PostgreSQL.
 
+mod audit;
 mod cli;
 mod data_layer;
 mod helpers;
