@@ -1,6 +1,6 @@
 //! `balance`: the one binary of the platform.
 
-use std::{collections::BTreeMap, io::Write, path::PathBuf, process::ExitCode, time::Duration};
+use std::{collections::BTreeMap, io::Write, path::PathBuf, process::ExitCode};
 
 use anyhow::{Context, bail};
 use balance::{Config, Platform, config::ConfigError, dev::LocalCluster, http, telemetry};
@@ -20,7 +20,7 @@ struct Cli {
 enum Command {
     /// Serve the HTTP API on BALANCE_LISTEN.
     Serve,
-    /// Run background work (the hourly audit checkpoints until the job runner lands).
+    /// Run background jobs (every queue, and the cron schedules).
     Worker,
     /// Apply database migrations as the owner role and grant the runtime role.
     Migrate,
@@ -31,6 +31,52 @@ enum Command {
     /// Verify and export the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Inspect and operate the job runner.
+    #[command(subcommand)]
+    Jobs(JobsCommand),
+}
+
+#[derive(Subcommand)]
+enum JobsCommand {
+    /// Jobs newest first, one JSON object per line.
+    List {
+        /// queued, running, succeeded, failed or dead.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        #[arg(long, default_value_t = 50)]
+        limit: i64,
+    },
+    /// One job, with its payload and last error.
+    Show { id: uuid::Uuid },
+    /// Re-runs a dead job from its first attempt.
+    Retry { id: uuid::Uuid },
+    /// Deletes finished jobs older than an age (`30d`, `12h`, `15m`).
+    Purge {
+        #[arg(long, value_parser = parse_age)]
+        older_than: std::time::Duration,
+        /// Which finished jobs: succeeded (default) or dead.
+        #[arg(long)]
+        status: Option<String>,
+    },
+}
+
+/// `30d`, `12h`, `15m`, `45s`.
+fn parse_age(raw: &str) -> Result<std::time::Duration, String> {
+    let split = raw.find(|c: char| !c.is_ascii_digit()).unwrap_or(raw.len());
+    let (n, unit) = raw.split_at(split);
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("`{raw}` is not an age such as 30d, 12h or 15m"))?;
+    let secs = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => return Err(format!("`{raw}`: the unit is s, m, h or d")),
+    };
+    Ok(std::time::Duration::from_secs(n * secs))
 }
 
 #[derive(Subcommand)]
@@ -107,6 +153,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Worker => worker(&config).await?,
         Command::Migrate => migrate(&config).await?,
         Command::Audit(audit) => return audit_command(&config, audit).await,
+        Command::Jobs(command) => return jobs_command(&config, command).await,
         Command::Openapi | Command::Dev => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)
@@ -141,7 +188,7 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
         DB_HINT,
     )?;
     let runtime = require(&config.database.url, "BALANCE_DATABASE_URL", DB_HINT)?;
-    db::migrate(owner, runtime).await?;
+    balance::platform::migrate(owner, runtime).await?;
     tracing::info!(
         migrations = db::MIGRATOR.iter().count(),
         "database is migrated"
@@ -161,32 +208,20 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
 
 async fn worker(config: &Config) -> anyhow::Result<()> {
     let platform = platform(config).await?;
-    tracing::info!("worker started");
-    tokio::select! {
-        _ = background(platform) => {}
-        _ = shutdown_signal() => {}
+    let runner = platform.runner(jobs::RunnerConfig::default());
+    // Run-duration histograms on the admin listener, when there is one.
+    let admin = match config.http.admin_listen {
+        Some(addr) => Some(http::serve_worker_metrics(addr, runner.metrics()).await?),
+        None => None,
+    };
+    runner
+        .run(shutdown_signal())
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    if let Some(admin) = admin {
+        admin.stop().await;
     }
     Ok(())
-}
-
-/// Background work that runs beside the API: the hourly audit checkpoints. The job runner's
-/// cron takes this over when it lands.
-async fn background(platform: Platform) {
-    let mut tick = tokio::time::interval(Duration::from_secs(3600));
-    loop {
-        tick.tick().await;
-        let ctx = std::sync::Arc::new(RequestContext::background(
-            "worker",
-            uuid::Uuid::now_v7().to_string(),
-        ));
-        match ctx
-            .scope(audit::checkpoint_due(&platform.db, platform.audit.keys()))
-            .await
-        {
-            Ok(signed) => tracing::info!(signed, "hourly audit checkpoints"),
-            Err(e) => tracing::error!(error = %e, "hourly audit checkpoints failed"),
-        }
-    }
 }
 
 /// Everything in one process on embedded defaults.
@@ -215,10 +250,11 @@ async fn dev() -> anyhow::Result<()> {
     println!(
         "\nBalance is running.\n  API docs: {base}/docs\n  Health:   {base}/ready\nPress Ctrl-C to stop.\n"
     );
-    tokio::select! {
-        _ = background(platform) => {}
-        _ = shutdown_signal() => {}
-    }
+    platform
+        .runner(jobs::RunnerConfig::default())
+        .run(shutdown_signal())
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
     println!("Stopping Balance...");
     server.stop().await;
     drop(cluster);
@@ -263,6 +299,39 @@ async fn audit_command(config: &Config, command: AuditCommand) -> anyhow::Result
         }
     })
     .await
+}
+
+async fn jobs_command(config: &Config, command: JobsCommand) -> anyhow::Result<ExitCode> {
+    let platform = platform(config).await?;
+    let db = &platform.db;
+    let print =
+        |job: &jobs::JobView| println!("{}", serde_json::to_string(job).expect("a job serialises"));
+    match command {
+        JobsCommand::List {
+            status,
+            tenant,
+            limit,
+        } => {
+            for job in jobs::list_all(db, &jobs::JobFilter { status, tenant }, limit).await? {
+                print(&job);
+            }
+        }
+        JobsCommand::Show { id } => match jobs::show(db, id).await? {
+            Some(job) => print(&job),
+            None => bail!("no job {id}"),
+        },
+        JobsCommand::Retry { id } => {
+            if !jobs::retry(db, id).await? {
+                bail!("job {id} is not dead (or does not exist): only dead jobs are retried");
+            }
+            eprintln!("job {id} queued again");
+        }
+        JobsCommand::Purge { older_than, status } => {
+            let purged = jobs::purge_finished(db, older_than, status.as_deref()).await?;
+            eprintln!("purged {purged} jobs");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 /// Prints a verification as one JSON line; exit code 0 only when it holds.

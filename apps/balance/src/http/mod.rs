@@ -165,6 +165,31 @@ fn routes_by_operation(spec: &serde_json::Value) -> edge::Routes {
     routes
 }
 
+/// `/metrics` of a worker process (its run-duration histograms) on `addr`.
+pub async fn serve_worker_metrics(
+    addr: SocketAddr,
+    metrics: Arc<jobs::WorkerMetrics>,
+) -> anyhow::Result<Server> {
+    let app = Route::new().at(
+        "/metrics",
+        get(poem::endpoint::make_sync(move |_| {
+            Response::builder()
+                .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+                .body(metrics.render())
+        })),
+    );
+    let acceptor = TcpListener::bind(addr).into_acceptor().await?;
+    let addr = local_addr(&acceptor)?;
+    let (shutdown, rx) = watch::channel(false);
+    let task = tokio::spawn(serve(acceptor, app, rx));
+    Ok(Server {
+        addr,
+        admin_addr: None,
+        shutdown,
+        tasks: vec![task],
+    })
+}
+
 fn local_addr(acceptor: &impl Acceptor) -> anyhow::Result<SocketAddr> {
     acceptor
         .local_addr()

@@ -28,12 +28,73 @@ pub async fn ready(state: Data<&Arc<AppState>>) -> Response {
     }
 }
 
-/// Prometheus metrics (OpenMetrics text).
+/// Prometheus metrics (OpenMetrics text): the HTTP server's, the process's, and the job
+/// queues' computed from the database at scrape time.
 #[handler]
-pub fn metrics(state: Data<&Arc<AppState>>) -> Response {
+pub async fn metrics(state: Data<&Arc<AppState>>) -> Response {
+    let mut text = state.metrics.render();
+    let db = kernel::Db::new(state.pool.clone());
+    match tokio::time::timeout(std::time::Duration::from_secs(3), jobs::queue_stats(&db)).await {
+        Ok(Ok(stats)) => {
+            let body = text.strip_suffix("# EOF\n").unwrap_or(&text).to_string();
+            text = format!("{body}{}# EOF\n", jobs_metrics(&stats));
+        }
+        Ok(Err(_)) | Err(_) => {
+            tracing::warn!("job queue metrics unavailable: the database did not answer")
+        }
+    }
     Response::builder()
         .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
-        .body(state.metrics.render())
+        .body(text)
+}
+
+fn jobs_metrics(stats: &[jobs::QueueStats]) -> String {
+    use std::fmt::Write;
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "# HELP balance_jobs_queued Jobs waiting to run, by queue."
+    );
+    let _ = writeln!(out, "# TYPE balance_jobs_queued gauge");
+    for s in stats {
+        let _ = writeln!(
+            out,
+            "balance_jobs_queued{{queue=\"{}\"}} {}",
+            s.queue, s.queued
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP balance_jobs_oldest_queued_seconds How long the oldest runnable job has waited, by queue."
+    );
+    let _ = writeln!(out, "# TYPE balance_jobs_oldest_queued_seconds gauge");
+    for s in stats {
+        let _ = writeln!(
+            out,
+            "balance_jobs_oldest_queued_seconds{{queue=\"{}\"}} {}",
+            s.queue, s.oldest_queued_seconds
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP balance_jobs Job runs by queue and outcome (finished jobs kept in the database)."
+    );
+    let _ = writeln!(out, "# TYPE balance_jobs counter");
+    for s in stats {
+        for (outcome, n) in [
+            ("succeeded", s.succeeded),
+            ("failed", s.failed),
+            ("dead", s.dead),
+            ("running", s.running),
+        ] {
+            let _ = writeln!(
+                out,
+                "balance_jobs_total{{queue=\"{}\",outcome=\"{outcome}\"}} {n}",
+                s.queue
+            );
+        }
+    }
+    out
 }
 
 /// The OpenAPI document of this server.

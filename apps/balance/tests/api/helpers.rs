@@ -12,8 +12,8 @@ use crate::test_api::TestApi;
 
 /// A database with every migration applied, cloned from the template.
 pub async fn migrated_db() -> TestDb {
-    TestDb::migrated("", |t| async move {
-        Ok(db::migrate(&t.owner_url, &t.runtime_url).await?)
+    TestDb::migrated(balance::platform::SCHEMA_SALT, |t| async move {
+        balance::platform::migrate(&t.owner_url, &t.runtime_url).await
     })
     .await
     .expect("test database")

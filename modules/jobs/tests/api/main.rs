@@ -1,0 +1,1 @@
+//! The job runner against a real database and real worker processes.
