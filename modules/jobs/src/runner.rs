@@ -17,6 +17,7 @@ use prometheus_client::{
 };
 use serde_json::Value;
 use sqlx::PgPool;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use crate::{
@@ -239,14 +240,15 @@ async fn run_task(
         "worker",
         format!("job-{}", envelope.job_id),
     ));
-    ctx.scope(run_job(
+    let span = tracing::info_span!("job", job = %envelope.job_id, queue = state.queue.name, attempt, kind = tracing::field::Empty);
+    let run = run_job(
         state.0.clone(),
         task.to_string(),
         envelope.job_id,
         tenant,
         attempt,
-    ))
-    .await
+    );
+    ctx.scope(run.instrument(span)).await
 }
 
 async fn run_job(
@@ -268,13 +270,19 @@ async fn run_job(
         // Ran to the end before a crash lost the acknowledgement: nothing to do again.
         return Ok(());
     }
-    let span = tracing::info_span!("job", job = %id, kind = %row.kind, queue = queue.name, attempt);
-    let _enter = span.enter();
+    tracing::Span::current().record("kind", row.kind.as_str());
     let Some(handler) = state.registry.get(&row.kind).cloned() else {
         let error = format!("no handler for job kind `{}`", row.kind);
         store::finish(&state.db, tenant, id, &task, Outcome::Dead(&error))
             .await
             .map_err(|e| e.to_string())?;
+        let labels = RunLabels {
+            queue: queue.name.into(),
+            kind: row.kind.clone(),
+            outcome: "dead".into(),
+        };
+        state.metrics.runs.get_or_create(&labels).observe(0.0);
+        tracing::error!(error = %error, "job dead");
         return Err(Box::new(AbortError::new(error)));
     };
     let job = JobContext {

@@ -6,6 +6,7 @@ mod data_layer;
 mod helpers;
 mod idempotency;
 mod isolation;
+mod jobs;
 mod ops;
 mod pagination;
 mod problems;
