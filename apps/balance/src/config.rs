@@ -62,6 +62,9 @@ pub struct Config {
     pub plaid: Option<PlaidConfig>,
     pub llm: Option<LlmConfig>,
     pub rate_limits: RateLimits,
+    /// Password hashing cost: production's unless a test lowers it (not an environment
+    /// variable: a deployment never should).
+    pub argon2: identity::Argon2Params,
 }
 
 #[derive(Debug, Clone)]
@@ -478,6 +481,7 @@ impl Config {
             plaid,
             llm,
             rate_limits,
+            argon2: identity::Argon2Params::PRODUCTION,
         })
     }
 }

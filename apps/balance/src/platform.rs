@@ -1,6 +1,6 @@
 //! The platform's shared services, built once from configuration and handed to the
-//! modules: the database handle (with the audit log installed as a commit hook), the
-//! audit log, the cursor signer.
+//! modules: the database handle (with the audit log and the job outbox installed as commit
+//! hooks), the audit log, identity, mail, the cursor signer, the job queues.
 
 use std::sync::Arc;
 
@@ -14,8 +14,13 @@ use crate::config::Config;
 pub struct Platform {
     /// The runtime pool, for readiness only; modules get [`Platform::db`].
     pub pool: PgPool,
+    /// The job runner's own pool: each queue's worker holds a LISTEN connection, which
+    /// must never starve the requests' pool.
+    pub jobs_pool: PgPool,
     pub db: Db,
     pub audit: audit::AuditLog,
+    pub identity: identity::Identity,
+    pub mailer: mail::Mailer,
     pub cursors: CursorSigner,
     pub queues: Vec<jobs::Queue>,
 }
@@ -41,10 +46,27 @@ impl Platform {
         let db = Db::new(pool.clone())
             .with_hook(Arc::new(audit.clone()))
             .with_hook(Arc::new(jobs::JobsHook::new(&queues)));
+        let identity = identity::Identity::new(db.clone(), identity_config(config));
+        let mailer = mail::Mailer::new(&mail::MailConfig {
+            smtp_url: config.mail.smtp_url.as_ref().map(|u| u.expose().clone()),
+            from: config.mail.from.clone(),
+            files_dir: config.data_dir.join("mail"),
+            public_url: config.http.public_url.clone(),
+        })?;
+        let url = config
+            .database
+            .url
+            .as_ref()
+            .map(|u| u.expose().as_str())
+            .unwrap_or("postgres://unset@127.0.0.1:1/unset");
+        let jobs_pool = kernel::migrate::runtime_pool(url, queues.len() as u32 * 2 + 8)?;
         Ok(Platform {
             pool,
+            jobs_pool,
             db,
             audit,
+            identity,
+            mailer,
             cursors: config.keys.cursor_signer(),
             queues,
         })
@@ -61,8 +83,9 @@ impl Platform {
                 Ok(())
             }
         });
+        let registry = self.mailer.register(registry);
         jobs::Runner::new(
-            self.pool.clone(),
+            self.jobs_pool.clone(),
             self.db.clone(),
             registry,
             self.queues.clone(),
@@ -86,4 +109,30 @@ pub fn audit_keys(config: &Config) -> anyhow::Result<audit::Keys> {
             .iter()
             .map(|(id, seed)| (id.as_str(), seed.expose().as_slice())),
     )?)
+}
+
+fn identity_config(config: &Config) -> identity::IdentityConfig {
+    let limit = |name: &str| {
+        let l = config.rate_limits.get(name);
+        identity::Limit {
+            max: l.max,
+            per: l.per,
+        }
+    };
+    identity::IdentityConfig {
+        public_url: config.http.public_url.clone(),
+        jwt_keys: config.keys.jwt.keys.clone(),
+        peppers: config.keys.token_peppers.keys.clone(),
+        argon2: config.argon2,
+        limits: identity::Limits {
+            login_ip: limit("login_ip"),
+            login_account: limit("login_account"),
+            signup_ip: limit("signup_ip"),
+            reset_account: limit("reset_account"),
+            verify_ip: limit("verify_ip"),
+            totp_account: limit("totp_account"),
+        },
+        access_ttl_secs: 15 * 60,
+        refresh_ttl_secs: 30 * 24 * 3600,
+    }
 }

@@ -23,7 +23,6 @@ pub mod signing;
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use kernel::{SystemTx, TenantTx, UserTx};
 use serde_json::Value;
 
 pub use chain::{Checkpoint, Verification};
@@ -86,16 +85,14 @@ pub trait Record {
     fn record(&mut self, event: NewEvent);
 }
 
-macro_rules! record_for {
-    ($($t:ty),*) => {$(
-        impl Record for $t {
-            fn record(&mut self, event: NewEvent) {
-                self.extensions_mut().get_or_insert_default::<Pending>().0.push(event);
-            }
-        }
-    )*};
+impl<T: kernel::Tx> Record for T {
+    fn record(&mut self, event: NewEvent) {
+        self.extensions_mut()
+            .get_or_insert_default::<Pending>()
+            .0
+            .push(event);
+    }
 }
-record_for!(TenantTx, UserTx, SystemTx);
 
 /// The audit log: installed on the kernel's `Db` as a commit hook.
 #[derive(Clone)]

@@ -22,7 +22,7 @@ mod store;
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
 use futures_util::future::BoxFuture;
-use kernel::{Db, SystemTx, TenantId, TenantTx, UserTx};
+use kernel::{Db, TenantId};
 use serde_json::Value;
 use uuid::Uuid;
 
@@ -139,18 +139,16 @@ pub trait Enqueue {
     fn enqueue(&mut self, job: NewJob) -> Uuid;
 }
 
-macro_rules! enqueue_for {
-    ($($t:ty),*) => {$(
-        impl Enqueue for $t {
-            fn enqueue(&mut self, job: NewJob) -> Uuid {
-                let id = job.id;
-                self.extensions_mut().get_or_insert_default::<Pending>().0.push(job);
-                id
-            }
-        }
-    )*};
+impl<T: kernel::Tx> Enqueue for T {
+    fn enqueue(&mut self, job: NewJob) -> Uuid {
+        let id = job.id;
+        self.extensions_mut()
+            .get_or_insert_default::<Pending>()
+            .0
+            .push(job);
+        id
+    }
 }
-enqueue_for!(TenantTx, UserTx, SystemTx);
 
 /// Writes the buffered jobs of a unit of work just before it commits (a kernel commit hook).
 #[derive(Clone)]

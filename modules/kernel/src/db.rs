@@ -152,11 +152,11 @@ impl Db {
         self
     }
 
-    async fn begin(&self, settings: &str, context: TxContext) -> Result<Tx, Problem> {
+    async fn begin(&self, settings: &str, context: TxContext) -> Result<Inner, Problem> {
         // One round trip: BEGIN and the transaction-local settings in a simple query.
         let statement = format!("BEGIN; {settings}");
         let inner = self.pool.begin_with(sqlx::AssertSqlSafe(statement)).await?;
-        Ok(Tx {
+        Ok(Inner {
             inner,
             context,
             extensions: http::Extensions::new(),
@@ -165,14 +165,14 @@ impl Db {
     }
 }
 
-struct Tx {
+struct Inner {
     inner: Transaction<'static, Postgres>,
     context: TxContext,
     extensions: http::Extensions,
     hooks: Arc<Vec<Arc<dyn CommitHook>>>,
 }
 
-impl Tx {
+impl Inner {
     async fn commit(mut self) -> Result<(), Problem> {
         for hook in self.hooks.iter() {
             let parts = CommitParts {
@@ -187,8 +187,30 @@ impl Tx {
     }
 }
 
+/// What every handle offers, for code that works in any scope (sending mail, enqueueing).
+pub trait Tx: Send {
+    /// The connection, inside this transaction.
+    fn conn(&mut self) -> &mut PgConnection;
+    /// Actor, request id, client IP, user agent.
+    fn context(&self) -> &TxContext;
+    /// Typed buffers of this unit of work.
+    fn extensions_mut(&mut self) -> &mut http::Extensions;
+}
+
 macro_rules! handle {
     ($name:ident) => {
+        impl Tx for $name {
+            fn conn(&mut self) -> &mut PgConnection {
+                &mut self.0.inner
+            }
+            fn context(&self) -> &TxContext {
+                &self.0.context
+            }
+            fn extensions_mut(&mut self) -> &mut http::Extensions {
+                &mut self.0.extensions
+            }
+        }
+
         impl $name {
             /// The connection, inside this transaction, for store functions.
             pub fn conn(&mut self) -> &mut PgConnection {
@@ -228,11 +250,11 @@ macro_rules! handle {
 }
 
 /// A transaction confined to one tenant's rows.
-pub struct TenantTx(Tx);
+pub struct TenantTx(Inner);
 /// A transaction that sees one user's rows across tenants, and global tables.
-pub struct UserTx(Tx);
+pub struct UserTx(Inner);
 /// A transaction on global tables only.
-pub struct SystemTx(Tx);
+pub struct SystemTx(Inner);
 
 handle!(TenantTx);
 handle!(UserTx);

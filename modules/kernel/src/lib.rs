@@ -22,7 +22,9 @@ pub mod problem;
 pub mod secret;
 
 pub use context::RequestContext;
-pub use db::{Actor, CommitHook, CommitParts, Db, Scope, SystemTx, TenantTx, TxContext, UserTx};
+pub use db::{
+    Actor, CommitHook, CommitParts, Db, Scope, SystemTx, TenantTx, Tx, TxContext, UserTx,
+};
 pub use email::Email;
 pub use ids::{TenantId, UserId};
 pub use json::{FieldErrors, JsonBody, Validate};

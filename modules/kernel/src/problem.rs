@@ -13,7 +13,10 @@ use poem::{
 };
 use poem_openapi::{
     ApiResponse, Object,
-    error::{ContentTypeError, ParseParamError, ParsePathError, ParseRequestPayloadError},
+    error::{
+        AuthorizationError, ContentTypeError, ParseParamError, ParsePathError,
+        ParseRequestPayloadError,
+    },
     registry::{MetaMediaType, MetaResponse, MetaResponses, Registry},
     types::{ToJSON, Type},
 };
@@ -264,6 +267,10 @@ impl Problem {
         }
         if err.is::<NotFoundError>() || err.is::<ParsePathError>() {
             return Problem::not_found();
+        }
+        if err.is::<AuthorizationError>() {
+            return Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Not signed in")
+                .with_detail("Send a valid access token: Authorization: Bearer <token>.");
         }
         if err.is::<MethodNotAllowedError>() {
             return Problem::method_not_allowed();

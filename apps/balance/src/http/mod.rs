@@ -22,13 +22,15 @@ use crate::{config::HttpConfig, metrics::Metrics};
 
 pub use edge::body_limit_for;
 
-/// The product's APIs; a tuple once a second module adds its `Api` (poem-openapi has no
-/// 1-tuples).
-pub type ProductApi = audit::AuditApi;
+/// The product's APIs: each module adds its `Api` here as it lands.
+pub type ProductApi = (identity::IdentityApi, audit::AuditApi);
 
 /// The product's APIs, built on the platform's services.
 pub fn product_api(platform: &crate::Platform) -> ProductApi {
-    audit::AuditApi::new(&platform.audit)
+    (
+        identity::IdentityApi::new(platform.identity.clone()),
+        audit::AuditApi::new(&platform.audit),
+    )
 }
 
 /// The OpenAPI service of `api`.
@@ -50,12 +52,34 @@ pub fn spec_of<A: OpenApi>(api: A) -> String {
 }
 
 /// The production spec (`balance openapi`). The spec depends on types only, never on
-/// configuration, so the APIs are built here on throwaway keys.
+/// configuration: the APIs are built here on a development configuration and a pool that
+/// never connects.
 pub fn spec() -> String {
-    let keys =
-        audit::Keys::from_seeds([("spec", &[0u8; 32][..])]).expect("a fixed seed is a valid key");
-    let log = audit::AuditLog::new(keys);
-    spec_of(audit::AuditApi::new(&log))
+    let dir = std::env::temp_dir().join(format!("balance-spec-{}", std::process::id()));
+    let vars = [("BALANCE_DATA_DIR", dir.to_string_lossy().to_string())];
+    let mut config = crate::Config::load(&|name| {
+        vars.iter()
+            .find(|(k, _)| *k == name)
+            .map(|(_, v)| v.clone())
+    })
+    .expect("defaults load");
+    config.argon2 = identity::Argon2Params::TEST;
+    // A lazy pool still wants a runtime to exist (it never runs anything on it here).
+    let runtime = tokio::runtime::Handle::try_current().is_err().then(|| {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime")
+    });
+    let _entered = runtime.as_ref().map(|r| r.enter());
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .connect_lazy("postgres://spec@127.0.0.1:1/spec")
+        .expect("a lazy pool never connects");
+    let platform = crate::Platform::new(&config, pool).expect("a development platform builds");
+    let spec = spec_of(product_api(&platform));
+    drop(platform);
+    let _ = std::fs::remove_dir_all(&dir);
+    spec
 }
 
 /// Shared by the handlers of the operations endpoints.

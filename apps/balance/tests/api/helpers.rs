@@ -34,6 +34,9 @@ pub struct TestApp {
     /// How many times the test API's idempotent work ran.
     pub runs: std::sync::Arc<std::sync::atomic::AtomicU64>,
     server: Option<http::Server>,
+    worker: Option<tokio::sync::oneshot::Sender<()>>,
+    /// The SMTP sink mail goes to (with [`TestApp::spawn_with_worker`]).
+    pub smtp: Option<testkit::smtp::SmtpSink>,
     pub data_dir: PathBuf,
 }
 
@@ -47,6 +50,28 @@ impl TestApp {
         Self::start(migrated_db().await, vars).await
     }
 
+    /// With mail to an SMTP sink and the job runner in-process (mail is sent by jobs).
+    pub async fn spawn_with_worker(vars: &[(&str, &str)]) -> TestApp {
+        let sink = testkit::smtp::SmtpSink::start().await.unwrap();
+        let url = sink.url();
+        let mut all: Vec<(&str, &str)> = vec![("BALANCE_SMTP_URL", &url)];
+        all.extend_from_slice(vars);
+        let mut app = Self::start(migrated_db().await, &all).await;
+        let runner = app.platform.runner(jobs::RunnerConfig {
+            poll: std::time::Duration::from_millis(200),
+            heartbeat: std::time::Duration::from_secs(1),
+            shutdown_timeout: std::time::Duration::from_secs(5),
+            ..jobs::RunnerConfig::default()
+        });
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(runner.run(async move {
+            let _ = stopped.await;
+        }));
+        app.worker = Some(stop);
+        app.smtp = Some(sink);
+        app
+    }
+
     /// On a given database.
     pub async fn start(db: TestDb, vars: &[(&str, &str)]) -> TestApp {
         let data_dir = std::env::temp_dir().join(format!("balance-test-{}", uuid::Uuid::now_v7()));
@@ -55,11 +80,24 @@ impl TestApp {
             ("BALANCE_DATABASE_OWNER_URL".into(), db.owner_url.clone()),
             ("BALANCE_LISTEN".into(), "127.0.0.1:0".into()),
             ("BALANCE_DATA_DIR".into(), data_dir.to_string_lossy().into()),
+            // Tests raise the limits; the tests of the limits lower them again.
+            (
+                "BALANCE_RATE_LIMITS".into(),
+                "login_ip=100000/min,login_account=100000/min,signup_ip=100000/min,reset_account=100000/min,\
+                 verify_ip=100000/min,totp_account=100000/min"
+                    .into(),
+            ),
         ]);
+        let production_argon2 = vars
+            .iter()
+            .any(|(k, v)| *k == "argon2" && *v == "production");
         for (k, v) in vars {
             map.insert(k.to_string(), v.to_string());
         }
-        let config = Config::load(&|name| map.get(name).cloned()).expect("test configuration");
+        let mut config = Config::load(&|name| map.get(name).cloned()).expect("test configuration");
+        if !production_argon2 {
+            config.argon2 = identity::Argon2Params::TEST;
+        }
         let url = config
             .database
             .url
@@ -67,7 +105,7 @@ impl TestApp {
             .expect("a runtime URL")
             .expose()
             .clone();
-        let pool = db::runtime_pool(&url, 5).expect("pool");
+        let pool = db::runtime_pool(&url, 10).expect("pool");
         let platform = balance::Platform::new(&config, pool.clone()).expect("platform");
         let test_api = TestApi {
             db: platform.db.clone(),
@@ -95,6 +133,8 @@ impl TestApp {
             runs,
             server: Some(server),
             data_dir,
+            worker: None,
+            smtp: None,
         }
     }
 
@@ -129,6 +169,9 @@ impl TestApp {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        if let Some(stop) = self.worker.take() {
+            let _ = stop.send(());
+        }
         let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
@@ -207,4 +250,90 @@ pub mod seed {
             .unwrap();
         tx.commit().await.unwrap();
     }
+}
+
+impl TestApp {
+    /// A request with a bearer token.
+    pub fn authed(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &str,
+    ) -> reqwest::RequestBuilder {
+        self.client
+            .request(method, self.url(path))
+            .bearer_auth(token)
+    }
+
+    /// Signs up `email` with a strong password; returns the password.
+    pub async fn signup(&self, email: &str) -> String {
+        let password = "correct horse battery staple".to_string();
+        let resp = self
+            .post_json(
+                "/api/v1/auth/signup",
+                &serde_json::json!({"email": email, "password": password, "name": "Ada Lovelace"}),
+            )
+            .await;
+        assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
+        password
+    }
+
+    /// Signs in; returns `(access, refresh)`.
+    pub async fn login(&self, email: &str, password: &str) -> (String, String) {
+        let (status, _, body) = parts(
+            self.post_json(
+                "/api/v1/auth/login",
+                &serde_json::json!({"email": email, "password": password}),
+            )
+            .await,
+        )
+        .await;
+        assert_eq!(status, 200, "{body}");
+        (
+            body["access_token"].as_str().unwrap().to_string(),
+            body["refresh_token"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Waits for the `n`th mail to `to` and returns the token of its first link.
+    pub async fn mailed_token(&self, to: &str, n: usize) -> String {
+        let sink = self.smtp.as_ref().expect("spawned with a worker");
+        let mail = testkit::eventually(std::time::Duration::from_secs(30), || async {
+            let mails: Vec<_> = sink
+                .messages()
+                .into_iter()
+                .filter(|m| m.to.iter().any(|t| t == to))
+                .collect();
+            mails.get(n - 1).cloned()
+        })
+        .await
+        .unwrap_or_else(|| panic!("mail #{n} to {to} never arrived"));
+        token_in(&mail.data).unwrap_or_else(|| panic!("no token in {}", mail.data))
+    }
+
+    /// Types of the platform chain's events, oldest first.
+    pub async fn platform_events(&self) -> Vec<(String, String)> {
+        let mut tx = kernel::SystemTx::begin(&self.kernel_db, kernel::Actor::System)
+            .await
+            .unwrap();
+        sqlx::query_as("SELECT type, canonical FROM platform_events ORDER BY seq")
+            .fetch_all(tx.conn())
+            .await
+            .unwrap()
+    }
+}
+
+/// The `token` query parameter of the first link in a mail (quoted-printable aware).
+pub fn token_in(data: &str) -> Option<String> {
+    let unfolded = data.replace("=\r\n", "").replace("=3D", "=");
+    let at = unfolded.find("token=")? + "token=".len();
+    let raw: String = unfolded[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || "%_-.".contains(*c))
+        .collect();
+    Some(
+        raw.replace("%2B", "+")
+            .replace("%2F", "/")
+            .replace("%3D", "="),
+    )
 }

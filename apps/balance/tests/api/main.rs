@@ -5,6 +5,7 @@ mod cli;
 mod data_layer;
 mod helpers;
 mod idempotency;
+mod identity;
 mod isolation;
 mod jobs;
 mod ops;

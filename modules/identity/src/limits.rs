@@ -1,0 +1,141 @@
+//! Brute-force limits (DESIGN.md §4): per-IP windows in-process, per-account failure
+//! counters in the database (right across instances). Over a limit: `429` with
+//! `Retry-After` and the `RateLimit-*` headers.
+
+use std::{
+    collections::HashMap,
+    net::IpAddr,
+    sync::Mutex,
+    time::{Duration, Instant},
+};
+
+use kernel::{Actor, Db, Problem, SystemTx};
+use poem::http::{HeaderName, HeaderValue, StatusCode};
+
+/// `max` events per `per`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub max: u32,
+    pub per: Duration,
+}
+
+/// The limits of API.md (defaults there; configured in `BALANCE_RATE_LIMITS`).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub login_ip: Limit,
+    pub login_account: Limit,
+    pub signup_ip: Limit,
+    pub reset_account: Limit,
+    pub verify_ip: Limit,
+    pub totp_account: Limit,
+}
+
+/// A `429` for `limit`, to retry after `retry_after`.
+pub fn too_many(limit: Limit, retry_after: Duration) -> Problem {
+    let secs = retry_after.as_secs().max(1);
+    let header = |v: String| HeaderValue::from_str(&v).expect("digits");
+    Problem::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limited",
+        "Too many requests",
+    )
+    .with_detail(format!("Too many attempts; try again in {secs} seconds."))
+    .with_header(
+        HeaderName::from_static("retry-after"),
+        header(secs.to_string()),
+    )
+    .with_header(
+        HeaderName::from_static("ratelimit-limit"),
+        header(limit.max.to_string()),
+    )
+    .with_header(
+        HeaderName::from_static("ratelimit-remaining"),
+        HeaderValue::from_static("0"),
+    )
+    .with_header(
+        HeaderName::from_static("ratelimit-reset"),
+        header(secs.to_string()),
+    )
+}
+
+/// When a window started, and how many requests it counted.
+type Window = (Instant, u32);
+
+/// Fixed windows per (limit, client address), in this process.
+#[derive(Default)]
+pub struct IpWindows {
+    windows: Mutex<HashMap<(&'static str, IpAddr), Window>>,
+}
+
+impl IpWindows {
+    /// Counts one request from `ip` against `name`; `Err(429)` past the limit.
+    pub fn hit(&self, name: &'static str, limit: Limit, ip: Option<IpAddr>) -> Result<(), Problem> {
+        let Some(ip) = ip else { return Ok(()) };
+        let now = Instant::now();
+        let mut windows = self.windows.lock().expect("limiter lock");
+        if windows.len() > 100_000 {
+            windows
+                .retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(86_400));
+        }
+        let entry = windows.entry((name, ip)).or_insert((now, 0));
+        if now.duration_since(entry.0) >= limit.per {
+            *entry = (now, 0);
+        }
+        if entry.1 >= limit.max {
+            return Err(too_many(
+                limit,
+                limit.per.saturating_sub(now.duration_since(entry.0)),
+            ));
+        }
+        entry.1 += 1;
+        Ok(())
+    }
+}
+
+/// Whether the account counter `key` is at its limit: `Err(429)` then. Committed on its
+/// own: a counter must survive the request that failed.
+pub async fn check_account(db: &Db, key: &str, limit: Limit) -> Result<(), Problem> {
+    let mut tx = SystemTx::begin(db, Actor::System).await?;
+    let row: Option<(i32, f64)> = sqlx::query_as(
+        "SELECT count, extract(epoch FROM window_start + make_interval(secs => $2) - now())::float8
+         FROM auth_throttles WHERE key = $1 AND window_start > now() - make_interval(secs => $2)",
+    )
+    .bind(key)
+    .bind(limit.per.as_secs_f64())
+    .fetch_optional(tx.conn())
+    .await?;
+    tx.commit().await?;
+    match row {
+        Some((count, left)) if count >= limit.max as i32 => {
+            Err(too_many(limit, Duration::from_secs_f64(left.max(1.0))))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Counts one event against the account counter `key` (a new window when the old one
+/// ended), committed on its own.
+pub async fn count_account(db: &Db, key: &str, limit: Limit) -> Result<(), Problem> {
+    let mut tx = SystemTx::begin(db, Actor::System).await?;
+    sqlx::query(
+        "INSERT INTO auth_throttles (key, window_start, count) VALUES ($1, now(), 1)
+         ON CONFLICT (key) DO UPDATE SET
+           count = CASE WHEN auth_throttles.window_start > now() - make_interval(secs => $2) THEN auth_throttles.count + 1 ELSE 1 END,
+           window_start = CASE WHEN auth_throttles.window_start > now() - make_interval(secs => $2) THEN auth_throttles.window_start ELSE now() END",
+    )
+    .bind(key)
+    .bind(limit.per.as_secs_f64())
+    .execute(tx.conn())
+    .await?;
+    tx.commit().await
+}
+
+/// Forgets the account counter `key` (a successful login).
+pub async fn reset_account(db: &Db, key: &str) -> Result<(), Problem> {
+    let mut tx = SystemTx::begin(db, Actor::System).await?;
+    sqlx::query("DELETE FROM auth_throttles WHERE key = $1")
+        .bind(key)
+        .execute(tx.conn())
+        .await?;
+    tx.commit().await
+}

@@ -1,0 +1,221 @@
+//! Tokens: short-lived access JWTs, and opaque single-use secrets stored as HMACs.
+
+use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+use hmac::{Hmac, KeyInit, Mac};
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use kernel::{Secret, UserId};
+use sha2::Sha256;
+use uuid::Uuid;
+
+/// Claims of an access token (DESIGN.md §4).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Claims {
+    pub iss: String,
+    pub aud: String,
+    pub sub: Uuid,
+    pub sid: Uuid,
+    pub jti: Uuid,
+    pub iat: u64,
+    pub exp: u64,
+}
+
+/// Signs and checks access tokens: HS256 only, `kid` names the key, first key signs.
+pub struct Jwt {
+    keys: Vec<(String, Secret<Vec<u8>>)>,
+    issuer: String,
+    ttl_secs: u64,
+}
+
+impl Jwt {
+    pub fn new(keys: Vec<(String, Secret<Vec<u8>>)>, issuer: String, ttl_secs: u64) -> Jwt {
+        Jwt {
+            keys,
+            issuer,
+            ttl_secs,
+        }
+    }
+
+    pub fn ttl_secs(&self) -> u64 {
+        self.ttl_secs
+    }
+
+    /// An access token for `user`'s session `sid`.
+    pub fn issue(&self, user: UserId, sid: Uuid) -> String {
+        let now = jsonwebtoken::get_current_timestamp();
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            aud: self.issuer.clone(),
+            sub: user.as_uuid(),
+            sid,
+            jti: Uuid::now_v7(),
+            iat: now,
+            exp: now + self.ttl_secs,
+        };
+        let (kid, secret) = &self.keys[0];
+        let mut header = Header::new(Algorithm::HS256);
+        header.kid = Some(kid.clone());
+        jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret.expose()))
+            .expect("HS256 signs")
+    }
+
+    /// The claims of a valid token: pinned algorithm, known `kid`, issuer, audience,
+    /// expiry with at most 5 s of leeway.
+    pub fn verify(&self, token: &str) -> Option<Claims> {
+        let header = jsonwebtoken::decode_header(token).ok()?;
+        if header.alg != Algorithm::HS256 {
+            return None;
+        }
+        let kid = header.kid?;
+        let (_, secret) = self.keys.iter().find(|(id, _)| *id == kid)?;
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.leeway = 5;
+        validation.set_issuer(&[&self.issuer]);
+        validation.set_audience(&[&self.issuer]);
+        validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+        jsonwebtoken::decode::<Claims>(
+            token,
+            &DecodingKey::from_secret(secret.expose()),
+            &validation,
+        )
+        .ok()
+        .map(|d| d.claims)
+    }
+}
+
+/// Server peppers for token HMACs: the first hashes new tokens, all verify.
+pub struct Peppers(pub Vec<(String, Secret<Vec<u8>>)>);
+
+/// A freshly minted opaque token: what the client gets, and what is stored.
+pub struct Minted {
+    /// `<prefix>_<id>_<secret>`: shown to the client once.
+    pub token: String,
+    pub id: Uuid,
+    pub pepper_id: String,
+    pub hash: Vec<u8>,
+}
+
+impl Peppers {
+    fn mac(&self, pepper_id: &str, secret: &[u8]) -> Option<Hmac<Sha256>> {
+        let (_, pepper) = self.0.iter().find(|(id, _)| id == pepper_id)?;
+        let mut mac = Hmac::<Sha256>::new_from_slice(pepper.expose()).expect("HMAC takes any key");
+        mac.update(secret);
+        Some(mac)
+    }
+
+    /// A new token with `prefix` (`brt` refresh, `bvt` verification, `bpr` reset).
+    pub fn mint(&self, prefix: &str) -> Minted {
+        let id = Uuid::now_v7();
+        let secret: [u8; 32] = rand::random();
+        let pepper_id = self.0[0].0.clone();
+        let hash = self
+            .mac(&pepper_id, &secret)
+            .expect("the first pepper exists")
+            .finalize()
+            .into_bytes()
+            .to_vec();
+        Minted {
+            token: format!("{prefix}_{}_{}", id.simple(), B64.encode(secret)),
+            id,
+            pepper_id,
+            hash,
+        }
+    }
+
+    /// The id a token names, if it is shaped like one of `prefix`.
+    pub fn parse(prefix: &str, token: &str) -> Option<(Uuid, Vec<u8>)> {
+        let rest = token.strip_prefix(prefix)?.strip_prefix('_')?;
+        let (id, secret) = rest.split_once('_')?;
+        Some((
+            Uuid::try_parse(id).ok()?,
+            B64.decode(secret).ok().filter(|s| s.len() == 32)?,
+        ))
+    }
+
+    /// Whether `secret` matches the stored hash (constant time).
+    pub fn matches(&self, pepper_id: &str, secret: &[u8], stored: &[u8]) -> bool {
+        self.mac(pepper_id, secret)
+            .is_some_and(|mac| mac.verify_slice(stored).is_ok())
+    }
+
+    /// `HMAC(pepper, lowercased email)`, hex: how an email appears where an id cannot
+    /// (audit payloads, throttle keys).
+    pub fn email_digest(&self, email: &str) -> String {
+        let mac = self
+            .mac(&self.0[0].0, email.to_lowercase().as_bytes())
+            .expect("the first pepper exists");
+        mac.finalize()
+            .into_bytes()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jwt() -> Jwt {
+        Jwt::new(
+            vec![
+                ("k2".into(), Secret::new(vec![2; 32])),
+                ("k1".into(), Secret::new(vec![1; 32])),
+            ],
+            "https://b.example".into(),
+            900,
+        )
+    }
+
+    #[test]
+    fn access_tokens_verify_with_their_kid_and_nothing_else() {
+        let t = jwt().issue(UserId::new(), Uuid::now_v7());
+        assert!(jwt().verify(&t).is_some());
+        let other_issuer = Jwt::new(
+            vec![("k2".into(), Secret::new(vec![2; 32]))],
+            "https://evil.example".into(),
+            900,
+        );
+        assert!(
+            other_issuer.verify(&t).is_none(),
+            "issuer and audience are checked"
+        );
+        let rotated_out = Jwt::new(
+            vec![("k3".into(), Secret::new(vec![3; 32]))],
+            "https://b.example".into(),
+            900,
+        );
+        assert!(
+            rotated_out.verify(&t).is_none(),
+            "an unknown kid is refused"
+        );
+        let mut tampered = t.clone();
+        tampered.pop();
+        assert!(jwt().verify(&tampered).is_none());
+        // alg=none is refused.
+        let parts: Vec<&str> = t.split('.').collect();
+        let none_header = B64.encode(br#"{"alg":"none","kid":"k2"}"#);
+        assert!(
+            jwt()
+                .verify(&format!("{none_header}.{}.", parts[1]))
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn opaque_tokens_verify_under_any_configured_pepper() {
+        let peppers = Peppers(vec![
+            ("p2".into(), Secret::new(b"new pepper".to_vec())),
+            ("p1".into(), Secret::new(b"old".to_vec())),
+        ]);
+        let minted = peppers.mint("brt");
+        let (id, secret) = Peppers::parse("brt", &minted.token).unwrap();
+        assert_eq!(id, minted.id);
+        assert!(peppers.matches(&minted.pepper_id, &secret, &minted.hash));
+        assert!(!peppers.matches(&minted.pepper_id, &[0; 32], &minted.hash));
+        assert!(
+            Peppers::parse("bvt", &minted.token).is_none(),
+            "another kind of token"
+        );
+        assert!(Peppers::parse("brt", "brt_nope_nope").is_none());
+    }
+}
