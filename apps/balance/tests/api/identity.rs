@@ -646,3 +646,41 @@ async fn production_argon2_parameters_hash_and_verify_and_weaker_hashes_are_upgr
     );
     production.login("ada@example.com", &password).await;
 }
+
+#[tokio::test]
+async fn without_smtp_mail_is_written_to_eml_files_under_the_data_folder() {
+    // No BALANCE_SMTP_URL: the development default.
+    let files = TestApp::start(crate::helpers::migrated_db().await, &[]).await;
+    let runner = files.platform.runner(jobs::RunnerConfig {
+        poll: std::time::Duration::from_millis(200),
+        ..jobs::RunnerConfig::default()
+    });
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(runner.run(async move {
+        let _ = stopped.await;
+    }));
+    files.signup("ada@example.com").await;
+    let dir = files.data_dir.join("mail");
+    let eml = testkit::eventually(std::time::Duration::from_secs(30), || async {
+        std::fs::read_dir(&dir)
+            .ok()?
+            .filter_map(Result::ok)
+            .find(|e| e.path().extension().is_some_and(|x| x == "eml"))
+            .map(|e| e.path())
+    })
+    .await
+    .expect("an .eml file");
+    let text = std::fs::read_to_string(eml).unwrap();
+    assert!(text.contains("ada@example.com") && text.contains("verify-email?token="));
+    let _ = stop.send(());
+
+    // Who asked is recorded beside the event, outside the hash.
+    let mut tx = kernel::SystemTx::begin(&files.kernel_db, kernel::Actor::System)
+        .await
+        .unwrap();
+    let ips: Vec<String> = sqlx::query_scalar("SELECT host(ip) FROM platform_event_clients")
+        .fetch_all(tx.conn())
+        .await
+        .unwrap();
+    assert!(ips.iter().any(|ip| ip == "127.0.0.1"), "{ips:?}");
+}
