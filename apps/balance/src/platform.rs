@@ -134,5 +134,6 @@ fn identity_config(config: &Config) -> identity::IdentityConfig {
         },
         access_ttl_secs: 15 * 60,
         refresh_ttl_secs: 30 * 24 * 3600,
+        encryption_keys: config.keys.encryption.keys.clone(),
     }
 }

@@ -186,6 +186,38 @@ impl Validate for MePatch {
     }
 }
 
+/// The password, to start two-factor enrollment.
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordRequest {
+    pub password: String,
+}
+
+impl Validate for PasswordRequest {
+    fn validate(&self, errors: &mut FieldErrors) {
+        too_long(errors, "password", &self.password, 256);
+    }
+}
+
+/// A current TOTP code (or, to disable, a recovery code).
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CodeRequest {
+    pub code: String,
+}
+
+impl Validate for CodeRequest {
+    fn validate(&self, errors: &mut FieldErrors) {
+        too_long(errors, "code", &self.code, 64);
+    }
+}
+
+/// Single-use recovery codes, each usable once in place of a TOTP code. Shown only now.
+#[derive(Debug, Object)]
+pub struct RecoveryCodes {
+    pub recovery_codes: Vec<String>,
+}
+
 #[derive(ApiResponse)]
 pub enum Created {
     /// The account was created; a verification mail is on its way.
@@ -243,7 +275,11 @@ impl IdentityApi {
     #[oai(path = "/auth/login", method = "post", operation_id = "login")]
     async fn login(&self, body: JsonBody<LoginRequest>) -> ApiResult<Json<TokenPair>> {
         let r = body.into_inner();
-        Ok(Json(self.identity.login(&r.email, r.password).await?))
+        Ok(Json(
+            self.identity
+                .login(&r.email, r.password, r.totp_code)
+                .await?,
+        ))
     }
 
     /// Exchanges a refresh token, once, for a new pair. Presenting a spent one signs the
@@ -309,6 +345,54 @@ impl IdentityApi {
             .map(|tz| check_time_zone("time_zone", &tz).map_err(|e| Problem::validation(vec![e])))
             .transpose()?;
         Ok(Json(self.identity.update_me(me, name, tz).await?))
+    }
+
+    /// Starts two-factor enrollment: a secret for an authenticator app (shown once).
+    #[oai(path = "/me/2fa/enroll", method = "post", operation_id = "enroll_totp")]
+    async fn totp_enroll(
+        &self,
+        auth: BearerAuth,
+        body: JsonBody<PasswordRequest>,
+    ) -> ApiResult<Json<crate::TotpEnrollment>> {
+        let me = self.principal(&auth).await?;
+        Ok(Json(
+            self.identity
+                .totp_enroll(me, body.into_inner().password)
+                .await?,
+        ))
+    }
+
+    /// Turns two-factor sign-in on with a first code; returns ten recovery codes (shown once).
+    #[oai(
+        path = "/me/2fa/activate",
+        method = "post",
+        operation_id = "activate_totp"
+    )]
+    async fn totp_activate(
+        &self,
+        auth: BearerAuth,
+        body: JsonBody<CodeRequest>,
+    ) -> ApiResult<Json<RecoveryCodes>> {
+        let me = self.principal(&auth).await?;
+        Ok(Json(RecoveryCodes {
+            recovery_codes: self.identity.totp_activate(me, &body.code).await?,
+        }))
+    }
+
+    /// Turns two-factor sign-in off, with a current code or a recovery code.
+    #[oai(
+        path = "/me/2fa/disable",
+        method = "post",
+        operation_id = "disable_totp"
+    )]
+    async fn totp_disable(
+        &self,
+        auth: BearerAuth,
+        body: JsonBody<CodeRequest>,
+    ) -> ApiResult<NoContent> {
+        let me = self.principal(&auth).await?;
+        self.identity.totp_disable(me, &body.code).await?;
+        Ok(NoContent::NoContent)
     }
 
     /// The signed-in user's live sessions.

@@ -6,8 +6,10 @@
 mod http;
 pub mod limits;
 pub mod password;
+mod second_factor;
 mod service;
 pub mod tokens;
+pub mod totp;
 
 use std::sync::Arc;
 
@@ -17,6 +19,7 @@ use uuid::Uuid;
 pub use http::{BearerAuth, IdentityApi};
 pub use limits::{Limit, Limits};
 pub use password::{Argon2Params, Passwords};
+pub use second_factor::TotpEnrollment;
 pub use service::{Me, MeTenant, SessionView, TokenPair, UserView};
 
 /// What identity needs from configuration.
@@ -34,6 +37,8 @@ pub struct IdentityConfig {
     pub access_ttl_secs: u64,
     /// Refresh token lifetime.
     pub refresh_ttl_secs: u64,
+    /// `BALANCE_ENCRYPTION_KEYS`: the vault's key ring (TOTP secrets).
+    pub encryption_keys: Vec<(String, Secret<Vec<u8>>)>,
 }
 
 /// A signed-in caller: who, and through which session.

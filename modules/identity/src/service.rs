@@ -26,6 +26,7 @@ pub(crate) struct Inner {
     pub limits: Limits,
     pub ips: IpWindows,
     pub refresh_ttl_secs: u64,
+    pub vault: vault::Vault,
 }
 
 impl Inner {
@@ -39,6 +40,13 @@ impl Inner {
             limits: config.limits,
             ips: IpWindows::default(),
             refresh_ttl_secs: config.refresh_ttl_secs,
+            vault: vault::Vault::new(
+                config
+                    .encryption_keys
+                    .iter()
+                    .map(|(id, k)| (id.as_str(), k.expose().as_slice())),
+            )
+            .expect("configuration checks the encryption keys"),
         }
     }
 }
@@ -116,7 +124,7 @@ fn client() -> (Option<IpAddr>, Option<String>) {
         .unwrap_or_default()
 }
 
-fn invalid_credentials() -> Problem {
+pub(crate) fn invalid_credentials() -> Problem {
     Problem::new(
         StatusCode::UNAUTHORIZED,
         "invalid_credentials",
@@ -149,7 +157,7 @@ fn invalid_token() -> Problem {
 }
 
 /// Runs argon2 off the async threads.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
     tokio::task::spawn_blocking(f)
         .await
         .expect("argon2 does not panic")
@@ -178,7 +186,7 @@ pub(crate) fn check_time_zone(field: &str, tz: &str) -> Result<String, FieldErro
 }
 
 impl Identity {
-    fn inner(&self) -> &Inner {
+    pub(crate) fn inner(&self) -> &Inner {
         &self.0
     }
 
@@ -335,14 +343,19 @@ impl Identity {
     }
 
     /// Writes a security event in a transaction of its own: it must outlive the failing request.
-    async fn security_event(&self, event: NewEvent) -> Result<(), Problem> {
+    pub(crate) async fn security_event(&self, event: NewEvent) -> Result<(), Problem> {
         let mut tx = SystemTx::begin(&self.inner().db, Actor::System).await?;
         tx.record(event);
         tx.commit().await
     }
 
     /// `POST /auth/login`. Unknown email and wrong password answer alike, in similar time.
-    pub async fn login(&self, email: &str, password: String) -> Result<TokenPair, Problem> {
+    pub async fn login(
+        &self,
+        email: &str,
+        password: String,
+        totp_code: Option<String>,
+    ) -> Result<TokenPair, Problem> {
         let inner = self.inner();
         let (ip, user_agent) = client();
         inner.ips.hit("login_ip", inner.limits.login_ip, ip)?;
@@ -379,6 +392,8 @@ impl Identity {
         limits::reset_account(&inner.db, &account_key).await?;
 
         let mut tx = SystemTx::begin(&inner.db, Actor::User(user_id)).await?;
+        self.second_factor_at_login(&mut tx, user_id, totp_code.as_deref(), &digest)
+            .await?;
         if rehash {
             let passwords = inner.passwords.clone();
             let new_hash = blocking(move || passwords.hash(&password)).await;
@@ -697,6 +712,12 @@ async fn me_in(tx: &mut UserTx, user: UserId) -> Result<Me, Problem> {
     .bind(user)
     .fetch_one(tx.conn())
     .await?;
+    let totp_enabled: bool = sqlx::query_scalar(
+        "SELECT EXISTS (SELECT FROM user_totp WHERE user_id = $1 AND enabled_at IS NOT NULL)",
+    )
+    .bind(user)
+    .fetch_one(tx.conn())
+    .await?;
     // The user policy on memberships shows this user's rows across tenants (no tenant set).
     let tenants: Vec<(Uuid, String, Vec<String>)> = sqlx::query_as(
         "SELECT t.id, t.name, m.roles FROM memberships m JOIN tenants t ON t.id = m.tenant_id
@@ -711,7 +732,7 @@ async fn me_in(tx: &mut UserTx, user: UserId) -> Result<Me, Problem> {
         name,
         email_verified: verified,
         time_zone,
-        totp_enabled: false,
+        totp_enabled,
         tenants: tenants
             .into_iter()
             .map(|(id, name, roles)| MeTenant {

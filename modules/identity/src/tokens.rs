@@ -131,6 +131,19 @@ impl Peppers {
         ))
     }
 
+    /// `(pepper id, HMAC)` of `data` under the current pepper, for values that are not
+    /// minted here (recovery codes).
+    pub fn hash_current(&self, data: &[u8]) -> (String, Vec<u8>) {
+        let id = self.0[0].0.clone();
+        let hash = self
+            .mac(&id, data)
+            .expect("the first pepper exists")
+            .finalize()
+            .into_bytes()
+            .to_vec();
+        (id, hash)
+    }
+
     /// Whether `secret` matches the stored hash (constant time).
     pub fn matches(&self, pepper_id: &str, secret: &[u8], stored: &[u8]) -> bool {
         self.mac(pepper_id, secret)

@@ -74,6 +74,11 @@ impl TestApp {
 
     /// On a given database.
     pub async fn start(db: TestDb, vars: &[(&str, &str)]) -> TestApp {
+        // The app's logs, shown by the test runner when a test fails.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter("warn,balance=info")
+            .with_test_writer()
+            .try_init();
         let data_dir = std::env::temp_dir().join(format!("balance-test-{}", uuid::Uuid::now_v7()));
         let mut map: BTreeMap<String, String> = BTreeMap::from([
             ("BALANCE_DATABASE_URL".into(), db.runtime_url.clone()),
@@ -295,19 +300,18 @@ impl TestApp {
         )
     }
 
-    /// Waits for the `n`th mail to `to` and returns the token of its first link.
-    pub async fn mailed_token(&self, to: &str, n: usize) -> String {
+    /// Waits for the mail to `to` with a link to `path` (`verify-email`, `reset-password`)
+    /// and returns the link's token. Mail jobs run concurrently, so order is not a guide.
+    pub async fn mailed_token(&self, to: &str, path: &str) -> String {
         let sink = self.smtp.as_ref().expect("spawned with a worker");
+        let needle = format!("/{path}?token=");
         let mail = testkit::eventually(std::time::Duration::from_secs(30), || async {
-            let mails: Vec<_> = sink
-                .messages()
+            sink.messages()
                 .into_iter()
-                .filter(|m| m.to.iter().any(|t| t == to))
-                .collect();
-            mails.get(n - 1).cloned()
+                .find(|m| m.to.iter().any(|t| t == to) && m.data.replace("=\r\n", "").contains(&needle))
         })
         .await
-        .unwrap_or_else(|| panic!("mail #{n} to {to} never arrived"));
+        .unwrap_or_else(|| panic!("no mail to {to} with a {path} link"));
         token_in(&mail.data).unwrap_or_else(|| panic!("no token in {}", mail.data))
     }
 

@@ -44,7 +44,7 @@ async fn signup_mails_a_verification_link_that_verifies_and_the_user_can_sign_in
         mail.data.contains("Content-Type: text/html")
             && mail.data.contains("Content-Type: text/plain")
     );
-    let token = app.mailed_token("ada@example.com", 1).await;
+    let token = app.mailed_token("ada@example.com", "verify-email").await;
 
     // An unverified user can sign in; /me says so.
     let (access, _) = app
@@ -323,7 +323,7 @@ async fn a_password_reset_works_once_and_signs_every_session_out() {
             .await;
         assert_eq!(resp.status(), 202, "always 202: {email}");
     }
-    let token = app.mailed_token("ada@example.com", 2).await;
+    let token = app.mailed_token("ada@example.com", "reset-password").await;
     let weak = app
         .post_json(
             "/api/v1/auth/password-reset/confirm",

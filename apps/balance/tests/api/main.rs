@@ -14,3 +14,4 @@ mod problems;
 mod schema;
 mod spec;
 mod test_api;
+mod totp;
