@@ -306,9 +306,9 @@ impl TestApp {
         let sink = self.smtp.as_ref().expect("spawned with a worker");
         let needle = format!("/{path}?token=");
         let mail = testkit::eventually(std::time::Duration::from_secs(30), || async {
-            sink.messages()
-                .into_iter()
-                .find(|m| m.to.iter().any(|t| t == to) && m.data.replace("=\r\n", "").contains(&needle))
+            sink.messages().into_iter().find(|m| {
+                m.to.iter().any(|t| t == to) && m.data.replace("=\r\n", "").contains(&needle)
+            })
         })
         .await
         .unwrap_or_else(|| panic!("no mail to {to} with a {path} link"));
