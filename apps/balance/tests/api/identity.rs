@@ -684,3 +684,59 @@ async fn without_smtp_mail_is_written_to_eml_files_under_the_data_folder() {
         .unwrap();
     assert!(ips.iter().any(|ip| ip == "127.0.0.1"), "{ips:?}");
 }
+
+#[tokio::test]
+async fn reset_and_verification_requests_are_limited_too() {
+    let app = TestApp::spawn_with(&[(
+        "BALANCE_RATE_LIMITS",
+        "reset_account=2/hour,verify_ip=2/min",
+    )])
+    .await;
+    for _ in 0..2 {
+        assert_eq!(
+            app.post_json(
+                "/api/v1/auth/password-reset",
+                &json!({"email": "ada@example.com"})
+            )
+            .await
+            .status(),
+            202
+        );
+    }
+    // Keyed by the address, known or not, so the limit says nothing about accounts.
+    let resp = app
+        .post_json(
+            "/api/v1/auth/password-reset",
+            &json!({"email": "Ada@Example.com"}),
+        )
+        .await;
+    let headers = resp.headers().clone();
+    assert_problem(resp, 429, "rate_limited").await;
+    assert!(headers.contains_key("retry-after"));
+    assert_eq!(
+        app.post_json(
+            "/api/v1/auth/password-reset",
+            &json!({"email": "someone.else@example.com"})
+        )
+        .await
+        .status(),
+        202
+    );
+
+    for _ in 0..2 {
+        assert_problem(
+            app.post_json("/api/v1/auth/verify-email", &json!({"token": "bvt_nope"}))
+                .await,
+            400,
+            "invalid_token",
+        )
+        .await;
+    }
+    assert_problem(
+        app.post_json("/api/v1/auth/verify-email", &json!({"token": "bvt_nope"}))
+            .await,
+        429,
+        "rate_limited",
+    )
+    .await;
+}
