@@ -23,6 +23,8 @@ pub struct Platform {
     pub mailer: mail::Mailer,
     pub cursors: CursorSigner,
     pub queues: Vec<jobs::Queue>,
+    /// The built-in roles, compiled from `policies/`.
+    pub policy: access::Policy,
 }
 
 /// The hourly checkpoint of every audit chain with new events.
@@ -60,6 +62,7 @@ impl Platform {
             .map(|u| u.expose().as_str())
             .unwrap_or("postgres://unset@127.0.0.1:1/unset");
         let jobs_pool = kernel::migrate::runtime_pool(url, queues.len() as u32 * 2 + 8)?;
+        let policy = access::Policy::load()?;
         Ok(Platform {
             pool,
             jobs_pool,
@@ -69,6 +72,7 @@ impl Platform {
             mailer,
             cursors: config.keys.cursor_signer(),
             queues,
+            policy,
         })
     }
 

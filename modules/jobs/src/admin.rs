@@ -151,6 +151,11 @@ pub async fn show(db: &Db, id: Uuid) -> Result<Option<JobView>, Problem> {
 }
 
 /// Re-runs a dead job from its first attempt. `Ok(false)` when it is not dead.
+///
+/// The queue entry is re-driven only once the worker has recorded the last run's outcome
+/// (apalis acknowledges asynchronously): re-driving earlier would let that late
+/// acknowledgement overwrite the new run. So this waits a few seconds for it if needed, and
+/// answers `409 job_busy` if it does not come.
 pub async fn retry(db: &Db, id: Uuid) -> Result<bool, Problem> {
     let Some(job) = show(db, id).await? else {
         return Ok(false);
@@ -160,28 +165,51 @@ pub async fn retry(db: &Db, id: Uuid) -> Result<bool, Problem> {
     }
     let tenant = job.tenant_id.map(TenantId::from_uuid);
     let (table, key) = crate::store::table(tenant);
-    crate::store::with_row(db, tenant, async |conn: &mut sqlx::PgConnection| {
-        let task: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-            "UPDATE {table} SET status = 'queued', attempts = 0, progress = 0, finished_at = NULL, updated_at = now()
-             WHERE {key} RETURNING task_id"
-        )))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?
-        .flatten();
-        sqlx::query(
-            "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(),
-                    lock_by = NULL, lock_at = NULL, done_at = NULL, last_result = NULL
-             WHERE id = $1",
-        )
-        .bind(task)
-        .execute(&mut *conn)
-        .await?;
-        Ok(())
-    })
-    .await?;
-    Ok(true)
+    for _ in 0..40 {
+        let redriven = crate::store::with_row(db, tenant, async |conn: &mut sqlx::PgConnection| {
+            let task: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "UPDATE {table} SET status = 'queued', attempts = 0, progress = 0, finished_at = NULL, updated_at = now()
+                 WHERE {key} AND status = 'dead' RETURNING task_id"
+            )))
+            .bind(tenant)
+            .bind(id)
+            .fetch_optional(&mut *conn)
+            .await?
+            .flatten();
+            let redriven = sqlx::query(
+                "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(),
+                        lock_by = NULL, lock_at = NULL, done_at = NULL, last_result = NULL
+                 WHERE id = $1 AND status IN ('Failed', 'Killed')",
+            )
+            .bind(task)
+            .execute(&mut *conn)
+            .await?
+            .rows_affected();
+            if redriven == 0 {
+                // Not acknowledged yet: roll our row back with the transaction.
+                return Err(Problem::new(
+                    poem::http::StatusCode::CONFLICT,
+                    "job_busy",
+                    "The job's last run is still being recorded",
+                ));
+            }
+            Ok(())
+        })
+        .await;
+        match redriven {
+            Ok(()) => return Ok(true),
+            Err(p) if p.code() == "job_busy" => {
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await
+            }
+            Err(p) => return Err(p),
+        }
+    }
+    Err(Problem::new(
+        poem::http::StatusCode::CONFLICT,
+        "job_busy",
+        "The job's last run is still being recorded",
+    )
+    .with_detail("Try again in a moment."))
 }
 
 /// Deletes finished jobs (of `status`, default `succeeded`) older than `age`; returns how many.

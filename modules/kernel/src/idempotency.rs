@@ -12,10 +12,11 @@
 use poem::http::StatusCode;
 use poem_openapi::types::{ParseFromJSON, ToJSON};
 use sha2::{Digest, Sha256};
+use uuid::Uuid;
 
 use crate::{
     context::RequestContext,
-    db::{TenantTx, UserTx},
+    db::{TenantTx, Tx, UserTx},
     problem::{FieldError, Problem},
 };
 
@@ -101,144 +102,89 @@ fn decide(
     }
 }
 
-/// The handles a key can be scoped to.
-pub trait IdempotencyScope: Send {
+/// The handles a key can be scoped to: a tenant's keys, or a user's on tenant-less endpoints.
+pub trait IdempotencyScope: Tx + Sized {
+    /// The table and its owner column, and the owner.
     #[doc(hidden)]
-    fn claim(
-        &mut self,
-        key: &IdempotencyKey,
-        fingerprint: &Fingerprint,
-    ) -> impl Future<Output = Result<ClaimOutcome, Problem>> + Send;
-    #[doc(hidden)]
-    fn store(
-        &mut self,
-        key: &IdempotencyKey,
-        status: i16,
-        body: &serde_json::Value,
-    ) -> impl Future<Output = Result<(), Problem>> + Send;
+    fn keys_of(&self) -> (&'static str, &'static str, Uuid);
     #[doc(hidden)]
     fn finish(self) -> impl Future<Output = Result<(), Problem>> + Send;
 }
 
-#[doc(hidden)]
-pub struct ClaimOutcome(Claim);
-
 impl IdempotencyScope for TenantTx {
-    async fn claim(
-        &mut self,
-        key: &IdempotencyKey,
-        fingerprint: &Fingerprint,
-    ) -> Result<ClaimOutcome, Problem> {
-        let tenant = self.tenant_id();
-        sqlx::query("DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND expires_at <= now()")
-            .bind(tenant)
-            .bind(key.as_str())
-            .execute(self.conn())
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, expires_at)
-             VALUES ($1, $2, $3, now() + interval '24 hours')
-             ON CONFLICT (tenant_id, key) DO NOTHING",
-        )
-        .bind(tenant)
-        .bind(key.as_str())
-        .bind(&fingerprint.0[..])
-        .execute(self.conn())
-        .await?
-        .rows_affected();
-        if inserted == 1 {
-            return Ok(ClaimOutcome(Claim::Fresh));
-        }
-        let row = sqlx::query_as(
-            "SELECT fingerprint, status, body FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
-        )
-        .bind(tenant)
-        .bind(key.as_str())
-        .fetch_optional(self.conn())
-        .await?;
-        decide(row, fingerprint).map(ClaimOutcome)
+    fn keys_of(&self) -> (&'static str, &'static str, Uuid) {
+        ("idempotency_keys", "tenant_id", self.tenant_id().as_uuid())
     }
-
-    async fn store(
-        &mut self,
-        key: &IdempotencyKey,
-        status: i16,
-        body: &serde_json::Value,
-    ) -> Result<(), Problem> {
-        let tenant = self.tenant_id();
-        sqlx::query(
-            "UPDATE idempotency_keys SET status = $3, body = $4 WHERE tenant_id = $1 AND key = $2",
-        )
-        .bind(tenant)
-        .bind(key.as_str())
-        .bind(status)
-        .bind(body)
-        .execute(self.conn())
-        .await?;
-        Ok(())
-    }
-
     async fn finish(self) -> Result<(), Problem> {
         self.commit().await
     }
 }
 
 impl IdempotencyScope for UserTx {
-    async fn claim(
-        &mut self,
-        key: &IdempotencyKey,
-        fingerprint: &Fingerprint,
-    ) -> Result<ClaimOutcome, Problem> {
-        let user = self.user_id();
-        sqlx::query("DELETE FROM user_idempotency_keys WHERE user_id = $1 AND key = $2 AND expires_at <= now()")
-            .bind(user)
-            .bind(key.as_str())
-            .execute(self.conn())
-            .await?;
-        let inserted = sqlx::query(
-            "INSERT INTO user_idempotency_keys (user_id, key, fingerprint, expires_at)
-             VALUES ($1, $2, $3, now() + interval '24 hours')
-             ON CONFLICT (user_id, key) DO NOTHING",
-        )
-        .bind(user)
-        .bind(key.as_str())
-        .bind(&fingerprint.0[..])
-        .execute(self.conn())
-        .await?
-        .rows_affected();
-        if inserted == 1 {
-            return Ok(ClaimOutcome(Claim::Fresh));
-        }
-        let row = sqlx::query_as(
-            "SELECT fingerprint, status, body FROM user_idempotency_keys WHERE user_id = $1 AND key = $2",
-        )
-        .bind(user)
-        .bind(key.as_str())
-        .fetch_optional(self.conn())
-        .await?;
-        decide(row, fingerprint).map(ClaimOutcome)
+    fn keys_of(&self) -> (&'static str, &'static str, Uuid) {
+        ("user_idempotency_keys", "user_id", self.user_id().as_uuid())
     }
-
-    async fn store(
-        &mut self,
-        key: &IdempotencyKey,
-        status: i16,
-        body: &serde_json::Value,
-    ) -> Result<(), Problem> {
-        let user = self.user_id();
-        sqlx::query("UPDATE user_idempotency_keys SET status = $3, body = $4 WHERE user_id = $1 AND key = $2")
-            .bind(user)
-            .bind(key.as_str())
-            .bind(status)
-            .bind(body)
-            .execute(self.conn())
-            .await?;
-        Ok(())
-    }
-
     async fn finish(self) -> Result<(), Problem> {
         self.commit().await
     }
+}
+
+/// Inserts the claim row, or reads the row a previous (or concurrent, once it commits)
+/// request left.
+async fn claim_row<S: IdempotencyScope>(
+    tx: &mut S,
+    key: &IdempotencyKey,
+    fingerprint: &Fingerprint,
+) -> Result<Claim, Problem> {
+    let (table, owner_column, owner) = tx.keys_of();
+    let sql = |text: String| sqlx::AssertSqlSafe(text);
+    sqlx::query(sql(format!(
+        "DELETE FROM {table} WHERE {owner_column} = $1 AND key = $2 AND expires_at <= now()"
+    )))
+    .bind(owner)
+    .bind(key.as_str())
+    .execute(tx.conn())
+    .await?;
+    let inserted = sqlx::query(sql(format!(
+        "INSERT INTO {table} ({owner_column}, key, fingerprint, expires_at) VALUES ($1, $2, $3, now() + interval '24 hours')
+         ON CONFLICT ({owner_column}, key) DO NOTHING"
+    )))
+    .bind(owner)
+    .bind(key.as_str())
+    .bind(&fingerprint.0[..])
+    .execute(tx.conn())
+    .await?
+    .rows_affected();
+    if inserted == 1 {
+        return Ok(Claim::Fresh);
+    }
+    let row = sqlx::query_as(sql(format!(
+        "SELECT fingerprint, status, body FROM {table} WHERE {owner_column} = $1 AND key = $2"
+    )))
+    .bind(owner)
+    .bind(key.as_str())
+    .fetch_optional(tx.conn())
+    .await?;
+    decide(row, fingerprint)
+}
+
+async fn store_row<S: IdempotencyScope>(
+    tx: &mut S,
+    key: &IdempotencyKey,
+    status: i16,
+    body: &serde_json::Value,
+) -> Result<(), Problem> {
+    let (table, owner_column, owner) = tx.keys_of();
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE {table} SET status = $3, body = $4 WHERE {owner_column} = $1 AND key = $2"
+    )))
+    .bind(owner)
+    .bind(key.as_str())
+    .bind(status)
+    .bind(body)
+    .execute(tx.conn())
+    .await?;
+    Ok(())
 }
 
 /// Claims `key` for this request inside `tx`, before doing the work.
@@ -254,7 +200,7 @@ pub async fn claim<S: IdempotencyScope, T: ParseFromJSON>(
     status: StatusCode,
 ) -> Result<Option<T>, Problem> {
     let Some(key) = key else { return Ok(None) };
-    match tx.claim(key, &fingerprint).await?.0 {
+    match claim_row(tx, key, &fingerprint).await? {
         Claim::Fresh => Ok(None),
         Claim::Replay(stored) => {
             if stored.status != status.as_u16() as i16 {
@@ -285,7 +231,7 @@ pub async fn commit<S: IdempotencyScope, T: ToJSON>(
 ) -> Result<(), Problem> {
     if let Some(key) = key {
         let body = response.to_json().unwrap_or_default();
-        tx.store(key, status.as_u16() as i16, &body).await?;
+        store_row(&mut tx, key, status.as_u16() as i16, &body).await?;
     }
     tx.finish().await
 }

@@ -23,12 +23,13 @@ use crate::{config::HttpConfig, metrics::Metrics};
 pub use edge::body_limit_for;
 
 /// The product's APIs: each module adds its `Api` here as it lands.
-pub type ProductApi = (identity::IdentityApi, audit::AuditApi);
+pub type ProductApi = (identity::IdentityApi, access::AccessApi, audit::AuditApi);
 
 /// The product's APIs, built on the platform's services.
 pub fn product_api(platform: &crate::Platform) -> ProductApi {
     (
         identity::IdentityApi::new(platform.identity.clone()),
+        access::AccessApi::new(platform.identity.clone(), platform.policy.clone()),
         audit::AuditApi::new(&platform.audit),
     )
 }

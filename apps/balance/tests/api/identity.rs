@@ -740,3 +740,40 @@ async fn reset_and_verification_requests_are_limited_too() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn the_permission_catalogue_is_served_to_signed_in_callers() {
+    let app = TestApp::spawn().await;
+    assert_problem(app.get("/api/v1/permissions").await, 401, "unauthorized").await;
+    let password = app.signup("ada@example.com").await;
+    let (access, _) = app.login("ada@example.com", &password).await;
+    let (status, _, catalogue) = parts(
+        app.authed(Method::GET, "/api/v1/permissions", &access)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let permissions: Vec<&str> = catalogue["permissions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    assert_eq!(permissions.len(), 34);
+    assert!(permissions.contains(&"transactions:write") && permissions.contains(&"tenant:delete"));
+    let viewer = catalogue["builtin_roles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "viewer")
+        .unwrap();
+    assert!(
+        !viewer["permissions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p.as_str().unwrap().ends_with(":write"))
+    );
+}

@@ -139,16 +139,24 @@ impl Env {
         status: &str,
         deadline: Duration,
     ) -> (String, i32, f32, Option<String>) {
-        testkit::eventually(deadline, || async {
+        if let Some(job) = testkit::eventually(deadline, || async {
             self.job(tenant, id).await.filter(|j| j.0 == status)
         })
         .await
-        .unwrap_or_else(|| {
-            panic!(
-                "job {id} never reached {status}: {:?}",
-                futures_util::FutureExt::now_or_never(self.job(tenant, id))
-            )
-        })
+        {
+            return job;
+        }
+        let ours = self.job(tenant, id).await;
+        let mut tx = SystemTx::begin(&self.kdb, Actor::System).await.unwrap();
+        let queue: Option<(String, i32, Option<String>, String)> = sqlx::query_as(
+            "SELECT status, attempts, lock_by, (run_at - now())::text FROM apalis.jobs
+             WHERE convert_from(job, 'UTF8')::jsonb ->> 'job_id' = $1::text",
+        )
+        .bind(id)
+        .fetch_optional(tx.conn())
+        .await
+        .unwrap();
+        panic!("job {id} never reached {status}: ours {ours:?}, queue entry {queue:?}")
     }
 }
 
