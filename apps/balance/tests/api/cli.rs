@@ -81,7 +81,7 @@ fn production_refuses_to_start_on_development_defaults() {
 }
 
 /// Starts `balance serve` on a free port and waits until it answers.
-async fn serve(envs: &[(&str, String)]) -> (std::process::Child, String) {
+async fn serve(envs: &[(&str, String)]) -> (testkit::ChildGuard, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -97,7 +97,7 @@ async fn serve(envs: &[(&str, String)]) -> (std::process::Child, String) {
     for (k, v) in envs {
         cmd.env(k, v);
     }
-    let child = cmd.spawn().unwrap();
+    let child = testkit::ChildGuard::new(cmd.spawn().unwrap());
     let base = format!("http://127.0.0.1:{port}");
     let up = eventually(Duration::from_secs(30), || async {
         reqwest::get(format!("{base}/health"))

@@ -76,13 +76,15 @@ async fn operators_list_show_retry_and_purge_dead_jobs_run_by_balance_worker() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let mut worker = balance(&app)
-        .arg("worker")
-        .env("BALANCE_ADMIN_LISTEN", admin.to_string())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut worker = testkit::ChildGuard::new(
+        balance(&app)
+            .arg("worker")
+            .env("BALANCE_ADMIN_LISTEN", admin.to_string())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
     let dead = eventually(Duration::from_secs(60), || async {
         let out = balance(&app)
             .args(["jobs", "list", "--status", "dead"])

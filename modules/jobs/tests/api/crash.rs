@@ -47,19 +47,21 @@ async fn worker_process() {
         .unwrap();
 }
 
-fn spawn_worker(env: &Env) -> Child {
-    Command::new(std::env::current_exe().unwrap())
-        .args([
-            "crash::worker_process",
-            "--exact",
-            "--ignored",
-            "--nocapture",
-        ])
-        .env(WORKER_DB, &env.db.runtime_url)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap()
+fn spawn_worker(env: &Env) -> testkit::ChildGuard {
+    testkit::ChildGuard::new(
+        Command::new(std::env::current_exe().unwrap())
+            .args([
+                "crash::worker_process",
+                "--exact",
+                "--ignored",
+                "--nocapture",
+            ])
+            .env(WORKER_DB, &env.db.runtime_url)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
 }
 
 fn signal(child: &Child, sig: &str) {
