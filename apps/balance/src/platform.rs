@@ -25,6 +25,8 @@ pub struct Platform {
     pub queues: Vec<jobs::Queue>,
     /// The built-in roles, compiled from `policies/`.
     pub policy: access::Policy,
+    /// Access decisions for every module's tenant routes.
+    pub authz: Arc<dyn kernel::auth::Authorize>,
 }
 
 /// The hourly checkpoint of every audit chain with new events.
@@ -63,6 +65,11 @@ impl Platform {
             .unwrap_or("postgres://unset@127.0.0.1:1/unset");
         let jobs_pool = kernel::migrate::runtime_pool(url, queues.len() as u32 * 2 + 8)?;
         let policy = access::Policy::load()?;
+        let authz: Arc<dyn kernel::auth::Authorize> = Arc::new(access::Authorizer::new(
+            db.clone(),
+            identity.clone(),
+            policy.clone(),
+        ));
         Ok(Platform {
             pool,
             jobs_pool,
@@ -73,6 +80,7 @@ impl Platform {
             cursors: config.keys.cursor_signer(),
             queues,
             policy,
+            authz,
         })
     }
 

@@ -2,12 +2,14 @@
 //! roles are files in `policies/` — and the request path uses permission sets compiled from
 //! it: every role becomes a bitset over the permission catalogue, so a decision is a bit test.
 
+mod authorizer;
 mod http;
 
 use std::{collections::BTreeMap, fmt, str::FromStr};
 
 use casbin::{CoreApi, DefaultModel, MemoryAdapter, MgmtApi};
 
+pub use authorizer::Authorizer;
 pub use http::AccessApi;
 
 const MODEL: &str = include_str!("../../../policies/model.conf");

@@ -26,10 +26,10 @@ use chrono::{DateTime, SubsecRound, Utc};
 use serde_json::Value;
 
 pub use chain::{Checkpoint, Verification};
-pub use http::AuditApi;
+pub use http::{AuditApi, PERMISSIONS, TenantEventsApi};
 pub use service::{
-    EventActor, EventFilter, EventView, checkpoint_due, export, list, verify, verify_export,
-    verify_platform,
+    EventActor, EventFilter, EventView, checkpoint_due, export, list, list_checkpoints, verify,
+    verify_export, verify_platform,
 };
 pub use signing::{Keys, PublicKey};
 

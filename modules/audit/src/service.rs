@@ -461,6 +461,12 @@ async fn verify_chain(
     Ok(verifier.finish(Some(head.unwrap_or((0, chain::GENESIS.to_vec())))))
 }
 
+/// A tenant's signed checkpoints, oldest first.
+pub async fn list_checkpoints(tx: &mut TenantTx) -> Result<Vec<Checkpoint>, Problem> {
+    let chain = Chain::Tenant(tx.tenant_id().as_uuid());
+    checkpoints(tx.conn(), chain).await
+}
+
 /// Verifies a tenant's chain and its checkpoints.
 pub async fn verify(
     tx: &mut TenantTx,

@@ -1,9 +1,7 @@
 //! The identity routes (API.md, Identity).
 
 use kernel::{ApiResult, Email, FieldErrors, JsonBody, Problem, Validate};
-use poem_openapi::{
-    ApiResponse, Object, OpenApi, SecurityScheme, auth::Bearer, param::Path, payload::Json,
-};
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use serde::Deserialize;
 use uuid::Uuid;
 
@@ -13,17 +11,7 @@ use crate::{
     service::{Me, SessionView, TokenPair, UserView, check_name, check_time_zone},
 };
 
-/// `Authorization: Bearer <access token>`.
-#[derive(SecurityScheme)]
-#[oai(ty = "bearer", bearer_format = "JWT")]
-pub struct BearerAuth(Bearer);
-
-impl BearerAuth {
-    /// The raw token.
-    pub fn token(&self) -> &str {
-        &self.0.token
-    }
-}
+pub use kernel::auth::BearerAuth;
 
 #[derive(poem_openapi::Tags)]
 enum Tag {

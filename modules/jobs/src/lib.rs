@@ -16,6 +16,7 @@
 //!   `cron:<name>:<tick>` (a unique index; a duplicate is ignored).
 
 mod admin;
+mod http;
 mod runner;
 mod store;
 
@@ -27,6 +28,7 @@ use serde_json::Value;
 use uuid::Uuid;
 
 pub use admin::{JobFilter, JobView, get, list_all, purge_finished, retry, show};
+pub use http::{PERMISSIONS, TenantJobsApi};
 pub use runner::{Runner, RunnerConfig, WorkerMetrics};
 pub use store::{QueueStats, queue_stats};
 

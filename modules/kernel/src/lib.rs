@@ -9,6 +9,7 @@
 //! - [`page`]: keyset pagination with signed cursors;
 //! - [`ids`], [`money`], [`email`], [`secret`]: types that can only hold valid values.
 
+pub mod auth;
 pub mod context;
 pub mod db;
 pub mod email;

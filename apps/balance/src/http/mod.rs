@@ -23,7 +23,19 @@ use crate::{config::HttpConfig, metrics::Metrics};
 pub use edge::body_limit_for;
 
 /// The product's APIs: each module adds its `Api` here as it lands.
-pub type ProductApi = (identity::IdentityApi, access::AccessApi, audit::AuditApi);
+pub type ProductApi = (
+    identity::IdentityApi,
+    access::AccessApi,
+    audit::AuditApi,
+    audit::TenantEventsApi,
+    jobs::TenantJobsApi,
+);
+
+/// The permission of every tenant operation, by operation id: the modules declare them beside
+/// their routes; the spec carries them as `x-permission`.
+pub fn permissions() -> impl Iterator<Item = (&'static str, &'static str)> {
+    audit::PERMISSIONS.iter().chain(jobs::PERMISSIONS).copied()
+}
 
 /// The product's APIs, built on the platform's services.
 pub fn product_api(platform: &crate::Platform) -> ProductApi {
@@ -31,6 +43,12 @@ pub fn product_api(platform: &crate::Platform) -> ProductApi {
         identity::IdentityApi::new(platform.identity.clone()),
         access::AccessApi::new(platform.identity.clone(), platform.policy.clone()),
         audit::AuditApi::new(&platform.audit),
+        audit::TenantEventsApi::new(
+            platform.authz.clone(),
+            &platform.audit,
+            platform.cursors.clone(),
+        ),
+        jobs::TenantJobsApi::new(platform.authz.clone()),
     )
 }
 
@@ -45,11 +63,34 @@ fn service<A: OpenApi>(api: A) -> OpenApiService<A, ()> {
 /// The spec never depends on configuration. Post-processing (e.g. `x-permission` from the
 /// permission registry) happens here, so the served and the committed spec agree.
 pub fn spec_of<A: OpenApi>(api: A) -> String {
-    let value: serde_json::Value =
-        serde_json::from_str(&service(api).spec()).expect("poem-openapi writes valid JSON");
+    let value = post_process(
+        serde_json::from_str(&service(api).spec()).expect("poem-openapi writes valid JSON"),
+    );
     let mut text = serde_json::to_string_pretty(&value).expect("a JSON value serialises");
     text.push('\n');
     text
+}
+
+/// Adds what poem-openapi cannot emit: each tenant operation's `x-permission`.
+fn post_process(mut spec: serde_json::Value) -> serde_json::Value {
+    let permissions: std::collections::HashMap<_, _> = permissions().collect();
+    if let Some(paths) = spec["paths"].as_object_mut() {
+        for item in paths.values_mut() {
+            for op in item
+                .as_object_mut()
+                .into_iter()
+                .flat_map(|ops| ops.values_mut())
+            {
+                let Some(id) = op["operationId"].as_str() else {
+                    continue;
+                };
+                if let Some(permission) = permissions.get(id) {
+                    op["x-permission"] = serde_json::Value::String(permission.to_string());
+                }
+            }
+        }
+    }
+    spec
 }
 
 /// The production spec (`balance openapi`). The spec depends on types only, never on
@@ -120,7 +161,7 @@ impl Server {
         let metrics = Arc::new(Metrics::new());
         let service = service(api);
         let docs = ops::DocsPage::new(&service.scalar_html());
-        let spec: serde_json::Value = serde_json::from_str(&service.spec())?;
+        let spec = post_process(serde_json::from_str(&service.spec())?);
         let routes = Arc::new(routes_by_operation(&spec));
         let state = Arc::new(AppState {
             pool,

@@ -13,5 +13,6 @@ mod pagination;
 mod problems;
 mod schema;
 mod spec;
+mod tenant_routes;
 mod test_api;
 mod totp;

@@ -85,3 +85,22 @@ async fn every_operation_has_a_full_path_an_operation_id_and_problem_responses()
 fn test_only_routes_never_appear_in_the_production_spec() {
     assert!(!balance::http::spec().contains("/_test/"));
 }
+
+#[test]
+fn every_tenant_operation_declares_its_permission() {
+    let spec: Value = serde_json::from_str(&balance::http::spec()).unwrap();
+    let tenant_ops: Vec<_> = operations(&spec)
+        .into_iter()
+        .filter(|(path, _, _)| path.starts_with("/api/v1/tenants/"))
+        .collect();
+    assert!(!tenant_ops.is_empty());
+    for (path, method, op) in tenant_ops {
+        let permission = op["x-permission"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{method} {path} has no x-permission"));
+        assert!(
+            permission.parse::<access::Permission>().is_ok(),
+            "{method} {path}: `{permission}` is not in the catalogue"
+        );
+    }
+}
