@@ -235,3 +235,28 @@ pub async fn commit<S: IdempotencyScope, T: ToJSON>(
     }
     tx.finish().await
 }
+
+/// A tenant transaction whose idempotency keys are its user's: for a tenant-less endpoint
+/// that works inside a tenant it is creating (`POST /tenants`).
+pub struct UserKeyed(pub TenantTx, pub crate::ids::UserId);
+
+impl Tx for UserKeyed {
+    fn conn(&mut self) -> &mut sqlx::PgConnection {
+        Tx::conn(&mut self.0)
+    }
+    fn context(&self) -> &crate::db::TxContext {
+        Tx::context(&self.0)
+    }
+    fn extensions_mut(&mut self) -> &mut http::Extensions {
+        Tx::extensions_mut(&mut self.0)
+    }
+}
+
+impl IdempotencyScope for UserKeyed {
+    fn keys_of(&self) -> (&'static str, &'static str, Uuid) {
+        ("user_idempotency_keys", "user_id", self.1.as_uuid())
+    }
+    async fn finish(self) -> Result<(), Problem> {
+        self.0.commit().await
+    }
+}

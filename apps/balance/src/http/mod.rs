@@ -25,6 +25,7 @@ pub use edge::body_limit_for;
 /// The product's APIs: each module adds its `Api` here as it lands.
 pub type ProductApi = (
     identity::IdentityApi,
+    tenancy::TenancyApi,
     access::AccessApi,
     audit::AuditApi,
     audit::TenantEventsApi,
@@ -34,13 +35,22 @@ pub type ProductApi = (
 /// The permission of every tenant operation, by operation id: the modules declare them beside
 /// their routes; the spec carries them as `x-permission`.
 pub fn permissions() -> impl Iterator<Item = (&'static str, &'static str)> {
-    audit::PERMISSIONS.iter().chain(jobs::PERMISSIONS).copied()
+    tenancy::PERMISSIONS
+        .iter()
+        .chain(audit::PERMISSIONS)
+        .chain(jobs::PERMISSIONS)
+        .copied()
 }
 
 /// The product's APIs, built on the platform's services.
 pub fn product_api(platform: &crate::Platform) -> ProductApi {
     (
         identity::IdentityApi::new(platform.identity.clone()),
+        tenancy::TenancyApi::new(
+            platform.db.clone(),
+            platform.identity.clone(),
+            platform.authz.clone(),
+        ),
         access::AccessApi::new(platform.identity.clone(), platform.policy.clone()),
         audit::AuditApi::new(&platform.audit),
         audit::TenantEventsApi::new(

@@ -14,5 +14,6 @@ mod problems;
 mod schema;
 mod spec;
 mod tenant_routes;
+mod tenants;
 mod test_api;
 mod totp;

@@ -252,6 +252,7 @@ impl ThingCreated {
 }
 
 #[derive(Debug, Clone, Object)]
+#[oai(rename = "TestMember")]
 pub struct Member {
     pub user_id: UserId,
     pub created_at: DateTime<Utc>,

@@ -1,0 +1,311 @@
+//! Tenant workspaces (API.md, Tenants): create (the creator is `owner`, plan `free`), list
+//! mine, read, rename, and the member list. Invitations, role changes, deletion and API keys
+//! join this module with the rest of the access layer.
+
+use std::sync::Arc;
+
+use audit::{NewEvent, Record};
+use chrono::{DateTime, Utc};
+use identity::Identity;
+use kernel::{
+    Actor, ApiResult, FieldErrors, JsonBody, Problem, TenantId, TenantTx, UserTx, Validate,
+    auth::{Authorize, BearerAuth},
+    idempotency::{self, Fingerprint, IdempotencyKey, UserKeyed},
+};
+use poem::http::StatusCode;
+use poem_openapi::{ApiResponse, Object, OpenApi, param::Header, param::Path, payload::Json};
+use serde::Deserialize;
+use serde_json::json;
+use uuid::Uuid;
+
+/// The permission of each tenant operation, declared beside the routes (spec: `x-permission`).
+pub const PERMISSIONS: &[(&str, &str)] = &[
+    ("get_tenant", TENANT_READ),
+    ("rename_tenant", TENANT_WRITE),
+    ("list_members", MEMBERS_READ),
+];
+const TENANT_READ: &str = "tenant:read";
+const TENANT_WRITE: &str = "tenant:write";
+const MEMBERS_READ: &str = "members:read";
+
+#[derive(poem_openapi::Tags)]
+enum Tag {
+    /// Tenant workspaces and their members.
+    Tenants,
+}
+
+/// A tenant workspace.
+#[derive(Debug, Clone, Object)]
+pub struct Tenant {
+    pub id: TenantId,
+    pub name: String,
+    pub plan: String,
+    /// The caller's roles in it.
+    pub roles: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    /// Set while a deleted tenant waits out its grace period.
+    pub deleted_at: Option<DateTime<Utc>>,
+}
+
+/// The caller's tenants.
+#[derive(Debug, Object)]
+pub struct TenantList {
+    pub data: Vec<Tenant>,
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+}
+
+/// A member and their roles.
+#[derive(Debug, Object)]
+pub struct Member {
+    pub user_id: kernel::UserId,
+    pub name: String,
+    pub email: String,
+    pub roles: Vec<String>,
+    pub joined_at: DateTime<Utc>,
+}
+
+/// A tenant's name.
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantName {
+    /// 1–200 characters.
+    pub name: String,
+}
+
+impl Validate for TenantName {
+    fn validate(&self, errors: &mut FieldErrors) {
+        let name = self.name.trim();
+        errors.check(
+            !name.is_empty() && name.chars().count() <= 200,
+            "name",
+            "must be 1-200 characters",
+        );
+        errors.check(
+            !name.chars().any(char::is_control),
+            "name",
+            "must not contain control characters",
+        );
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum Created {
+    /// Created; the caller is its owner.
+    #[oai(status = 201)]
+    Created(Json<Tenant>, #[oai(header = "Location")] String),
+}
+
+/// The tenant routes.
+pub struct TenancyApi {
+    db: kernel::Db,
+    identity: Identity,
+    authz: Arc<dyn Authorize>,
+}
+
+impl TenancyApi {
+    pub fn new(db: kernel::Db, identity: Identity, authz: Arc<dyn Authorize>) -> TenancyApi {
+        TenancyApi {
+            db,
+            identity,
+            authz,
+        }
+    }
+}
+
+/// `user_id, name, email, roles, joined_at`.
+type MemberRow = (Uuid, String, String, Vec<String>, DateTime<Utc>);
+
+/// `id, name, plan, roles, created_at, deleted_at`.
+type TenantRow = (
+    Uuid,
+    String,
+    String,
+    Vec<String>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+);
+
+fn tenant(r: TenantRow) -> Tenant {
+    Tenant {
+        id: TenantId::from_uuid(r.0),
+        name: r.1,
+        plan: r.2,
+        roles: r.3,
+        created_at: r.4,
+        deleted_at: r.5,
+    }
+}
+
+async fn read_tenant(tx: &mut TenantTx, user: Option<kernel::UserId>) -> Result<Tenant, Problem> {
+    let row: TenantRow = sqlx::query_as(
+        "SELECT t.id, t.name, t.plan, coalesce(m.roles, '{}'), t.created_at, t.deleted_at
+         FROM tenants t LEFT JOIN memberships m ON m.tenant_id = t.id AND m.user_id = $2
+         WHERE t.id = $1",
+    )
+    .bind(tx.tenant_id())
+    .bind(user)
+    .fetch_one(tx.conn())
+    .await?;
+    Ok(tenant(row))
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "Tag::Tenants")]
+impl TenancyApi {
+    /// Creates a tenant workspace; the caller becomes its `owner`, on the `free` plan.
+    #[oai(path = "/tenants", method = "post", operation_id = "create_tenant")]
+    async fn create(
+        &self,
+        auth: BearerAuth,
+        #[oai(name = "Idempotency-Key")] key: Header<Option<String>>,
+        body: JsonBody<TenantName>,
+    ) -> ApiResult<Created> {
+        let me = self.identity.authenticate(auth.token()).await?;
+        let key = IdempotencyKey::parse_optional(key.0.as_deref())?;
+        let id = TenantId::new();
+        let mut tx = UserKeyed(
+            TenantTx::begin(&self.db, id, Actor::User(me.user_id)).await?,
+            me.user_id,
+        );
+        let fingerprint = Fingerprint::new("create_tenant", body.digest());
+        if let Some(t) =
+            idempotency::claim::<_, Tenant>(&mut tx, key.as_ref(), fingerprint, StatusCode::CREATED)
+                .await?
+        {
+            let location = format!("/api/v1/tenants/{}", t.id);
+            return Ok(Created::Created(Json(t), location));
+        }
+        let name = body.name.trim().to_string();
+        sqlx::query("INSERT INTO tenants (id, name) VALUES ($1, $2)")
+            .bind(id)
+            .bind(&name)
+            .execute(tx.0.conn())
+            .await?;
+        sqlx::query(
+            "INSERT INTO memberships (tenant_id, user_id, roles) VALUES ($1, $2, '{owner}')",
+        )
+        .bind(id)
+        .bind(me.user_id)
+        .execute(tx.0.conn())
+        .await?;
+        tx.0.record(
+            NewEvent::new("tenant.created")
+                .resource("tenant", id)
+                .payload(json!({ "plan": "free" })),
+        );
+        tx.0.record(
+            NewEvent::new("member.added")
+                .resource("member", me.user_id)
+                .payload(json!({ "roles": ["owner"] })),
+        );
+        let created = read_tenant(&mut tx.0, Some(me.user_id)).await?;
+        idempotency::commit(tx, key.as_ref(), StatusCode::CREATED, &created).await?;
+        let location = format!("/api/v1/tenants/{id}");
+        Ok(Created::Created(Json(created), location))
+    }
+
+    /// The tenants the caller belongs to, with their roles.
+    #[oai(path = "/tenants", method = "get", operation_id = "list_tenants")]
+    async fn list(&self, auth: BearerAuth) -> ApiResult<Json<TenantList>> {
+        let me = self.identity.authenticate(auth.token()).await?;
+        let mut tx = UserTx::begin(&self.db, me.user_id).await?;
+        // The user policy on memberships: my rows across tenants, while no tenant is set.
+        let rows: Vec<TenantRow> = sqlx::query_as(
+            "SELECT t.id, t.name, t.plan, m.roles, t.created_at, t.deleted_at
+             FROM memberships m JOIN tenants t ON t.id = m.tenant_id
+             WHERE m.user_id = $1 ORDER BY t.created_at DESC, t.id DESC LIMIT 200",
+        )
+        .bind(me.user_id)
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(Json(TenantList {
+            data: rows.into_iter().map(tenant).collect(),
+            next_cursor: None,
+            has_more: false,
+        }))
+    }
+
+    /// A tenant workspace.
+    #[oai(
+        path = "/tenants/:tenant_id",
+        method = "get",
+        operation_id = "get_tenant"
+    )]
+    async fn get(&self, auth: BearerAuth, tenant_id: Path<TenantId>) -> ApiResult<Json<Tenant>> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, TENANT_READ)
+            .await?;
+        let user = tx.context().actor.user_id();
+        let t = read_tenant(&mut tx, user).await?;
+        tx.commit().await?;
+        Ok(Json(t))
+    }
+
+    /// Renames a tenant workspace.
+    #[oai(
+        path = "/tenants/:tenant_id",
+        method = "patch",
+        operation_id = "rename_tenant"
+    )]
+    async fn rename(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        body: JsonBody<TenantName>,
+    ) -> ApiResult<Json<Tenant>> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, TENANT_WRITE)
+            .await?;
+        let name = body.name.trim().to_string();
+        sqlx::query("UPDATE tenants SET name = $2, updated_at = now() WHERE id = $1")
+            .bind(tenant_id.0)
+            .bind(&name)
+            .execute(tx.conn())
+            .await?;
+        tx.record(NewEvent::new("tenant.renamed").resource("tenant", tenant_id.0));
+        let user = tx.context().actor.user_id();
+        let t = read_tenant(&mut tx, user).await?;
+        tx.commit().await?;
+        Ok(Json(t))
+    }
+
+    /// The tenant's members and their roles.
+    #[oai(
+        path = "/tenants/:tenant_id/members",
+        method = "get",
+        operation_id = "list_members"
+    )]
+    async fn members(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+    ) -> ApiResult<Json<Vec<Member>>> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, MEMBERS_READ)
+            .await?;
+        let rows: Vec<MemberRow> = sqlx::query_as(
+            "SELECT m.user_id, u.name, u.email, m.roles, m.created_at
+             FROM memberships m JOIN users u ON u.id = m.user_id
+             WHERE m.tenant_id = $1 ORDER BY m.created_at, m.user_id LIMIT 1000",
+        )
+        .bind(tenant_id.0)
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(Json(
+            rows.into_iter()
+                .map(|(id, name, email, roles, joined_at)| Member {
+                    user_id: kernel::UserId::from_uuid(id),
+                    name,
+                    email,
+                    roles,
+                    joined_at,
+                })
+                .collect(),
+        ))
+    }
+}
