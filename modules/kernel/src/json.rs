@@ -113,6 +113,58 @@ impl<T: Type + DeserializeOwned + Validate> ParsePayload for JsonBody<T> {
 
 impl_apirequest_for_payload!(JsonBody<T>, T: Type + DeserializeOwned + Validate);
 
+/// A JSON body read now and parsed later: tenant endpoints check membership and permission
+/// first, so a stranger gets `404` even with a malformed body. Same schema as [`JsonBody`].
+#[derive(Debug, Clone)]
+pub struct LazyJson<T> {
+    bytes: Vec<u8>,
+    _type: std::marker::PhantomData<T>,
+}
+
+impl<T: DeserializeOwned + Validate> LazyJson<T> {
+    /// Parses and validates the body (`400`/`422` as [`JsonBody`] does), with the digest of
+    /// its exact bytes.
+    pub fn parse(&self) -> Result<JsonBody<T>, Problem> {
+        let value = parse(&self.bytes)?;
+        Ok(JsonBody {
+            value,
+            digest: sha2::Sha256::digest(&self.bytes).into(),
+        })
+    }
+}
+
+impl<T: Type> Payload for LazyJson<T> {
+    const CONTENT_TYPE: &'static str = "application/json";
+
+    fn check_content_type(content_type: &str) -> bool {
+        content_type
+            .parse::<mime_guess_lite::Mime>()
+            .is_ok_and(|m| m.is_json())
+    }
+
+    fn schema_ref() -> MetaSchemaRef {
+        T::schema_ref()
+    }
+
+    fn register(registry: &mut Registry) {
+        T::register(registry);
+    }
+}
+
+impl<T: Type + DeserializeOwned + Validate> ParsePayload for LazyJson<T> {
+    const IS_REQUIRED: bool = true;
+
+    async fn from_request(request: &Request, body: &mut RequestBody) -> poem::Result<Self> {
+        let bytes = Vec::<u8>::from_request(request, body).await?;
+        Ok(Self {
+            bytes,
+            _type: std::marker::PhantomData,
+        })
+    }
+}
+
+impl_apirequest_for_payload!(LazyJson<T>, T: Type + DeserializeOwned + Validate);
+
 /// Parses and validates a JSON document: `400 malformed_json` when it is not JSON,
 /// `422 validation_failed` with every bad field's path otherwise.
 pub fn parse<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, Problem> {

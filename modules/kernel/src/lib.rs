@@ -28,7 +28,7 @@ pub use db::{
 };
 pub use email::Email;
 pub use ids::{TenantId, UserId};
-pub use json::{FieldErrors, JsonBody, Validate};
+pub use json::{FieldErrors, JsonBody, LazyJson, Validate};
 pub use money::{Currency, Money, MoneyError};
 pub use page::{CursorSigner, Page, PageParams, Position, QueryId};
 pub use problem::{ApiResult, FieldError, Problem};

@@ -8,7 +8,8 @@ use audit::{NewEvent, Record};
 use chrono::{DateTime, Utc};
 use identity::Identity;
 use kernel::{
-    Actor, ApiResult, FieldErrors, JsonBody, Problem, TenantId, TenantTx, UserTx, Validate,
+    Actor, ApiResult, FieldErrors, JsonBody, LazyJson, Problem, TenantId, TenantTx, UserTx,
+    Validate,
     auth::{Authorize, BearerAuth},
     idempotency::{self, Fingerprint, IdempotencyKey, UserKeyed},
 };
@@ -253,13 +254,14 @@ impl TenancyApi {
         &self,
         auth: BearerAuth,
         tenant_id: Path<TenantId>,
-        body: JsonBody<TenantName>,
+        body: LazyJson<TenantName>,
     ) -> ApiResult<Json<Tenant>> {
+        // Access first: a stranger learns nothing, not even that the body was wrong.
         let mut tx = self
             .authz
             .tenant(auth.token(), tenant_id.0, TENANT_WRITE)
             .await?;
-        let name = body.name.trim().to_string();
+        let name = body.parse()?.name.trim().to_string();
         sqlx::query("UPDATE tenants SET name = $2, updated_at = now() WHERE id = $1")
             .bind(tenant_id.0)
             .bind(&name)
