@@ -200,6 +200,14 @@ impl Policy {
         Ok(Policy { builtin })
     }
 
+    /// Everything a set of roles grants (unknown roles grant nothing).
+    pub fn union<S: AsRef<str>>(&self, roles: &[S]) -> PermissionSet {
+        roles
+            .iter()
+            .filter_map(|r| self.builtin(r.as_ref()))
+            .fold(PermissionSet::default(), PermissionSet::union)
+    }
+
     /// A built-in role's permissions.
     pub fn builtin(&self, role: &str) -> Option<PermissionSet> {
         self.builtin.get(role).copied()

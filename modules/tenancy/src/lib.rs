@@ -24,7 +24,10 @@ pub const PERMISSIONS: &[(&str, &str)] = &[
     ("get_tenant", TENANT_READ),
     ("rename_tenant", TENANT_WRITE),
     ("list_members", MEMBERS_READ),
+    ("update_member", MEMBERS_WRITE),
+    ("remove_member", MEMBERS_WRITE),
 ];
+const MEMBERS_WRITE: &str = "members:write";
 const TENANT_READ: &str = "tenant:read";
 const TENANT_WRITE: &str = "tenant:write";
 const MEMBERS_READ: &str = "members:read";
@@ -102,16 +105,102 @@ pub struct TenancyApi {
     db: kernel::Db,
     identity: Identity,
     authz: Arc<dyn Authorize>,
+    policy: access::Policy,
 }
 
 impl TenancyApi {
-    pub fn new(db: kernel::Db, identity: Identity, authz: Arc<dyn Authorize>) -> TenancyApi {
+    pub fn new(
+        db: kernel::Db,
+        identity: Identity,
+        authz: Arc<dyn Authorize>,
+        policy: access::Policy,
+    ) -> TenancyApi {
         TenancyApi {
             db,
             identity,
             authz,
+            policy,
         }
     }
+
+    /// Checks a new set of roles against what the caller holds: known roles only, nobody
+    /// grants a permission they lack, only an owner grants `owner`.
+    async fn check_grant(&self, tx: &mut TenantTx, roles: &[String]) -> Result<(), Problem> {
+        let unknown: Vec<&String> = roles
+            .iter()
+            .filter(|r| self.policy.builtin(r).is_none())
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Problem::validation(vec![kernel::FieldError::new(
+                "roles",
+                format!(
+                    "unknown role(s): {unknown:?}; built-in roles are {:?}",
+                    access::BUILTIN
+                ),
+            )]));
+        }
+        let caller = tx.context().actor.user_id();
+        let mine: Vec<String> = sqlx::query_scalar(
+            "SELECT unnest(roles) FROM memberships WHERE tenant_id = $1 AND user_id = $2",
+        )
+        .bind(tx.tenant_id())
+        .bind(caller)
+        .fetch_all(tx.conn())
+        .await?;
+        let held = self.policy.union(&mine);
+        let wanted = self.policy.union(roles);
+        if !wanted.is_subset(&held)
+            || (roles.iter().any(|r| r == "owner") && !mine.iter().any(|r| r == "owner"))
+        {
+            return Err(
+                Problem::new(StatusCode::FORBIDDEN, "cannot_grant", "Cannot grant").with_detail(
+                    "Nobody grants a permission they lack, and only an owner grants `owner`.",
+                ),
+            );
+        }
+        Ok(())
+    }
+}
+
+/// New roles for a member.
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberRoles {
+    /// Built-in roles: owner, admin, accountant, viewer, billing.
+    pub roles: Vec<String>,
+}
+
+impl Validate for MemberRoles {
+    fn validate(&self, errors: &mut FieldErrors) {
+        errors.check(
+            !self.roles.is_empty() && self.roles.len() <= 10,
+            "roles",
+            "must name 1-10 roles",
+        );
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum Removed {
+    /// Removed.
+    #[oai(status = 204)]
+    Removed,
+}
+
+fn last_owner() -> Problem {
+    Problem::new(StatusCode::CONFLICT, "last_owner", "Last owner")
+        .with_detail("A tenant keeps at least one owner: make someone else owner first.")
+}
+
+/// Locks the owners' rows and tells whether `user` is the only one.
+async fn only_owner(tx: &mut TenantTx, user: kernel::UserId) -> Result<bool, Problem> {
+    let owners: Vec<Uuid> = sqlx::query_scalar(
+        "SELECT user_id FROM memberships WHERE tenant_id = $1 AND 'owner' = ANY(roles) ORDER BY user_id FOR UPDATE",
+    )
+    .bind(tx.tenant_id())
+    .fetch_all(tx.conn())
+    .await?;
+    Ok(owners == [user.as_uuid()])
 }
 
 /// `user_id, name, email, roles, joined_at`.
@@ -274,6 +363,114 @@ impl TenancyApi {
         Ok(Json(t))
     }
 
+    /// Changes a member's roles. Removing or demoting the last owner is `409 last_owner`.
+    #[oai(
+        path = "/tenants/:tenant_id/members/:user_id",
+        method = "patch",
+        operation_id = "update_member"
+    )]
+    async fn update_member(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        user_id: Path<kernel::UserId>,
+        body: LazyJson<MemberRoles>,
+    ) -> ApiResult<Json<Member>> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, MEMBERS_WRITE)
+            .await?;
+        let mut roles = body.parse()?.into_inner().roles;
+        roles.sort();
+        roles.dedup();
+        let current: Option<Vec<String>> = sqlx::query_scalar(
+            "SELECT roles FROM memberships WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE",
+        )
+        .bind(tenant_id.0)
+        .bind(user_id.0)
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(current) = current else {
+            return Err(Problem::not_found());
+        };
+        self.check_grant(&mut tx, &roles).await?;
+        if current.iter().any(|r| r == "owner") {
+            // Changing an owner's roles takes an owner too.
+            self.check_grant(&mut tx, &["owner".to_string()]).await?;
+            if !roles.iter().any(|r| r == "owner") && only_owner(&mut tx, user_id.0).await? {
+                return Err(last_owner());
+            }
+        }
+        sqlx::query("UPDATE memberships SET roles = $3 WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant_id.0)
+            .bind(user_id.0)
+            .bind(&roles)
+            .execute(tx.conn())
+            .await?;
+        sqlx::query("UPDATE tenants SET policy_version = policy_version + 1 WHERE id = $1")
+            .bind(tenant_id.0)
+            .execute(tx.conn())
+            .await?;
+        tx.record(
+            NewEvent::new("member.role_changed")
+                .resource("member", user_id.0)
+                .payload(json!({ "from": current, "to": roles })),
+        );
+        let member = member_of(&mut tx, user_id.0).await?;
+        tx.commit().await?;
+        Ok(Json(member))
+    }
+
+    /// Removes a member. Removing the last owner is `409 last_owner`.
+    #[oai(
+        path = "/tenants/:tenant_id/members/:user_id",
+        method = "delete",
+        operation_id = "remove_member"
+    )]
+    async fn remove_member(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        user_id: Path<kernel::UserId>,
+    ) -> ApiResult<Removed> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, MEMBERS_WRITE)
+            .await?;
+        let current: Option<Vec<String>> = sqlx::query_scalar(
+            "SELECT roles FROM memberships WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE",
+        )
+        .bind(tenant_id.0)
+        .bind(user_id.0)
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(current) = current else {
+            return Err(Problem::not_found());
+        };
+        if current.iter().any(|r| r == "owner") {
+            self.check_grant(&mut tx, &["owner".to_string()]).await?;
+            if only_owner(&mut tx, user_id.0).await? {
+                return Err(last_owner());
+            }
+        }
+        sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
+            .bind(tenant_id.0)
+            .bind(user_id.0)
+            .execute(tx.conn())
+            .await?;
+        sqlx::query("UPDATE tenants SET policy_version = policy_version + 1 WHERE id = $1")
+            .bind(tenant_id.0)
+            .execute(tx.conn())
+            .await?;
+        tx.record(
+            NewEvent::new("member.removed")
+                .resource("member", user_id.0)
+                .payload(json!({ "roles": current })),
+        );
+        tx.commit().await?;
+        Ok(Removed::Removed)
+    }
+
     /// The tenant's members and their roles.
     #[oai(
         path = "/tenants/:tenant_id/members",
@@ -310,4 +507,22 @@ impl TenancyApi {
                 .collect(),
         ))
     }
+}
+
+async fn member_of(tx: &mut TenantTx, user: kernel::UserId) -> Result<Member, Problem> {
+    let (id, name, email, roles, joined_at): MemberRow = sqlx::query_as(
+        "SELECT m.user_id, u.name, u.email, m.roles, m.created_at FROM memberships m JOIN users u ON u.id = m.user_id
+         WHERE m.tenant_id = $1 AND m.user_id = $2",
+    )
+    .bind(tx.tenant_id())
+    .bind(user)
+    .fetch_one(tx.conn())
+    .await?;
+    Ok(Member {
+        user_id: kernel::UserId::from_uuid(id),
+        name,
+        email,
+        roles,
+        joined_at,
+    })
 }

@@ -50,6 +50,7 @@ pub fn product_api(platform: &crate::Platform) -> ProductApi {
             platform.db.clone(),
             platform.identity.clone(),
             platform.authz.clone(),
+            platform.policy.clone(),
         ),
         access::AccessApi::new(platform.identity.clone(), platform.policy.clone()),
         audit::AuditApi::new(&platform.audit),

@@ -149,3 +149,144 @@ async fn a_created_tenant_makes_its_creator_owner_and_shows_in_their_lists() {
         "newest first, in the tenant's own chain"
     );
 }
+
+async fn user_id(app: &TestApp, email: &str) -> String {
+    let mut tx = kernel::SystemTx::begin(&app.kernel_db, kernel::Actor::System)
+        .await
+        .unwrap();
+    let id: uuid::Uuid = sqlx::query_scalar("SELECT id FROM users WHERE email = $1")
+        .bind(email)
+        .fetch_one(tx.conn())
+        .await
+        .unwrap();
+    id.to_string()
+}
+
+#[tokio::test]
+async fn roles_change_within_what_the_granter_holds_and_a_tenant_keeps_an_owner() {
+    let app = TestApp::spawn().await;
+    let ada = signed_in(&app, "ada@example.com").await;
+    let (_, _, t) = parts(
+        app.authed(Method::POST, "/api/v1/tenants", &ada)
+            .json(&json!({"name": "Acme"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let tenant: kernel::TenantId = t["id"].as_str().unwrap().parse().unwrap();
+    let bob_token = signed_in(&app, "bob@example.com").await;
+    let (ada_id, bob_id) = (
+        user_id(&app, "ada@example.com").await,
+        user_id(&app, "bob@example.com").await,
+    );
+    crate::helpers::seed::member(&app.kernel_db, tenant, bob_id.parse().unwrap(), &["viewer"])
+        .await;
+    let member = |id: &str| format!("/api/v1/tenants/{tenant}/members/{id}");
+    let set = |token: &str, id: &str, roles: serde_json::Value| {
+        app.authed(Method::PATCH, &member(id), token)
+            .json(&json!({"roles": roles}))
+            .send()
+    };
+
+    // A viewer cannot change members at all.
+    assert_problem(
+        set(&bob_token, &ada_id, json!(["viewer"])).await.unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    // The owner makes Bob an admin.
+    let (status, _, bob) = parts(set(&ada, &bob_id, json!(["admin"])).await.unwrap()).await;
+    assert_eq!(
+        (status.as_u16(), bob["roles"].clone()),
+        (200, json!(["admin"]))
+    );
+    // An admin cannot grant owner, nor change an owner.
+    assert_problem(
+        set(&bob_token, &bob_id, json!(["owner"])).await.unwrap(),
+        403,
+        "cannot_grant",
+    )
+    .await;
+    assert_problem(
+        set(&bob_token, &ada_id, json!(["viewer"])).await.unwrap(),
+        403,
+        "cannot_grant",
+    )
+    .await;
+    assert_problem(
+        set(&ada, &bob_id, json!(["wizard"])).await.unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
+    // The last owner can neither be demoted nor removed.
+    assert_problem(
+        set(&ada, &ada_id, json!(["admin"])).await.unwrap(),
+        409,
+        "last_owner",
+    )
+    .await;
+    let remove = app
+        .authed(Method::DELETE, &member(&ada_id), &ada)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(remove, 409, "last_owner").await;
+    // With a second owner, the first may step down.
+    assert_eq!(
+        set(&ada, &bob_id, json!(["owner"])).await.unwrap().status(),
+        200
+    );
+    assert_eq!(
+        set(&ada, &ada_id, json!(["accountant"]))
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.authed(Method::DELETE, &member(&ada_id), &bob_token)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_problem(
+        app.authed(Method::GET, &format!("/api/v1/tenants/{tenant}"), &ada)
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+
+    let (_, _, events) = parts(
+        app.authed(
+            Method::GET,
+            &format!("/api/v1/tenants/{tenant}/events"),
+            &bob_token,
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    let kinds: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds
+            .iter()
+            .filter(|k| **k == "member.role_changed")
+            .count(),
+        3
+    );
+    assert_eq!(kinds[0], "member.removed");
+}
