@@ -7,6 +7,7 @@ mod helpers;
 mod idempotency;
 mod identity;
 mod isolation;
+mod isolation_matrix;
 mod jobs;
 mod ops;
 mod pagination;
