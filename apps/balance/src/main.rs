@@ -34,6 +34,20 @@ enum Command {
     /// Inspect and operate the job runner.
     #[command(subcommand)]
     Jobs(JobsCommand),
+    /// Operator actions that need the owner role.
+    #[command(subcommand)]
+    Admin(AdminCommand),
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Removes a deleted tenant's rows, its audit chain included, after the grace period.
+    PurgeTenant {
+        tenant: TenantId,
+        /// Purge before the 30-day grace period ends.
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -154,6 +168,17 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Migrate => migrate(&config).await?,
         Command::Audit(audit) => return audit_command(&config, audit).await,
         Command::Jobs(command) => return jobs_command(&config, command).await,
+        Command::Admin(AdminCommand::PurgeTenant { tenant, force }) => {
+            let owner = require(
+                &config.database.owner_url,
+                "BALANCE_DATABASE_OWNER_URL",
+                DB_HINT,
+            )?;
+            let removed = tenancy::purge(owner, tenant, force)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            eprintln!("purged tenant {tenant}: {removed} rows");
+        }
         Command::Openapi | Command::Dev => unreachable!("handled above"),
     }
     Ok(ExitCode::SUCCESS)

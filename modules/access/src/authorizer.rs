@@ -36,15 +36,16 @@ impl Authorizer {
             .unwrap_or_else(|_| panic!("`{permission}` is not in the catalogue"));
         let principal = self.identity.authenticate(bearer).await?;
         let mut tx = TenantTx::begin(&self.db, tenant, Actor::User(principal.user_id)).await?;
-        let roles: Option<Vec<String>> = sqlx::query_scalar(
-            "SELECT roles FROM memberships WHERE tenant_id = $1 AND user_id = $2",
+        let row: Option<(Vec<String>, bool)> = sqlx::query_as(
+            "SELECT m.roles, t.deleted_at IS NOT NULL FROM memberships m JOIN tenants t ON t.id = m.tenant_id
+             WHERE m.tenant_id = $1 AND m.user_id = $2",
         )
         .bind(tenant)
         .bind(principal.user_id)
         .fetch_optional(tx.conn())
         .await?;
         // Not a member (or no such tenant): 404, so tenant ids cannot be probed.
-        let Some(roles) = roles else {
+        let Some((roles, deleted)) = row else {
             return Err(Problem::not_found());
         };
         let granted = roles
@@ -56,6 +57,13 @@ impl Authorizer {
                 Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").with_detail(format!(
                     "Your roles in this tenant do not include `{permission}`."
                 )),
+            );
+        }
+        // A deleted tenant (grace period) is read-only.
+        if deleted && need.action() != "read" {
+            return Err(
+                Problem::new(StatusCode::CONFLICT, "tenant_deleted", "Tenant deleted")
+                    .with_detail("This tenant was deleted; it is read-only until it is purged."),
             );
         }
         Ok(tx)

@@ -24,10 +24,96 @@ pub const PERMISSIONS: &[(&str, &str)] = &[
     ("get_tenant", TENANT_READ),
     ("rename_tenant", TENANT_WRITE),
     ("list_members", MEMBERS_READ),
+    ("delete_tenant", TENANT_DELETE),
     ("update_member", MEMBERS_WRITE),
     ("remove_member", MEMBERS_WRITE),
 ];
 const MEMBERS_WRITE: &str = "members:write";
+const TENANT_DELETE: &str = "tenant:delete";
+
+/// How long a deleted tenant stays (read-only) before `balance admin purge-tenant` may remove it.
+pub const DELETION_GRACE_DAYS: i64 = 30;
+
+/// The tenant-owned tables, children first: what a purge deletes. The schema test checks
+/// that every table with a `tenant_id` is here.
+pub const PURGE_ORDER: &[&str] = &[
+    "event_clients",
+    "audit_checkpoints",
+    "events",
+    "audit_heads",
+    "idempotency_keys",
+    "jobs",
+    "memberships",
+];
+
+/// Why a purge did not happen.
+#[derive(Debug)]
+pub enum PurgeError {
+    NotDeleted,
+    InGrace(i64),
+    Database(sqlx::Error),
+}
+
+impl std::fmt::Display for PurgeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PurgeError::NotDeleted => write!(f, "the tenant is not deleted (or does not exist)"),
+            PurgeError::InGrace(days) => write!(
+                f,
+                "the tenant was deleted {days} day(s) ago; the grace period is {DELETION_GRACE_DAYS} days (--force to purge now)"
+            ),
+            PurgeError::Database(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl From<sqlx::Error> for PurgeError {
+    fn from(e: sqlx::Error) -> PurgeError {
+        PurgeError::Database(e)
+    }
+}
+
+/// Removes a deleted tenant's rows, its audit chain included, through the audit log's one
+/// documented exception (a DELETE by the owner role with `balance.purge_tenant` set).
+/// Connects as the owner role. Returns the number of rows removed.
+pub async fn purge(owner_url: &str, tenant: TenantId, force: bool) -> Result<u64, PurgeError> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(owner_url).await?;
+    let mut tx = conn.begin().await?;
+    sqlx::query("SELECT set_config('balance.tenant_id', $1, true), set_config('balance.purge_tenant', $1, true)")
+        .bind(tenant.to_string())
+        .execute(&mut *tx)
+        .await?;
+    let age: Option<Option<f64>> =
+        sqlx::query_scalar("SELECT extract(epoch FROM now() - deleted_at)::float8 FROM tenants WHERE id = $1 FOR UPDATE")
+            .bind(tenant)
+            .fetch_optional(&mut *tx)
+            .await?;
+    let Some(Some(age)) = age else {
+        return Err(PurgeError::NotDeleted);
+    };
+    let days = (age / 86_400.0) as i64;
+    if days < DELETION_GRACE_DAYS && !force {
+        return Err(PurgeError::InGrace(days));
+    }
+    let mut removed = 0;
+    for table in PURGE_ORDER {
+        removed += sqlx::query(sqlx::AssertSqlSafe(format!(
+            "DELETE FROM {table} WHERE tenant_id = $1"
+        )))
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    }
+    removed += sqlx::query("DELETE FROM tenants WHERE id = $1")
+        .bind(tenant)
+        .execute(&mut *tx)
+        .await?
+        .rows_affected();
+    tx.commit().await?;
+    Ok(removed)
+}
 const TENANT_READ: &str = "tenant:read";
 const TENANT_WRITE: &str = "tenant:write";
 const MEMBERS_READ: &str = "members:read";
@@ -466,6 +552,30 @@ impl TenancyApi {
             NewEvent::new("member.removed")
                 .resource("member", user_id.0)
                 .payload(json!({ "roles": current })),
+        );
+        tx.commit().await?;
+        Ok(Removed::Removed)
+    }
+
+    /// Deletes a tenant (owner only): read-only for a 30-day grace period, then purged.
+    #[oai(
+        path = "/tenants/:tenant_id",
+        method = "delete",
+        operation_id = "delete_tenant"
+    )]
+    async fn delete(&self, auth: BearerAuth, tenant_id: Path<TenantId>) -> ApiResult<Removed> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, TENANT_DELETE)
+            .await?;
+        sqlx::query("UPDATE tenants SET deleted_at = now(), updated_at = now() WHERE id = $1")
+            .bind(tenant_id.0)
+            .execute(tx.conn())
+            .await?;
+        tx.record(
+            NewEvent::new("tenant.deleted")
+                .resource("tenant", tenant_id.0)
+                .payload(json!({ "grace_days": DELETION_GRACE_DAYS })),
         );
         tx.commit().await?;
         Ok(Removed::Removed)
