@@ -34,6 +34,9 @@ impl Authorizer {
         let need: Permission = permission
             .parse()
             .unwrap_or_else(|_| panic!("`{permission}` is not in the catalogue"));
+        if let Some((key_tenant, hashes)) = self.identity.api_key_lookup(bearer) {
+            return self.decide_api_key(key_tenant, hashes, tenant, need).await;
+        }
         let principal = self.identity.authenticate(bearer).await?;
         let mut tx = TenantTx::begin(&self.db, tenant, Actor::User(principal.user_id)).await?;
         let row: Option<(Vec<String>, bool)> = sqlx::query_as(
@@ -67,6 +70,53 @@ impl Authorizer {
             );
         }
         Ok(tx)
+    }
+}
+
+impl Authorizer {
+    /// An API key works only for its own tenant (another tenant: `404`); revoked or expired
+    /// it is `401` at once. Its roles are checked like a member's.
+    async fn decide_api_key(
+        &self,
+        key_tenant: TenantId,
+        hashes: Vec<Vec<u8>>,
+        tenant: TenantId,
+        need: Permission,
+    ) -> Result<TenantTx, Problem> {
+        if key_tenant != tenant {
+            return Err(Problem::not_found());
+        }
+        let unauthorized = || {
+            Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Not signed in")
+                .with_detail("The API key is unknown, revoked or expired.")
+        };
+        let mut lookup = TenantTx::begin(&self.db, tenant, Actor::System).await?;
+        let key: Option<(uuid::Uuid, Vec<String>, bool, bool)> = sqlx::query_as(
+            "UPDATE api_keys SET last_used_at = now()
+             WHERE tenant_id = $1 AND hash = ANY($2) AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
+             RETURNING id, roles, true, (SELECT deleted_at IS NOT NULL FROM tenants WHERE id = $1)",
+        )
+        .bind(tenant)
+        .bind(&hashes)
+        .fetch_optional(lookup.conn())
+        .await?;
+        lookup.commit().await?;
+        let Some((id, roles, _, deleted)) = key else {
+            return Err(unauthorized());
+        };
+        if !self.policy.union(&roles).contains(need) {
+            return Err(
+                Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
+                    .with_detail(format!("This API key's roles do not include `{need}`.")),
+            );
+        }
+        if deleted && need.action() != "read" {
+            return Err(
+                Problem::new(StatusCode::CONFLICT, "tenant_deleted", "Tenant deleted")
+                    .with_detail("This tenant was deleted; it is read-only until it is purged."),
+            );
+        }
+        TenantTx::begin(&self.db, tenant, Actor::ApiKey(id)).await
     }
 }
 

@@ -63,3 +63,40 @@ impl Identity {
         Identity(Arc::new(service::Inner::new(db, config)))
     }
 }
+
+/// A freshly minted API key: shown once; only its HMAC is stored.
+pub struct MintedApiKey {
+    /// `bal_live_<tenant id, base32>_<secret>`.
+    pub token: String,
+    /// What lists show: enough to recognise a key, not to use it.
+    pub prefix: String,
+    pub pepper_id: String,
+    pub hash: Vec<u8>,
+}
+
+impl Identity {
+    /// Mints an API key for `tenant`.
+    pub fn mint_api_key(&self, tenant: kernel::TenantId) -> MintedApiKey {
+        use base64::Engine;
+        let tenant_b32 = totp::base32(tenant.as_uuid().as_bytes()).to_ascii_lowercase();
+        let raw: [u8; 32] = rand::random();
+        let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
+        let (pepper_id, hash) = self.0.peppers.hash_current(secret.as_bytes());
+        MintedApiKey {
+            prefix: format!("bal_live_{}…{}", &tenant_b32[..6], &secret[..6]),
+            token: format!("bal_live_{tenant_b32}_{secret}"),
+            pepper_id,
+            hash,
+        }
+    }
+
+    /// The tenant an API key names and its HMACs under every configured pepper (to find it
+    /// among the tenant's keys); `None` when the token is not shaped like an API key.
+    pub fn api_key_lookup(&self, token: &str) -> Option<(kernel::TenantId, Vec<Vec<u8>>)> {
+        let rest = token.strip_prefix("bal_live_")?;
+        let (tenant_b32, secret) = rest.split_once('_')?;
+        let bytes: [u8; 16] = totp::from_base32(tenant_b32)?.try_into().ok()?;
+        let tenant = kernel::TenantId::from_uuid(uuid::Uuid::from_bytes(bytes));
+        Some((tenant, self.0.peppers.hash_all(secret.as_bytes())))
+    }
+}

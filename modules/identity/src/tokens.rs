@@ -144,6 +144,15 @@ impl Peppers {
         (id, hash)
     }
 
+    /// The HMAC of `data` under every pepper (a lookup by hash, so peppers can rotate).
+    pub fn hash_all(&self, data: &[u8]) -> Vec<Vec<u8>> {
+        self.0
+            .iter()
+            .filter_map(|(id, _)| self.mac(id, data))
+            .map(|m| m.finalize().into_bytes().to_vec())
+            .collect()
+    }
+
     /// Whether `secret` matches the stored hash (constant time).
     pub fn matches(&self, pepper_id: &str, secret: &[u8], stored: &[u8]) -> bool {
         self.mac(pepper_id, secret)

@@ -25,11 +25,16 @@ pub const PERMISSIONS: &[(&str, &str)] = &[
     ("rename_tenant", TENANT_WRITE),
     ("list_members", MEMBERS_READ),
     ("delete_tenant", TENANT_DELETE),
+    ("create_api_key", API_KEYS_WRITE),
+    ("list_api_keys", API_KEYS_READ),
+    ("revoke_api_key", API_KEYS_WRITE),
     ("update_member", MEMBERS_WRITE),
     ("remove_member", MEMBERS_WRITE),
 ];
 const MEMBERS_WRITE: &str = "members:write";
 const TENANT_DELETE: &str = "tenant:delete";
+const API_KEYS_READ: &str = "api_keys:read";
+const API_KEYS_WRITE: &str = "api_keys:write";
 
 /// How long a deleted tenant stays (read-only) before `balance admin purge-tenant` may remove it.
 pub const DELETION_GRACE_DAYS: i64 = 30;
@@ -43,6 +48,7 @@ pub const PURGE_ORDER: &[&str] = &[
     "audit_heads",
     "idempotency_keys",
     "jobs",
+    "api_keys",
     "memberships",
 ];
 
@@ -248,6 +254,72 @@ impl TenancyApi {
     }
 }
 
+/// A new API key.
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewApiKey {
+    /// 1–200 characters, to recognise it later.
+    pub name: String,
+    /// Built-in roles it acts with (no more than its creator holds).
+    pub roles: Vec<String>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+impl Validate for NewApiKey {
+    fn validate(&self, errors: &mut FieldErrors) {
+        let name = self.name.trim();
+        errors.check(
+            !name.is_empty() && name.chars().count() <= 200,
+            "name",
+            "must be 1-200 characters",
+        );
+        errors.check(
+            !self.roles.is_empty() && self.roles.len() <= 10,
+            "roles",
+            "must name 1-10 roles",
+        );
+        errors.check(
+            self.expires_at.is_none_or(|t| t > Utc::now()),
+            "expires_at",
+            "must be in the future",
+        );
+    }
+}
+
+/// An API key as lists show it: never its secret.
+#[derive(Debug, Object)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub name: String,
+    pub roles: Vec<String>,
+    /// Enough to recognise the key, not to use it.
+    pub prefix: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// A created API key, with its secret: shown only now.
+#[derive(Debug, Object)]
+pub struct CreatedApiKey {
+    pub id: Uuid,
+    pub name: String,
+    pub roles: Vec<String>,
+    pub prefix: String,
+    /// `bal_live_…`: use it as `Authorization: Bearer …`. It is not stored and never shown again.
+    pub secret: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(ApiResponse)]
+pub enum KeyCreated {
+    /// Created; the secret is in this response only.
+    #[oai(status = 201)]
+    Created(Json<CreatedApiKey>),
+}
+
 /// New roles for a member.
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -288,6 +360,18 @@ async fn only_owner(tx: &mut TenantTx, user: kernel::UserId) -> Result<bool, Pro
     .await?;
     Ok(owners == [user.as_uuid()])
 }
+
+/// `id, name, roles, prefix, expires_at, created_at, last_used_at, revoked_at`.
+type ApiKeyRow = (
+    Uuid,
+    String,
+    Vec<String>,
+    String,
+    Option<DateTime<Utc>>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
 
 /// `user_id, name, email, roles, joined_at`.
 type MemberRow = (Uuid, String, String, Vec<String>, DateTime<Utc>);
@@ -577,6 +661,130 @@ impl TenancyApi {
                 .resource("tenant", tenant_id.0)
                 .payload(json!({ "grace_days": DELETION_GRACE_DAYS })),
         );
+        tx.commit().await?;
+        Ok(Removed::Removed)
+    }
+
+    /// Creates an API key for this tenant with roles the caller holds. The secret is shown
+    /// once. (No `Idempotency-Key`: a replay would have to store the secret.)
+    #[oai(
+        path = "/tenants/:tenant_id/api-keys",
+        method = "post",
+        operation_id = "create_api_key"
+    )]
+    async fn create_api_key(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        body: LazyJson<NewApiKey>,
+    ) -> ApiResult<KeyCreated> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, API_KEYS_WRITE)
+            .await?;
+        let mut new = body.parse()?.into_inner();
+        new.roles.sort();
+        new.roles.dedup();
+        self.check_grant(&mut tx, &new.roles).await?;
+        let minted = self.identity.mint_api_key(tenant_id.0);
+        let id = Uuid::now_v7();
+        let created_at: DateTime<Utc> = sqlx::query_scalar(
+            "INSERT INTO api_keys (tenant_id, id, name, roles, pepper_id, hash, prefix, created_by, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING created_at",
+        )
+        .bind(tenant_id.0)
+        .bind(id)
+        .bind(new.name.trim())
+        .bind(&new.roles)
+        .bind(&minted.pepper_id)
+        .bind(&minted.hash)
+        .bind(&minted.prefix)
+        .bind(tx.context().actor.user_id())
+        .bind(new.expires_at)
+        .fetch_one(tx.conn())
+        .await?;
+        tx.record(
+            NewEvent::new("api_key.created")
+                .resource("api_key", id)
+                .payload(json!({ "roles": new.roles })),
+        );
+        tx.commit().await?;
+        Ok(KeyCreated::Created(Json(CreatedApiKey {
+            id,
+            name: new.name.trim().to_string(),
+            roles: new.roles,
+            prefix: minted.prefix,
+            secret: minted.token,
+            expires_at: new.expires_at,
+            created_at,
+        })))
+    }
+
+    /// The tenant's API keys (prefix and last use; never the secret).
+    #[oai(
+        path = "/tenants/:tenant_id/api-keys",
+        method = "get",
+        operation_id = "list_api_keys"
+    )]
+    async fn list_api_keys(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+    ) -> ApiResult<Json<Vec<ApiKey>>> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, API_KEYS_READ)
+            .await?;
+        let rows: Vec<ApiKeyRow> = sqlx::query_as(
+            "SELECT id, name, roles, prefix, expires_at, created_at, last_used_at, revoked_at FROM api_keys
+             WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT 1000",
+        )
+        .bind(tenant_id.0)
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(Json(
+            rows.into_iter()
+                .map(|r| ApiKey {
+                    id: r.0,
+                    name: r.1,
+                    roles: r.2,
+                    prefix: r.3,
+                    expires_at: r.4,
+                    created_at: r.5,
+                    last_used_at: r.6,
+                    revoked_at: r.7,
+                })
+                .collect(),
+        ))
+    }
+
+    /// Revokes an API key; it stops working at once.
+    #[oai(
+        path = "/tenants/:tenant_id/api-keys/:id",
+        method = "delete",
+        operation_id = "revoke_api_key"
+    )]
+    async fn revoke_api_key(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        id: Path<Uuid>,
+    ) -> ApiResult<Removed> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, API_KEYS_WRITE)
+            .await?;
+        let revoked = sqlx::query("UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL")
+            .bind(tenant_id.0)
+            .bind(id.0)
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+        if revoked == 0 {
+            return Err(Problem::not_found());
+        }
+        tx.record(NewEvent::new("api_key.revoked").resource("api_key", id.0));
         tx.commit().await?;
         Ok(Removed::Removed)
     }

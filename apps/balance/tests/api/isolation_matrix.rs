@@ -85,7 +85,21 @@ async fn every_tenant_endpoint_refuses_strangers_and_members_without_its_permiss
         }
     };
     let a = create(owner.clone(), "A").await;
-    let _b = create(outsider.clone(), "B").await;
+    let b = create(outsider.clone(), "B").await;
+    // An API key of tenant B, with every permission B's owner holds.
+    let (_, _, key) = parts(
+        app.authed(
+            Method::POST,
+            &format!("/api/v1/tenants/{b}/api-keys"),
+            &outsider,
+        )
+        .json(&json!({"name": "b", "roles": ["owner"]}))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    let foreign_key = key["secret"].as_str().unwrap().to_string();
     let id_of = |email: &'static str| {
         let app = &app;
         async move {
@@ -173,6 +187,7 @@ async fn every_tenant_endpoint_refuses_strangers_and_members_without_its_permiss
                 let cases: Vec<(Option<&str>, u16)> = [
                     (None, 401),
                     (Some(outsider.as_str()), 404),
+                    (Some(foreign_key.as_str()), 404),
                     (Some(nobody.as_str()), 404),
                 ]
                 .into_iter()

@@ -431,3 +431,184 @@ fn a_purge_covers_every_tenant_owned_table() {
         );
     }
 }
+
+#[tokio::test]
+async fn api_keys_are_shown_once_act_with_their_roles_in_their_tenant_only_and_stop_when_revoked() {
+    let app = TestApp::spawn().await;
+    let ada = signed_in(&app, "ada@example.com").await;
+    let create = |name: &'static str| {
+        let (app, ada) = (&app, ada.clone());
+        async move {
+            let (_, _, t) = parts(
+                app.authed(Method::POST, "/api/v1/tenants", &ada)
+                    .json(&json!({"name": name}))
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await;
+            t["id"].as_str().unwrap().to_string()
+        }
+    };
+    let (a, b) = (create("A").await, create("B").await);
+    let keys = format!("/api/v1/tenants/{a}/api-keys");
+    let (status, _, viewer_key) = parts(
+        app.authed(Method::POST, &keys, &ada)
+            .json(&json!({"name": "CI", "roles": ["viewer"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{viewer_key}");
+    let secret = viewer_key["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("bal_live_"));
+    let (_, _, acc_key) = parts(
+        app.authed(Method::POST, &keys, &ada)
+            .json(&json!({"name": "Books", "roles": ["accountant"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let acc = acc_key["secret"].as_str().unwrap().to_string();
+
+    // Its roles decide.
+    assert_eq!(
+        app.authed(Method::GET, &format!("/api/v1/tenants/{a}"), &secret)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_problem(
+        app.authed(Method::GET, &format!("/api/v1/tenants/{a}/events"), &secret)
+            .send()
+            .await
+            .unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(
+        app.authed(Method::GET, &format!("/api/v1/tenants/{a}/events"), &acc)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    // Another tenant: 404, as for a stranger.
+    assert_problem(
+        app.authed(Method::GET, &format!("/api/v1/tenants/{b}"), &secret)
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    // A forged secret for this tenant: 401.
+    let forged = format!("{}x", &secret[..secret.len() - 1]);
+    assert_problem(
+        app.authed(Method::GET, &format!("/api/v1/tenants/{a}"), &forged)
+            .send()
+            .await
+            .unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+
+    // Lists show the prefix and last use, never the secret.
+    let (_, _, list) = parts(app.authed(Method::GET, &keys, &ada).send().await.unwrap()).await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert!(
+        !list.to_string().contains(&secret[20..]),
+        "no secret in lists"
+    );
+    assert!(
+        list.as_array()
+            .unwrap()
+            .iter()
+            .all(|k| k["last_used_at"].is_string())
+    );
+
+    // Revoked: 401 at once. Expired: 401.
+    let id = viewer_key["id"].as_str().unwrap();
+    assert_eq!(
+        app.authed(Method::DELETE, &format!("{keys}/{id}"), &ada)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    assert_problem(
+        app.authed(Method::GET, &format!("/api/v1/tenants/{a}"), &secret)
+            .send()
+            .await
+            .unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+    let (_, _, soon) = parts(
+        app.authed(Method::POST, &keys, &ada)
+            .json(&json!({"name": "Soon", "roles": ["viewer"], "expires_at": (chrono::Utc::now() + chrono::Duration::seconds(2)).to_rfc3339()}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let soon = soon["secret"].as_str().unwrap().to_string();
+    assert_eq!(
+        app.authed(Method::GET, &format!("/api/v1/tenants/{a}"), &soon)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_problem(
+        app.authed(Method::GET, &format!("/api/v1/tenants/{a}"), &soon)
+            .send()
+            .await
+            .unwrap(),
+        401,
+        "unauthorized",
+    )
+    .await;
+
+    // Nobody grants what they lack: an accountant key cannot mint keys; an owner-role key needs an owner.
+    assert_problem(
+        app.authed(Method::POST, &keys, &acc)
+            .json(&json!({"name": "x", "roles": ["viewer"]}))
+            .send()
+            .await
+            .unwrap(),
+        403,
+        "forbidden",
+    )
+    .await;
+    let (_, _, events) = parts(
+        app.authed(Method::GET, &format!("/api/v1/tenants/{a}/events"), &acc)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert!(
+        events["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["type"] == "api_key.revoked")
+    );
+    assert!(
+        !events.to_string().contains(&secret[20..]),
+        "no secret in the audit log"
+    );
+}
