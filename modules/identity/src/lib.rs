@@ -100,3 +100,19 @@ impl Identity {
         Some((tenant, self.0.peppers.hash_all(secret.as_bytes())))
     }
 }
+
+impl Identity {
+    /// Mints an invitation token for `tenant`: `bin_<tenant id, base32>_<secret>`.
+    pub fn mint_invitation(&self, tenant: kernel::TenantId) -> MintedApiKey {
+        let mut minted = self.mint_api_key(tenant);
+        minted.token = minted.token.replacen("bal_live_", "bin_", 1);
+        minted.prefix = minted.prefix.replacen("bal_live_", "bin_", 1);
+        minted
+    }
+
+    /// The tenant an invitation token names, and its HMACs under every pepper.
+    pub fn invitation_lookup(&self, token: &str) -> Option<(kernel::TenantId, Vec<Vec<u8>>)> {
+        self.api_key_lookup(&token.replacen("bin_", "bal_live_", 1))
+            .filter(|_| token.starts_with("bin_"))
+    }
+}

@@ -25,6 +25,9 @@ pub const PERMISSIONS: &[(&str, &str)] = &[
     ("rename_tenant", TENANT_WRITE),
     ("list_members", MEMBERS_READ),
     ("delete_tenant", TENANT_DELETE),
+    ("create_invitation", INVITATIONS_WRITE),
+    ("list_invitations", INVITATIONS_READ),
+    ("revoke_invitation", INVITATIONS_WRITE),
     ("create_api_key", API_KEYS_WRITE),
     ("list_api_keys", API_KEYS_READ),
     ("revoke_api_key", API_KEYS_WRITE),
@@ -34,6 +37,8 @@ pub const PERMISSIONS: &[(&str, &str)] = &[
 const MEMBERS_WRITE: &str = "members:write";
 const TENANT_DELETE: &str = "tenant:delete";
 const API_KEYS_READ: &str = "api_keys:read";
+const INVITATIONS_READ: &str = "invitations:read";
+const INVITATIONS_WRITE: &str = "invitations:write";
 const API_KEYS_WRITE: &str = "api_keys:write";
 
 /// How long a deleted tenant stays (read-only) before `balance admin purge-tenant` may remove it.
@@ -49,6 +54,7 @@ pub const PURGE_ORDER: &[&str] = &[
     "idempotency_keys",
     "jobs",
     "api_keys",
+    "invitations",
     "memberships",
 ];
 
@@ -251,6 +257,87 @@ impl TenancyApi {
             );
         }
         Ok(())
+    }
+}
+
+/// An invitation to send.
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewInvitation {
+    pub email: String,
+    /// Built-in roles the invitee gets (no more than the inviter holds).
+    pub roles: Vec<String>,
+}
+
+impl Validate for NewInvitation {
+    fn validate(&self, errors: &mut FieldErrors) {
+        if let Err(e) = kernel::Email::parse(&self.email) {
+            errors.add("email", e.to_string());
+        }
+        errors.check(
+            !self.roles.is_empty() && self.roles.len() <= 10,
+            "roles",
+            "must name 1-10 roles",
+        );
+    }
+}
+
+/// An invitation (its token is only in the mail).
+#[derive(Debug, Object)]
+pub struct Invitation {
+    pub id: Uuid,
+    pub email: String,
+    pub roles: Vec<String>,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: DateTime<Utc>,
+    pub accepted_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+#[derive(ApiResponse)]
+pub enum InvitationCreated {
+    /// Created and mailed.
+    #[oai(status = 201)]
+    Created(Json<Invitation>),
+}
+
+/// The token of an invitation mail.
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AcceptInvitation {
+    pub token: String,
+}
+
+impl Validate for AcceptInvitation {
+    fn validate(&self, errors: &mut FieldErrors) {
+        errors.check(
+            self.token.len() <= 512,
+            "token",
+            "must be at most 512 characters",
+        );
+    }
+}
+
+/// `id, email, roles, created_at, expires_at, accepted_at, revoked_at`.
+type InvitationRow = (
+    Uuid,
+    String,
+    Vec<String>,
+    DateTime<Utc>,
+    DateTime<Utc>,
+    Option<DateTime<Utc>>,
+    Option<DateTime<Utc>>,
+);
+
+fn invitation(r: InvitationRow) -> Invitation {
+    Invitation {
+        id: r.0,
+        email: r.1,
+        roles: r.2,
+        created_at: r.3,
+        expires_at: r.4,
+        accepted_at: r.5,
+        revoked_at: r.6,
     }
 }
 
@@ -787,6 +874,207 @@ impl TenancyApi {
         tx.record(NewEvent::new("api_key.revoked").resource("api_key", id.0));
         tx.commit().await?;
         Ok(Removed::Removed)
+    }
+
+    /// Invites someone by email with roles the caller holds; the link works once, for 7 days.
+    #[oai(
+        path = "/tenants/:tenant_id/invitations",
+        method = "post",
+        operation_id = "create_invitation"
+    )]
+    async fn create_invitation(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        body: LazyJson<NewInvitation>,
+    ) -> ApiResult<InvitationCreated> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, INVITATIONS_WRITE)
+            .await?;
+        let mut new = body.parse()?.into_inner();
+        new.roles.sort();
+        new.roles.dedup();
+        self.check_grant(&mut tx, &new.roles).await?;
+        let email = kernel::Email::parse(&new.email).map_err(|_| Problem::internal())?;
+        let minted = self.identity.mint_invitation(tenant_id.0);
+        let id = Uuid::now_v7();
+        let inviter = tx.context().actor.user_id();
+        let row: InvitationRow = sqlx::query_as(
+            "INSERT INTO invitations (tenant_id, id, email, roles, pepper_id, hash, invited_by, expires_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, now() + interval '7 days')
+             RETURNING id, email, roles, created_at, expires_at, accepted_at, revoked_at",
+        )
+        .bind(tenant_id.0)
+        .bind(id)
+        .bind(email.as_str())
+        .bind(&new.roles)
+        .bind(&minted.pepper_id)
+        .bind(&minted.hash)
+        .bind(inviter)
+        .fetch_one(tx.conn())
+        .await?;
+        let (tenant_name, inviter_name): (String, Option<String>) = sqlx::query_as(
+            "SELECT t.name, (SELECT name FROM users WHERE id = $2) FROM tenants t WHERE t.id = $1",
+        )
+        .bind(tenant_id.0)
+        .bind(inviter)
+        .fetch_one(tx.conn())
+        .await?;
+        let template = mail::Template::Invitation {
+            tenant: tenant_name,
+            inviter: inviter_name.unwrap_or_else(|| "A Balance user".into()),
+            token: minted.token,
+        };
+        mail::queue(&mut tx, &email, &template).await?;
+        tx.record(
+            NewEvent::new("invitation.created")
+                .resource("invitation", id)
+                .payload(json!({ "roles": new.roles })),
+        );
+        tx.commit().await?;
+        Ok(InvitationCreated::Created(Json(invitation(row))))
+    }
+
+    /// The tenant's invitations.
+    #[oai(
+        path = "/tenants/:tenant_id/invitations",
+        method = "get",
+        operation_id = "list_invitations"
+    )]
+    async fn list_invitations(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+    ) -> ApiResult<Json<Vec<Invitation>>> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, INVITATIONS_READ)
+            .await?;
+        let rows: Vec<InvitationRow> = sqlx::query_as(
+            "SELECT id, email, roles, created_at, expires_at, accepted_at, revoked_at FROM invitations
+             WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT 1000",
+        )
+        .bind(tenant_id.0)
+        .fetch_all(tx.conn())
+        .await?;
+        tx.commit().await?;
+        Ok(Json(rows.into_iter().map(invitation).collect()))
+    }
+
+    /// Revokes a pending invitation.
+    #[oai(
+        path = "/tenants/:tenant_id/invitations/:id",
+        method = "delete",
+        operation_id = "revoke_invitation"
+    )]
+    async fn revoke_invitation(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        id: Path<Uuid>,
+    ) -> ApiResult<Removed> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, INVITATIONS_WRITE)
+            .await?;
+        let revoked = sqlx::query(
+            "UPDATE invitations SET revoked_at = now() WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL AND accepted_at IS NULL",
+        )
+        .bind(tenant_id.0)
+        .bind(id.0)
+        .execute(tx.conn())
+        .await?
+        .rows_affected();
+        if revoked == 0 {
+            return Err(Problem::not_found());
+        }
+        tx.record(NewEvent::new("invitation.revoked").resource("invitation", id.0));
+        tx.commit().await?;
+        Ok(Removed::Removed)
+    }
+
+    /// Accepts an invitation: the signed-in user, whose email must match, joins the tenant.
+    #[oai(
+        path = "/invitations/accept",
+        method = "post",
+        operation_id = "accept_invitation"
+    )]
+    async fn accept_invitation(
+        &self,
+        auth: BearerAuth,
+        body: JsonBody<AcceptInvitation>,
+    ) -> ApiResult<Json<Tenant>> {
+        let me = self.identity.authenticate(auth.token()).await?;
+        let invalid = || {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_token",
+                "Invalid or expired invitation",
+            )
+            .with_detail("This invitation is invalid, expired, revoked, or was already used.")
+        };
+        let (tenant, hashes) = self
+            .identity
+            .invitation_lookup(&body.token)
+            .ok_or_else(invalid)?;
+        let mut tx = TenantTx::begin(&self.db, tenant, Actor::User(me.user_id)).await?;
+        let found: Option<(Uuid, String, Vec<String>)> = sqlx::query_as(
+            "SELECT id, email, roles FROM invitations
+             WHERE tenant_id = $1 AND hash = ANY($2) AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now()
+             FOR UPDATE",
+        )
+        .bind(tenant)
+        .bind(&hashes)
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some((id, email, roles)) = found else {
+            return Err(invalid());
+        };
+        let mine: String = sqlx::query_scalar("SELECT email FROM users WHERE id = $1")
+            .bind(me.user_id)
+            .fetch_one(tx.conn())
+            .await?;
+        if mine != email {
+            return Err(Problem::new(
+                StatusCode::FORBIDDEN,
+                "invitation_email_mismatch",
+                "Not your invitation",
+            )
+            .with_detail("Sign in with the email address the invitation was sent to."));
+        }
+        let joined = sqlx::query("INSERT INTO memberships (tenant_id, user_id, roles) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+            .bind(tenant)
+            .bind(me.user_id)
+            .bind(&roles)
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+        if joined == 0 {
+            return Err(
+                Problem::new(StatusCode::CONFLICT, "already_member", "Already a member")
+                    .with_detail("You are already a member of this tenant."),
+            );
+        }
+        sqlx::query("UPDATE invitations SET accepted_at = now(), accepted_by = $3 WHERE tenant_id = $1 AND id = $2")
+            .bind(tenant)
+            .bind(id)
+            .bind(me.user_id)
+            .execute(tx.conn())
+            .await?;
+        sqlx::query("UPDATE tenants SET policy_version = policy_version + 1 WHERE id = $1")
+            .bind(tenant)
+            .execute(tx.conn())
+            .await?;
+        tx.record(NewEvent::new("invitation.accepted").resource("invitation", id));
+        tx.record(
+            NewEvent::new("member.added")
+                .resource("member", me.user_id)
+                .payload(json!({ "roles": roles })),
+        );
+        let t = read_tenant(&mut tx, Some(me.user_id)).await?;
+        tx.commit().await?;
+        Ok(Json(t))
     }
 
     /// The tenant's members and their roles.

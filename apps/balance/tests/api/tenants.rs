@@ -612,3 +612,150 @@ async fn api_keys_are_shown_once_act_with_their_roles_in_their_tenant_only_and_s
         "no secret in the audit log"
     );
 }
+
+#[tokio::test]
+async fn an_invitation_is_mailed_and_accepted_once_by_the_invited_address() {
+    let app = TestApp::spawn_with_worker(&[]).await;
+    let ada = signed_in(&app, "ada@example.com").await;
+    let (_, _, t) = parts(
+        app.authed(Method::POST, "/api/v1/tenants", &ada)
+            .json(&json!({"name": "Acme"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let tenant = t["id"].as_str().unwrap().to_string();
+    let invitations = format!("/api/v1/tenants/{tenant}/invitations");
+    let (status, _, inv) = parts(
+        app.authed(Method::POST, &invitations, &ada)
+            .json(&json!({"email": "Bob@Example.com", "roles": ["accountant"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{inv}");
+    assert_eq!(inv["email"], "bob@example.com");
+    let token = app
+        .mailed_token("bob@example.com", "invitations/accept")
+        .await;
+
+    let bob = signed_in(&app, "bob@example.com").await;
+    let carol = signed_in(&app, "carol@example.com").await;
+    let accept = |who: &str| {
+        app.authed(Method::POST, "/api/v1/invitations/accept", who)
+            .json(&json!({"token": token}))
+            .send()
+    };
+    assert_problem(
+        accept(&carol).await.unwrap(),
+        403,
+        "invitation_email_mismatch",
+    )
+    .await;
+    let (status, _, joined) = parts(accept(&bob).await.unwrap()).await;
+    assert_eq!(
+        (status.as_u16(), joined["roles"].clone()),
+        (200, json!(["accountant"]))
+    );
+    assert_problem(accept(&bob).await.unwrap(), 400, "invalid_token").await;
+    let (_, _, me) = parts(
+        app.authed(Method::GET, "/api/v1/me", &bob)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(me["tenants"][0]["roles"], json!(["accountant"]));
+    assert_eq!(
+        app.authed(
+            Method::GET,
+            &format!("/api/v1/tenants/{tenant}/events"),
+            &bob
+        )
+        .send()
+        .await
+        .unwrap()
+        .status(),
+        200
+    );
+
+    // Revoked invitations do not work; nobody invites with roles they lack.
+    let (_, _, second) = parts(
+        app.authed(Method::POST, &invitations, &ada)
+            .json(&json!({"email": "dan@example.com", "roles": ["viewer"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let second_id = second["id"].as_str().unwrap();
+    assert_eq!(
+        app.authed(Method::DELETE, &format!("{invitations}/{second_id}"), &ada)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        204
+    );
+    let dan_token = app
+        .mailed_token("dan@example.com", "invitations/accept")
+        .await;
+    let dan = signed_in(&app, "dan@example.com").await;
+    let revoked = app
+        .authed(Method::POST, "/api/v1/invitations/accept", &dan)
+        .json(&json!({"token": dan_token}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(revoked, 400, "invalid_token").await;
+    let too_much = app
+        .authed(Method::POST, &invitations, &bob)
+        .json(&json!({"email": "eve@example.com", "roles": ["owner"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(too_much, 403, "forbidden").await; // an accountant cannot invite at all
+    let (_, _, list) = parts(
+        app.authed(Method::GET, &invitations, &ada)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert!(
+        !list.to_string().contains(&token[10..]),
+        "no token in lists"
+    );
+    let (_, _, events) = parts(
+        app.authed(
+            Method::GET,
+            &format!("/api/v1/tenants/{tenant}/events"),
+            &ada,
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    let kinds: Vec<&str> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    for kind in [
+        "invitation.created",
+        "invitation.accepted",
+        "invitation.revoked",
+        "member.added",
+    ] {
+        assert!(kinds.contains(&kind), "{kind} in {kinds:?}");
+    }
+    assert!(
+        !events.to_string().contains("bob@example.com"),
+        "no email address in the chain"
+    );
+}
