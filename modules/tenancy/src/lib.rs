@@ -407,6 +407,37 @@ pub enum KeyCreated {
     Created(Json<CreatedApiKey>),
 }
 
+impl TenancyApi {
+    /// Locks a member's row and returns their roles (`404` if not a member). An owner's
+    /// roles change only by an owner, and never leave the tenant without one: `new_roles`
+    /// are the roles after the change (`None`: removed).
+    async fn lock_member(
+        &self,
+        tx: &mut TenantTx,
+        user: kernel::UserId,
+        new_roles: Option<&[String]>,
+    ) -> Result<Vec<String>, Problem> {
+        let current: Option<Vec<String>> = sqlx::query_scalar(
+            "SELECT roles FROM memberships WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE",
+        )
+        .bind(tx.tenant_id())
+        .bind(user)
+        .fetch_optional(tx.conn())
+        .await?;
+        let Some(current) = current else {
+            return Err(Problem::not_found());
+        };
+        if current.iter().any(|r| r == "owner") {
+            self.check_grant(tx, &["owner".to_string()]).await?;
+            let stays_owner = new_roles.is_some_and(|roles| roles.iter().any(|r| r == "owner"));
+            if !stays_owner && only_owner(tx, user).await? {
+                return Err(last_owner());
+            }
+        }
+        Ok(current)
+    }
+}
+
 /// New roles for a member.
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -640,24 +671,8 @@ impl TenancyApi {
         let mut roles = body.parse()?.into_inner().roles;
         roles.sort();
         roles.dedup();
-        let current: Option<Vec<String>> = sqlx::query_scalar(
-            "SELECT roles FROM memberships WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE",
-        )
-        .bind(tenant_id.0)
-        .bind(user_id.0)
-        .fetch_optional(tx.conn())
-        .await?;
-        let Some(current) = current else {
-            return Err(Problem::not_found());
-        };
+        let current = self.lock_member(&mut tx, user_id.0, Some(&roles)).await?;
         self.check_grant(&mut tx, &roles).await?;
-        if current.iter().any(|r| r == "owner") {
-            // Changing an owner's roles takes an owner too.
-            self.check_grant(&mut tx, &["owner".to_string()]).await?;
-            if !roles.iter().any(|r| r == "owner") && only_owner(&mut tx, user_id.0).await? {
-                return Err(last_owner());
-            }
-        }
         sqlx::query("UPDATE memberships SET roles = $3 WHERE tenant_id = $1 AND user_id = $2")
             .bind(tenant_id.0)
             .bind(user_id.0)
@@ -694,22 +709,7 @@ impl TenancyApi {
             .authz
             .tenant(auth.token(), tenant_id.0, MEMBERS_WRITE)
             .await?;
-        let current: Option<Vec<String>> = sqlx::query_scalar(
-            "SELECT roles FROM memberships WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE",
-        )
-        .bind(tenant_id.0)
-        .bind(user_id.0)
-        .fetch_optional(tx.conn())
-        .await?;
-        let Some(current) = current else {
-            return Err(Problem::not_found());
-        };
-        if current.iter().any(|r| r == "owner") {
-            self.check_grant(&mut tx, &["owner".to_string()]).await?;
-            if only_owner(&mut tx, user_id.0).await? {
-                return Err(last_owner());
-            }
-        }
+        let current = self.lock_member(&mut tx, user_id.0, None).await?;
         sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
             .bind(tenant_id.0)
             .bind(user_id.0)
