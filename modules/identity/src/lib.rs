@@ -77,14 +77,20 @@ pub struct MintedApiKey {
 impl Identity {
     /// Mints an API key for `tenant`.
     pub fn mint_api_key(&self, tenant: kernel::TenantId) -> MintedApiKey {
+        self.mint_tenant_token("bal_live", tenant)
+    }
+
+    /// Mints `<kind>_<tenant id, base32>_<secret>`: a secret that names its tenant, so it is
+    /// checked inside that tenant's rows (DESIGN.md §1).
+    fn mint_tenant_token(&self, kind: &str, tenant: kernel::TenantId) -> MintedApiKey {
         use base64::Engine;
         let tenant_b32 = totp::base32(tenant.as_uuid().as_bytes()).to_ascii_lowercase();
         let raw: [u8; 32] = rand::random();
         let secret = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw);
         let (pepper_id, hash) = self.0.peppers.hash_current(secret.as_bytes());
         MintedApiKey {
-            prefix: format!("bal_live_{}…{}", &tenant_b32[..6], &secret[..6]),
-            token: format!("bal_live_{tenant_b32}_{secret}"),
+            prefix: format!("{kind}_{}…{}", &tenant_b32[..6], &secret[..6]),
+            token: format!("{kind}_{tenant_b32}_{secret}"),
             pepper_id,
             hash,
         }
@@ -93,7 +99,15 @@ impl Identity {
     /// The tenant an API key names and its HMACs under every configured pepper (to find it
     /// among the tenant's keys); `None` when the token is not shaped like an API key.
     pub fn api_key_lookup(&self, token: &str) -> Option<(kernel::TenantId, Vec<Vec<u8>>)> {
-        let rest = token.strip_prefix("bal_live_")?;
+        self.tenant_token_lookup("bal_live", token)
+    }
+
+    fn tenant_token_lookup(
+        &self,
+        kind: &str,
+        token: &str,
+    ) -> Option<(kernel::TenantId, Vec<Vec<u8>>)> {
+        let rest = token.strip_prefix(kind)?.strip_prefix('_')?;
         let (tenant_b32, secret) = rest.split_once('_')?;
         let bytes: [u8; 16] = totp::from_base32(tenant_b32)?.try_into().ok()?;
         let tenant = kernel::TenantId::from_uuid(uuid::Uuid::from_bytes(bytes));
@@ -104,15 +118,11 @@ impl Identity {
 impl Identity {
     /// Mints an invitation token for `tenant`: `bin_<tenant id, base32>_<secret>`.
     pub fn mint_invitation(&self, tenant: kernel::TenantId) -> MintedApiKey {
-        let mut minted = self.mint_api_key(tenant);
-        minted.token = minted.token.replacen("bal_live_", "bin_", 1);
-        minted.prefix = minted.prefix.replacen("bal_live_", "bin_", 1);
-        minted
+        self.mint_tenant_token("bin", tenant)
     }
 
     /// The tenant an invitation token names, and its HMACs under every pepper.
     pub fn invitation_lookup(&self, token: &str) -> Option<(kernel::TenantId, Vec<Vec<u8>>)> {
-        self.api_key_lookup(&token.replacen("bin_", "bal_live_", 1))
-            .filter(|_| token.starts_with("bin_"))
+        self.tenant_token_lookup("bin", token)
     }
 }

@@ -463,6 +463,13 @@ pub enum Removed {
     Removed,
 }
 
+/// Roles as stored: sorted, each once.
+fn normalised(mut roles: Vec<String>) -> Vec<String> {
+    roles.sort();
+    roles.dedup();
+    roles
+}
+
 fn last_owner() -> Problem {
     Problem::new(StatusCode::CONFLICT, "last_owner", "Last owner")
         .with_detail("A tenant keeps at least one owner: make someone else owner first.")
@@ -668,9 +675,7 @@ impl TenancyApi {
             .authz
             .tenant(auth.token(), tenant_id.0, MEMBERS_WRITE)
             .await?;
-        let mut roles = body.parse()?.into_inner().roles;
-        roles.sort();
-        roles.dedup();
+        let roles = normalised(body.parse()?.into_inner().roles);
         let current = self.lock_member(&mut tx, user_id.0, Some(&roles)).await?;
         self.check_grant(&mut tx, &roles).await?;
         sqlx::query("UPDATE memberships SET roles = $3 WHERE tenant_id = $1 AND user_id = $2")
@@ -770,8 +775,7 @@ impl TenancyApi {
             .tenant(auth.token(), tenant_id.0, API_KEYS_WRITE)
             .await?;
         let mut new = body.parse()?.into_inner();
-        new.roles.sort();
-        new.roles.dedup();
+        new.roles = normalised(new.roles);
         self.check_grant(&mut tx, &new.roles).await?;
         let minted = self.identity.mint_api_key(tenant_id.0);
         let id = Uuid::now_v7();
@@ -893,8 +897,7 @@ impl TenancyApi {
             .tenant(auth.token(), tenant_id.0, INVITATIONS_WRITE)
             .await?;
         let mut new = body.parse()?.into_inner();
-        new.roles.sort();
-        new.roles.dedup();
+        new.roles = normalised(new.roles);
         self.check_grant(&mut tx, &new.roles).await?;
         let email = kernel::Email::parse(&new.email).map_err(|_| Problem::internal())?;
         let minted = self.identity.mint_invitation(tenant_id.0);

@@ -14,12 +14,28 @@ pub mod smtp;
 
 use std::{path::PathBuf, time::Duration};
 
-/// The repository root (testkit lives in `modules/testkit`).
+/// The repository root: found from the crate under test (cargo sets `CARGO_MANIFEST_DIR`
+/// when it runs tests) by walking up to the folder that holds `migrations/` and `ops/pg`.
+/// The path baked in at compile time is only a fallback: a build cache shared between
+/// clones may hold a testkit compiled in another clone.
 pub fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("repository root")
+    let is_root =
+        |dir: &std::path::Path| dir.join("migrations").is_dir() && dir.join("ops/pg").is_file();
+    let start = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")));
+    start
+        .ancestors()
+        .find(|d| is_root(d))
+        .map(PathBuf::from)
+        .or_else(|| {
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("../..")
+                .canonicalize()
+                .ok()
+        })
+        .expect("the repository root (a folder with migrations/ and ops/pg)")
 }
 
 /// Polls `check` every 50 ms until it returns `Some`, or `None` after `deadline`.
