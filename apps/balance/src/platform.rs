@@ -23,8 +23,8 @@ pub struct Platform {
     pub mailer: mail::Mailer,
     pub cursors: CursorSigner,
     pub queues: Vec<jobs::Queue>,
-    /// The built-in roles, compiled from `policies/`.
-    pub policy: access::Policy,
+    /// The compiled policy: built-in roles from `policies/`, custom roles per tenant.
+    pub policy: access::PolicyStore,
     /// Access decisions for every module's tenant routes.
     pub authz: Arc<dyn kernel::auth::Authorize>,
 }
@@ -64,7 +64,7 @@ impl Platform {
             .map(|u| u.expose().as_str())
             .unwrap_or("postgres://unset@127.0.0.1:1/unset");
         let jobs_pool = kernel::migrate::runtime_pool(url, queues.len() as u32 * 2 + 8)?;
-        let policy = access::Policy::load()?;
+        let policy = access::PolicyStore::new(access::Policy::load()?);
         let authz: Arc<dyn kernel::auth::Authorize> = Arc::new(access::Authorizer::new(
             db.clone(),
             identity.clone(),
@@ -82,6 +82,12 @@ impl Platform {
             policy,
             authz,
         })
+    }
+
+    /// Keeps the policy current on this instance: listens for role and membership changes
+    /// of other instances (and reloads after a reconnect). API instances call it.
+    pub fn listen_policy(&self) {
+        self.policy.listen(self.pool.clone(), self.db.clone());
     }
 
     /// The job runner with every handler and cron schedule of the platform.

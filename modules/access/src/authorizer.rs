@@ -6,22 +6,22 @@ use identity::Identity;
 use kernel::{Actor, Problem, TenantId, TenantTx, auth::Authorize};
 use poem::http::StatusCode;
 
-use crate::{Permission, PermissionSet, Policy};
+use crate::{Permission, PolicyStore};
 
 /// Decides access to tenants for every module's tenant routes.
 #[derive(Clone)]
 pub struct Authorizer {
     db: kernel::Db,
     identity: Identity,
-    policy: Policy,
+    store: PolicyStore,
 }
 
 impl Authorizer {
-    pub fn new(db: kernel::Db, identity: Identity, policy: Policy) -> Authorizer {
+    pub fn new(db: kernel::Db, identity: Identity, store: PolicyStore) -> Authorizer {
         Authorizer {
             db,
             identity,
-            policy,
+            store,
         }
     }
 
@@ -39,8 +39,9 @@ impl Authorizer {
         }
         let principal = self.identity.authenticate(bearer).await?;
         let mut tx = TenantTx::begin(&self.db, tenant, Actor::User(principal.user_id)).await?;
-        let row: Option<(Vec<String>, bool)> = sqlx::query_as(
-            "SELECT m.roles, t.deleted_at IS NOT NULL FROM memberships m JOIN tenants t ON t.id = m.tenant_id
+        let row: Option<(Vec<String>, bool, i64)> = sqlx::query_as(
+            "SELECT m.roles, t.deleted_at IS NOT NULL, t.policy_version
+             FROM memberships m JOIN tenants t ON t.id = m.tenant_id
              WHERE m.tenant_id = $1 AND m.user_id = $2",
         )
         .bind(tenant)
@@ -48,13 +49,10 @@ impl Authorizer {
         .fetch_optional(tx.conn())
         .await?;
         // Not a member (or no such tenant): 404, so tenant ids cannot be probed.
-        let Some((roles, deleted)) = row else {
+        let Some((roles, deleted, version)) = row else {
             return Err(Problem::not_found());
         };
-        let granted = roles
-            .iter()
-            .filter_map(|r| self.policy.builtin(r))
-            .fold(PermissionSet::default(), PermissionSet::union);
+        let granted = self.store.permissions(&mut tx, version, &roles).await?;
         if !granted.contains(need) {
             return Err(
                 Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").with_detail(format!(
@@ -91,20 +89,23 @@ impl Authorizer {
                 .with_detail("The API key is unknown, revoked or expired.")
         };
         let mut lookup = TenantTx::begin(&self.db, tenant, Actor::System).await?;
-        let key: Option<(uuid::Uuid, Vec<String>, bool, bool)> = sqlx::query_as(
-            "UPDATE api_keys SET last_used_at = now()
+        let key: Option<(uuid::Uuid, Vec<String>, bool, i64)> = sqlx::query_as(
+            "WITH t AS (SELECT deleted_at IS NOT NULL AS deleted, policy_version FROM tenants WHERE id = $1)
+             UPDATE api_keys SET last_used_at = now() FROM t
              WHERE tenant_id = $1 AND hash = ANY($2) AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
-             RETURNING id, roles, true, (SELECT deleted_at IS NOT NULL FROM tenants WHERE id = $1)",
+             RETURNING id, roles, t.deleted, t.policy_version",
         )
         .bind(tenant)
         .bind(&hashes)
         .fetch_optional(lookup.conn())
         .await?;
-        lookup.commit().await?;
-        let Some((id, roles, _, deleted)) = key else {
+        let Some((id, roles, deleted, version)) = key else {
+            lookup.commit().await?;
             return Err(unauthorized());
         };
-        if !self.policy.union(&roles).contains(need) {
+        let granted = self.store.permissions(&mut lookup, version, &roles).await?;
+        lookup.commit().await?;
+        if !granted.contains(need) {
             return Err(
                 Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
                     .with_detail(format!("This API key's roles do not include `{need}`.")),

@@ -3,7 +3,10 @@
 //! it: every role becomes a bitset over the permission catalogue, so a decision is a bit test.
 
 mod authorizer;
+pub mod grants;
 mod http;
+mod roles;
+mod store;
 
 use std::{collections::BTreeMap, fmt, str::FromStr};
 
@@ -11,6 +14,8 @@ use casbin::{CoreApi, DefaultModel, MemoryAdapter, MgmtApi};
 
 pub use authorizer::Authorizer;
 pub use http::AccessApi;
+pub use roles::{MAX_CUSTOM_ROLES, PERMISSIONS, RolesApi};
+pub use store::{CHANNEL, PolicyStore, TenantRoles, bump_policy};
 
 const MODEL: &str = include_str!("../../../policies/model.conf");
 const BUILTIN_ROLES: &str = include_str!("../../../policies/builtin_roles.csv");

@@ -6,10 +6,12 @@
 //! - [`context`]: the request context (request id, path, client) of the work being served;
 //! - [`json`]: the JSON request body that reports every bad field by its path;
 //! - [`idempotency`]: `Idempotency-Key` replay for creating `POST`s;
+//! - [`concurrency`]: `If-Match` on versioned resources;
 //! - [`page`]: keyset pagination with signed cursors;
 //! - [`ids`], [`money`], [`email`], [`secret`]: types that can only hold valid values.
 
 pub mod auth;
+pub mod concurrency;
 pub mod context;
 pub mod db;
 pub mod email;

@@ -359,6 +359,10 @@ const DOCUMENTED: &[(u16, &str)] = &[
     (403, "Signed in, but not allowed to do this."),
     (404, "Not found, or not visible to the caller."),
     (409, "Conflicts with the current state."),
+    (
+        412,
+        "`If-Match` names a version that is no longer current; re-read and retry.",
+    ),
     (413, "The request body is too large."),
     (415, "The request body's media type is not supported."),
     (422, "Some fields are invalid; see `errors`."),

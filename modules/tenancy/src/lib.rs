@@ -55,6 +55,7 @@ pub const PURGE_ORDER: &[&str] = &[
     "jobs",
     "api_keys",
     "invitations",
+    "tenant_roles",
     "memberships",
 ];
 
@@ -203,7 +204,7 @@ pub struct TenancyApi {
     db: kernel::Db,
     identity: Identity,
     authz: Arc<dyn Authorize>,
-    policy: access::Policy,
+    store: access::PolicyStore,
 }
 
 impl TenancyApi {
@@ -211,52 +212,20 @@ impl TenancyApi {
         db: kernel::Db,
         identity: Identity,
         authz: Arc<dyn Authorize>,
-        policy: access::Policy,
+        store: access::PolicyStore,
     ) -> TenancyApi {
         TenancyApi {
             db,
             identity,
             authz,
-            policy,
+            store,
         }
     }
 
-    /// Checks a new set of roles against what the caller holds: known roles only, nobody
-    /// grants a permission they lack, only an owner grants `owner`.
+    /// Checks a new set of roles against what the caller holds: roles of this tenant only,
+    /// nobody grants a permission they lack, only an owner grants `owner`.
     async fn check_grant(&self, tx: &mut TenantTx, roles: &[String]) -> Result<(), Problem> {
-        let unknown: Vec<&String> = roles
-            .iter()
-            .filter(|r| self.policy.builtin(r).is_none())
-            .collect();
-        if !unknown.is_empty() {
-            return Err(Problem::validation(vec![kernel::FieldError::new(
-                "roles",
-                format!(
-                    "unknown role(s): {unknown:?}; built-in roles are {:?}",
-                    access::BUILTIN
-                ),
-            )]));
-        }
-        let caller = tx.context().actor.user_id();
-        let mine: Vec<String> = sqlx::query_scalar(
-            "SELECT unnest(roles) FROM memberships WHERE tenant_id = $1 AND user_id = $2",
-        )
-        .bind(tx.tenant_id())
-        .bind(caller)
-        .fetch_all(tx.conn())
-        .await?;
-        let held = self.policy.union(&mine);
-        let wanted = self.policy.union(roles);
-        if !wanted.is_subset(&held)
-            || (roles.iter().any(|r| r == "owner") && !mine.iter().any(|r| r == "owner"))
-        {
-            return Err(
-                Problem::new(StatusCode::FORBIDDEN, "cannot_grant", "Cannot grant").with_detail(
-                    "Nobody grants a permission they lack, and only an owner grants `owner`.",
-                ),
-            );
-        }
-        Ok(())
+        access::grants::check_grant(&self.store, tx, roles, "roles").await
     }
 }
 
@@ -265,7 +234,7 @@ impl TenancyApi {
 #[serde(deny_unknown_fields)]
 pub struct NewInvitation {
     pub email: String,
-    /// Built-in roles the invitee gets (no more than the inviter holds).
+    /// Roles the invitee gets, built-in or custom (no more than the inviter holds).
     pub roles: Vec<String>,
 }
 
@@ -347,7 +316,7 @@ fn invitation(r: InvitationRow) -> Invitation {
 pub struct NewApiKey {
     /// 1–200 characters, to recognise it later.
     pub name: String,
-    /// Built-in roles it acts with (no more than its creator holds).
+    /// Roles it acts with, built-in or custom (no more than its creator holds).
     pub roles: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -442,7 +411,7 @@ impl TenancyApi {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemberRoles {
-    /// Built-in roles: owner, admin, accountant, viewer, billing.
+    /// Built-in roles (owner, admin, accountant, viewer, billing) or custom ones.
     pub roles: Vec<String>,
 }
 
@@ -684,10 +653,7 @@ impl TenancyApi {
             .bind(&roles)
             .execute(tx.conn())
             .await?;
-        sqlx::query("UPDATE tenants SET policy_version = policy_version + 1 WHERE id = $1")
-            .bind(tenant_id.0)
-            .execute(tx.conn())
-            .await?;
+        access::bump_policy(&mut tx).await?;
         tx.record(
             NewEvent::new("member.role_changed")
                 .resource("member", user_id.0)
@@ -720,10 +686,7 @@ impl TenancyApi {
             .bind(user_id.0)
             .execute(tx.conn())
             .await?;
-        sqlx::query("UPDATE tenants SET policy_version = policy_version + 1 WHERE id = $1")
-            .bind(tenant_id.0)
-            .execute(tx.conn())
-            .await?;
+        access::bump_policy(&mut tx).await?;
         tx.record(
             NewEvent::new("member.removed")
                 .resource("member", user_id.0)
@@ -1065,10 +1028,7 @@ impl TenancyApi {
             .bind(me.user_id)
             .execute(tx.conn())
             .await?;
-        sqlx::query("UPDATE tenants SET policy_version = policy_version + 1 WHERE id = $1")
-            .bind(tenant)
-            .execute(tx.conn())
-            .await?;
+        access::bump_policy(&mut tx).await?;
         tx.record(NewEvent::new("invitation.accepted").resource("invitation", id));
         tx.record(
             NewEvent::new("member.added")

@@ -28,6 +28,8 @@ pub struct TestDb {
     pub superuser_url: String,
     /// How long the clone from the template took.
     pub clone_time: Duration,
+    /// A second handle on a database another handle owns: dropping it drops nothing.
+    shared: bool,
 }
 
 struct ClusterUrls {
@@ -116,12 +118,29 @@ impl TestDb {
             superuser_url: with_db(&urls.superuser, &name),
             name,
             clone_time,
+            shared: false,
         })
+    }
+
+    /// Another handle on this database (e.g. for a second app instance); only the first
+    /// handle drops the database.
+    pub fn share(&self) -> TestDb {
+        TestDb {
+            name: self.name.clone(),
+            owner_url: self.owner_url.clone(),
+            runtime_url: self.runtime_url.clone(),
+            superuser_url: self.superuser_url.clone(),
+            clone_time: self.clone_time,
+            shared: true,
+        }
     }
 }
 
 impl Drop for TestDb {
     fn drop(&mut self) {
+        if self.shared {
+            return;
+        }
         if std::env::var_os("BALANCE_TEST_KEEP_DB").is_some() {
             eprintln!("keeping test database {}", self.name);
             return;

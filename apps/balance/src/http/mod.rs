@@ -27,6 +27,7 @@ pub type ProductApi = (
     identity::IdentityApi,
     tenancy::TenancyApi,
     access::AccessApi,
+    access::RolesApi,
     audit::AuditApi,
     audit::TenantEventsApi,
     jobs::TenantJobsApi,
@@ -37,6 +38,7 @@ pub type ProductApi = (
 pub fn permissions() -> impl Iterator<Item = (&'static str, &'static str)> {
     tenancy::PERMISSIONS
         .iter()
+        .chain(access::PERMISSIONS)
         .chain(audit::PERMISSIONS)
         .chain(jobs::PERMISSIONS)
         .copied()
@@ -52,7 +54,8 @@ pub fn product_api(platform: &crate::Platform) -> ProductApi {
             platform.authz.clone(),
             platform.policy.clone(),
         ),
-        access::AccessApi::new(platform.identity.clone(), platform.policy.clone()),
+        access::AccessApi::new(platform.identity.clone(), platform.policy.builtin().clone()),
+        access::RolesApi::new(platform.authz.clone(), platform.policy.clone()),
         audit::AuditApi::new(&platform.audit),
         audit::TenantEventsApi::new(
             platform.authz.clone(),
@@ -160,6 +163,7 @@ impl Server {
         config: &HttpConfig,
         platform: &crate::Platform,
     ) -> anyhow::Result<Server> {
+        platform.listen_policy();
         Self::start(config, platform.pool.clone(), product_api(platform)).await
     }
 

@@ -118,6 +118,7 @@ impl TestApp {
             runs: Default::default(),
         };
         let runs = test_api.runs.clone();
+        platform.listen_policy();
         let server = http::Server::start(
             &config.http,
             pool.clone(),

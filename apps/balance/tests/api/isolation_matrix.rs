@@ -30,7 +30,8 @@ fn body_for(spec: &Value, schema: &Value) -> Value {
     }
 }
 
-/// What must not change when a request is refused: the tenant's row, its members, its audit head.
+/// What must not change when a request is refused: the tenant's row, its members, its
+/// custom roles, its audit head.
 async fn digest(conn: &mut PgConnection, tenant: kernel::TenantId) -> String {
     sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
         "SET balance.tenant_id = '{tenant}'"
@@ -42,6 +43,7 @@ async fn digest(conn: &mut PgConnection, tenant: kernel::TenantId) -> String {
         "SELECT md5(
             (SELECT row(t.*)::text FROM tenants t WHERE id = $1) ||
             coalesce((SELECT string_agg(row(m.*)::text, ',' ORDER BY user_id) FROM memberships m WHERE tenant_id = $1), '') ||
+            coalesce((SELECT string_agg(row(r.*)::text, ',' ORDER BY name) FROM tenant_roles r WHERE tenant_id = $1), '') ||
             coalesce((SELECT row(h.seq, h.hash)::text FROM audit_heads h WHERE tenant_id = $1), 'no head'))",
     )
     .bind(tenant)
@@ -154,6 +156,7 @@ async fn every_tenant_endpoint_refuses_strangers_and_members_without_its_permiss
             let url = path
                 .replace("{tenant_id}", &a.to_string())
                 .replace("{user_id}", &viewer_id.to_string())
+                .replace("{role}", "viewer")
                 .replace("{id}", &job.to_string());
             let method: Method = method.to_uppercase().parse().unwrap();
             let schema = &op["requestBody"]["content"]["application/json"]["schema"];
@@ -218,6 +221,7 @@ async fn every_tenant_endpoint_refuses_strangers_and_members_without_its_permiss
         if path.starts_with("/api/v1/tenants/{tenant_id}") && item.get("get").is_some() {
             let url = path
                 .replace("{tenant_id}", &a.to_string())
+                .replace("{role}", "viewer")
                 .replace("{id}", &job.to_string());
             let status = app
                 .authed(Method::GET, &url, &owner)

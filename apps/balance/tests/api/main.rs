@@ -12,6 +12,7 @@ mod jobs;
 mod ops;
 mod pagination;
 mod problems;
+mod roles;
 mod schema;
 mod spec;
 mod tenant_routes;
