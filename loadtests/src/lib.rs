@@ -20,3 +20,14 @@ pub fn report(name: &str, samples: &mut [Duration]) {
         samples.len()
     );
 }
+
+/// Prints one result line in nanoseconds (for in-process decisions).
+pub fn report_ns(name: &str, samples: &mut [Duration]) {
+    let (p50, p99) = summary(samples);
+    println!(
+        "{name:<52} p50 {:>7.0} ns   p99 {:>7.0} ns   (n = {})",
+        p50 * 1e3,
+        p99 * 1e3,
+        samples.len()
+    );
+}
