@@ -75,6 +75,17 @@ pub struct MintedApiKey {
 }
 
 impl Identity {
+    /// Seals a secret that must be kept for a short while (an API key's `Idempotency-Key`
+    /// replay) with the vault; `aad` binds it to where it is stored.
+    pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
+        self.0.vault.encrypt(plaintext, aad)
+    }
+
+    /// Opens what [`Identity::seal`] sealed with the same `aad`.
+    pub fn unseal(&self, ciphertext: &[u8], aad: &[u8]) -> Option<kernel::Secret<Vec<u8>>> {
+        self.0.vault.decrypt(ciphertext, aad).ok()
+    }
+
     /// Mints an API key for `tenant`.
     pub fn mint_api_key(&self, tenant: kernel::TenantId) -> MintedApiKey {
         self.mint_tenant_token("bal_live", tenant)

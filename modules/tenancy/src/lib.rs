@@ -5,16 +5,23 @@
 use std::sync::Arc;
 
 use audit::{NewEvent, Record};
+use base64::Engine;
 use chrono::{DateTime, Utc};
 use identity::Identity;
 use kernel::{
     Actor, ApiResult, FieldErrors, JsonBody, LazyJson, Problem, TenantId, TenantTx, UserTx,
     Validate,
     auth::{Authorize, BearerAuth},
+    concurrency,
     idempotency::{self, Fingerprint, IdempotencyKey, UserKeyed},
+    page::{Page, PageParams, Position, QueryId},
 };
 use poem::http::StatusCode;
-use poem_openapi::{ApiResponse, Object, OpenApi, param::Header, param::Path, payload::Json};
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Header, Path, Query},
+    payload::Json,
+};
 use serde::Deserialize;
 use serde_json::json;
 use uuid::Uuid;
@@ -148,14 +155,51 @@ pub struct Tenant {
     pub created_at: DateTime<Utc>,
     /// Set while a deleted tenant waits out its grace period.
     pub deleted_at: Option<DateTime<Utc>>,
+    /// For `If-Match` on rename.
+    pub version: i64,
 }
 
-/// The caller's tenants.
-#[derive(Debug, Object)]
-pub struct TenantList {
-    pub data: Vec<Tenant>,
-    pub next_cursor: Option<String>,
-    pub has_more: bool,
+kernel::page_object!(
+    /// The caller's tenants, newest first.
+    TenantList,
+    Tenant
+);
+kernel::page_object!(
+    /// The tenant's members, in the order they joined.
+    MemberList,
+    Member
+);
+kernel::page_object!(
+    /// The tenant's invitations, newest first.
+    InvitationList,
+    Invitation
+);
+kernel::page_object!(
+    /// The tenant's API keys, newest first.
+    ApiKeyList,
+    ApiKey
+);
+
+/// A keyset position on `(created_at, id)`.
+fn position(at: DateTime<Utc>, id: Uuid) -> Position {
+    Position {
+        key: json!(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+        id,
+    }
+}
+
+/// Where a page starts: `(created_at, id)` of the previous page's last row, if any.
+fn after(params: &PageParams) -> (Option<DateTime<Utc>>, Option<Uuid>) {
+    match &params.after {
+        Some(p) => (
+            p.key
+                .as_str()
+                .and_then(|k| DateTime::parse_from_rfc3339(k).ok())
+                .map(|d| d.with_timezone(&Utc)),
+            Some(p.id),
+        ),
+        None => (None, None),
+    }
 }
 
 /// A member and their roles.
@@ -166,6 +210,8 @@ pub struct Member {
     pub email: String,
     pub roles: Vec<String>,
     pub joined_at: DateTime<Utc>,
+    /// For `If-Match` on role changes.
+    pub version: i64,
 }
 
 /// A tenant's name.
@@ -205,6 +251,7 @@ pub struct TenancyApi {
     identity: Identity,
     authz: Arc<dyn Authorize>,
     store: access::PolicyStore,
+    cursors: kernel::CursorSigner,
 }
 
 impl TenancyApi {
@@ -213,12 +260,14 @@ impl TenancyApi {
         identity: Identity,
         authz: Arc<dyn Authorize>,
         store: access::PolicyStore,
+        cursors: kernel::CursorSigner,
     ) -> TenancyApi {
         TenancyApi {
             db,
             identity,
             authz,
             store,
+            cursors,
         }
     }
 
@@ -369,6 +418,19 @@ pub struct CreatedApiKey {
     pub created_at: DateTime<Utc>,
 }
 
+/// What an `Idempotency-Key` keeps of a created API key: the secret only sealed by the vault
+/// (bound to the tenant and key), for the 24 hours keys are kept.
+#[derive(Debug, Object)]
+pub struct SealedApiKey {
+    pub id: Uuid,
+    pub name: String,
+    pub roles: Vec<String>,
+    pub prefix: String,
+    pub sealed_secret: String,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+}
+
 #[derive(ApiResponse)]
 pub enum KeyCreated {
     /// Created; the secret is in this response only.
@@ -385,15 +447,15 @@ impl TenancyApi {
         tx: &mut TenantTx,
         user: kernel::UserId,
         new_roles: Option<&[String]>,
-    ) -> Result<Vec<String>, Problem> {
-        let current: Option<Vec<String>> = sqlx::query_scalar(
-            "SELECT roles FROM memberships WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE",
+    ) -> Result<(Vec<String>, i64), Problem> {
+        let current: Option<(Vec<String>, i64)> = sqlx::query_as(
+            "SELECT roles, version FROM memberships WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE",
         )
         .bind(tx.tenant_id())
         .bind(user)
         .fetch_optional(tx.conn())
         .await?;
-        let Some(current) = current else {
+        let Some((current, version)) = current else {
             return Err(Problem::not_found());
         };
         if current.iter().any(|r| r == "owner") {
@@ -403,7 +465,7 @@ impl TenancyApi {
                 return Err(last_owner());
             }
         }
-        Ok(current)
+        Ok((current, version))
     }
 }
 
@@ -467,10 +529,21 @@ type ApiKeyRow = (
     Option<DateTime<Utc>>,
 );
 
-/// `user_id, name, email, roles, joined_at`.
-type MemberRow = (Uuid, String, String, Vec<String>, DateTime<Utc>);
+/// `user_id, name, email, roles, joined_at, version`.
+type MemberRow = (Uuid, String, String, Vec<String>, DateTime<Utc>, i64);
 
-/// `id, name, plan, roles, created_at, deleted_at`.
+fn member(r: MemberRow) -> Member {
+    Member {
+        user_id: kernel::UserId::from_uuid(r.0),
+        name: r.1,
+        email: r.2,
+        roles: r.3,
+        joined_at: r.4,
+        version: r.5,
+    }
+}
+
+/// `id, name, plan, roles, created_at, deleted_at, version`.
 type TenantRow = (
     Uuid,
     String,
@@ -478,6 +551,7 @@ type TenantRow = (
     Vec<String>,
     DateTime<Utc>,
     Option<DateTime<Utc>>,
+    i64,
 );
 
 fn tenant(r: TenantRow) -> Tenant {
@@ -488,12 +562,13 @@ fn tenant(r: TenantRow) -> Tenant {
         roles: r.3,
         created_at: r.4,
         deleted_at: r.5,
+        version: r.6,
     }
 }
 
 async fn read_tenant(tx: &mut TenantTx, user: Option<kernel::UserId>) -> Result<Tenant, Problem> {
     let row: TenantRow = sqlx::query_as(
-        "SELECT t.id, t.name, t.plan, coalesce(m.roles, '{}'), t.created_at, t.deleted_at
+        "SELECT t.id, t.name, t.plan, coalesce(m.roles, '{}'), t.created_at, t.deleted_at, t.version
          FROM tenants t LEFT JOIN memberships m ON m.tenant_id = t.id AND m.user_id = $2
          WHERE t.id = $1",
     )
@@ -560,24 +635,33 @@ impl TenancyApi {
 
     /// The tenants the caller belongs to, with their roles.
     #[oai(path = "/tenants", method = "get", operation_id = "list_tenants")]
-    async fn list(&self, auth: BearerAuth) -> ApiResult<Json<TenantList>> {
+    async fn list(
+        &self,
+        auth: BearerAuth,
+        limit: Query<Option<i64>>,
+        cursor: Query<Option<String>>,
+    ) -> ApiResult<Json<TenantList>> {
         let me = self.identity.authenticate(auth.token()).await?;
+        let query = QueryId::new("list_tenants", &[&me.user_id.to_string()]);
+        let params = PageParams::parse(limit.0, cursor.0.as_deref(), &self.cursors, &query)?;
+        let (at, id) = after(&params);
         let mut tx = UserTx::begin(&self.db, me.user_id).await?;
         // The user policy on memberships: my rows across tenants, while no tenant is set.
         let rows: Vec<TenantRow> = sqlx::query_as(
-            "SELECT t.id, t.name, t.plan, m.roles, t.created_at, t.deleted_at
+            "SELECT t.id, t.name, t.plan, m.roles, t.created_at, t.deleted_at, t.version
              FROM memberships m JOIN tenants t ON t.id = m.tenant_id
-             WHERE m.user_id = $1 ORDER BY t.created_at DESC, t.id DESC LIMIT 200",
+             WHERE m.user_id = $1 AND ($2::timestamptz IS NULL OR (t.created_at, t.id) < ($2, $3))
+             ORDER BY t.created_at DESC, t.id DESC LIMIT $4",
         )
         .bind(me.user_id)
+        .bind(at)
+        .bind(id)
+        .bind(params.fetch_limit())
         .fetch_all(tx.conn())
         .await?;
         tx.commit().await?;
-        Ok(Json(TenantList {
-            data: rows.into_iter().map(tenant).collect(),
-            next_cursor: None,
-            has_more: false,
-        }))
+        let page = Page::from_rows(rows, &params, &self.cursors, &query, |r| position(r.4, r.0));
+        Ok(Json(page.map(tenant).into()))
     }
 
     /// A tenant workspace.
@@ -607,6 +691,7 @@ impl TenancyApi {
         &self,
         auth: BearerAuth,
         tenant_id: Path<TenantId>,
+        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
         body: LazyJson<TenantName>,
     ) -> ApiResult<Json<Tenant>> {
         // Access first: a stranger learns nothing, not even that the body was wrong.
@@ -615,12 +700,25 @@ impl TenancyApi {
             .tenant(auth.token(), tenant_id.0, TENANT_WRITE)
             .await?;
         let name = body.parse()?.name.trim().to_string();
-        sqlx::query("UPDATE tenants SET name = $2, updated_at = now() WHERE id = $1")
-            .bind(tenant_id.0)
-            .bind(&name)
-            .execute(tx.conn())
-            .await?;
-        tx.record(NewEvent::new("tenant.renamed").resource("tenant", tenant_id.0));
+        let expected = concurrency::if_match(if_match.0.as_deref())?;
+        let (current, old_name): (i64, String) =
+            sqlx::query_as("SELECT version, name FROM tenants WHERE id = $1 FOR UPDATE")
+                .bind(tenant_id.0)
+                .fetch_one(tx.conn())
+                .await?;
+        concurrency::check(expected, current)?;
+        sqlx::query(
+            "UPDATE tenants SET name = $2, version = version + 1, updated_at = now() WHERE id = $1",
+        )
+        .bind(tenant_id.0)
+        .bind(&name)
+        .execute(tx.conn())
+        .await?;
+        tx.record(
+            NewEvent::new("tenant.renamed")
+                .resource("tenant", tenant_id.0)
+                .payload(json!({ "changed": old_name != name })),
+        );
         let user = tx.context().actor.user_id();
         let t = read_tenant(&mut tx, user).await?;
         tx.commit().await?;
@@ -638,6 +736,7 @@ impl TenancyApi {
         auth: BearerAuth,
         tenant_id: Path<TenantId>,
         user_id: Path<kernel::UserId>,
+        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
         body: LazyJson<MemberRoles>,
     ) -> ApiResult<Json<Member>> {
         let mut tx = self
@@ -645,9 +744,11 @@ impl TenancyApi {
             .tenant(auth.token(), tenant_id.0, MEMBERS_WRITE)
             .await?;
         let roles = normalised(body.parse()?.into_inner().roles);
-        let current = self.lock_member(&mut tx, user_id.0, Some(&roles)).await?;
+        let expected = concurrency::if_match(if_match.0.as_deref())?;
+        let (current, version) = self.lock_member(&mut tx, user_id.0, Some(&roles)).await?;
+        concurrency::check(expected, version)?;
         self.check_grant(&mut tx, &roles).await?;
-        sqlx::query("UPDATE memberships SET roles = $3 WHERE tenant_id = $1 AND user_id = $2")
+        sqlx::query("UPDATE memberships SET roles = $3, version = version + 1 WHERE tenant_id = $1 AND user_id = $2")
             .bind(tenant_id.0)
             .bind(user_id.0)
             .bind(&roles)
@@ -680,7 +781,7 @@ impl TenancyApi {
             .authz
             .tenant(auth.token(), tenant_id.0, MEMBERS_WRITE)
             .await?;
-        let current = self.lock_member(&mut tx, user_id.0, None).await?;
+        let (current, _) = self.lock_member(&mut tx, user_id.0, None).await?;
         sqlx::query("DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2")
             .bind(tenant_id.0)
             .bind(user_id.0)
@@ -721,7 +822,7 @@ impl TenancyApi {
     }
 
     /// Creates an API key for this tenant with roles the caller holds. The secret is shown
-    /// once. (No `Idempotency-Key`: a replay would have to store the secret.)
+    /// once; an `Idempotency-Key` replay (24 h) shows it again from a vault-sealed copy.
     #[oai(
         path = "/tenants/:tenant_id/api-keys",
         method = "post",
@@ -731,13 +832,43 @@ impl TenancyApi {
         &self,
         auth: BearerAuth,
         tenant_id: Path<TenantId>,
+        #[oai(name = "Idempotency-Key")] key: Header<Option<String>>,
         body: LazyJson<NewApiKey>,
     ) -> ApiResult<KeyCreated> {
         let mut tx = self
             .authz
             .tenant(auth.token(), tenant_id.0, API_KEYS_WRITE)
             .await?;
-        let mut new = body.parse()?.into_inner();
+        let body = body.parse()?;
+        let key = IdempotencyKey::parse_optional(key.0.as_deref())?;
+        let fingerprint = Fingerprint::new("create_api_key", body.digest());
+        let aad = |id: Uuid| format!("api_key.replay:{}:{id}", tenant_id.0).into_bytes();
+        if let Some(stored) = idempotency::claim::<_, SealedApiKey>(
+            &mut tx,
+            key.as_ref(),
+            fingerprint,
+            StatusCode::CREATED,
+        )
+        .await?
+        {
+            let sealed = base64::engine::general_purpose::STANDARD
+                .decode(&stored.sealed_secret)
+                .ok()
+                .and_then(|c| self.identity.unseal(&c, &aad(stored.id)))
+                .ok_or_else(Problem::internal)?;
+            let secret =
+                String::from_utf8(sealed.expose().clone()).map_err(|_| Problem::internal())?;
+            return Ok(KeyCreated::Created(Json(CreatedApiKey {
+                id: stored.id,
+                name: stored.name,
+                roles: stored.roles,
+                prefix: stored.prefix,
+                secret,
+                expires_at: stored.expires_at,
+                created_at: stored.created_at,
+            })));
+        }
+        let mut new = body.into_inner();
         new.roles = normalised(new.roles);
         self.check_grant(&mut tx, &new.roles).await?;
         let minted = self.identity.mint_api_key(tenant_id.0);
@@ -762,8 +893,7 @@ impl TenancyApi {
                 .resource("api_key", id)
                 .payload(json!({ "roles": new.roles })),
         );
-        tx.commit().await?;
-        Ok(KeyCreated::Created(Json(CreatedApiKey {
+        let created = CreatedApiKey {
             id,
             name: new.name.trim().to_string(),
             roles: new.roles,
@@ -771,7 +901,19 @@ impl TenancyApi {
             secret: minted.token,
             expires_at: new.expires_at,
             created_at,
-        })))
+        };
+        let stored = SealedApiKey {
+            id,
+            name: created.name.clone(),
+            roles: created.roles.clone(),
+            prefix: created.prefix.clone(),
+            sealed_secret: base64::engine::general_purpose::STANDARD
+                .encode(self.identity.seal(created.secret.as_bytes(), &aad(id))),
+            expires_at: created.expires_at,
+            created_at,
+        };
+        idempotency::commit(tx, key.as_ref(), StatusCode::CREATED, &stored).await?;
+        Ok(KeyCreated::Created(Json(created)))
     }
 
     /// The tenant's API keys (prefix and last use; never the secret).
@@ -784,32 +926,41 @@ impl TenancyApi {
         &self,
         auth: BearerAuth,
         tenant_id: Path<TenantId>,
-    ) -> ApiResult<Json<Vec<ApiKey>>> {
+        limit: Query<Option<i64>>,
+        cursor: Query<Option<String>>,
+    ) -> ApiResult<Json<ApiKeyList>> {
         let mut tx = self
             .authz
             .tenant(auth.token(), tenant_id.0, API_KEYS_READ)
             .await?;
+        let query = QueryId::new("list_api_keys", &[&tenant_id.0.to_string()]);
+        let params = PageParams::parse(limit.0, cursor.0.as_deref(), &self.cursors, &query)?;
+        let (at, id) = after(&params);
         let rows: Vec<ApiKeyRow> = sqlx::query_as(
             "SELECT id, name, roles, prefix, expires_at, created_at, last_used_at, revoked_at FROM api_keys
-             WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT 1000",
+             WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+             ORDER BY created_at DESC, id DESC LIMIT $4",
         )
         .bind(tenant_id.0)
+        .bind(at)
+        .bind(id)
+        .bind(params.fetch_limit())
         .fetch_all(tx.conn())
         .await?;
         tx.commit().await?;
+        let page = Page::from_rows(rows, &params, &self.cursors, &query, |r| position(r.5, r.0));
         Ok(Json(
-            rows.into_iter()
-                .map(|r| ApiKey {
-                    id: r.0,
-                    name: r.1,
-                    roles: r.2,
-                    prefix: r.3,
-                    expires_at: r.4,
-                    created_at: r.5,
-                    last_used_at: r.6,
-                    revoked_at: r.7,
-                })
-                .collect(),
+            page.map(|r| ApiKey {
+                id: r.0,
+                name: r.1,
+                roles: r.2,
+                prefix: r.3,
+                expires_at: r.4,
+                created_at: r.5,
+                last_used_at: r.6,
+                revoked_at: r.7,
+            })
+            .into(),
         ))
     }
 
@@ -853,13 +1004,27 @@ impl TenancyApi {
         &self,
         auth: BearerAuth,
         tenant_id: Path<TenantId>,
+        #[oai(name = "Idempotency-Key")] key: Header<Option<String>>,
         body: LazyJson<NewInvitation>,
     ) -> ApiResult<InvitationCreated> {
         let mut tx = self
             .authz
             .tenant(auth.token(), tenant_id.0, INVITATIONS_WRITE)
             .await?;
-        let mut new = body.parse()?.into_inner();
+        let body = body.parse()?;
+        let key = IdempotencyKey::parse_optional(key.0.as_deref())?;
+        let fingerprint = Fingerprint::new("create_invitation", body.digest());
+        if let Some(invitation) = idempotency::claim::<_, Invitation>(
+            &mut tx,
+            key.as_ref(),
+            fingerprint,
+            StatusCode::CREATED,
+        )
+        .await?
+        {
+            return Ok(InvitationCreated::Created(Json(invitation)));
+        }
+        let mut new = body.into_inner();
         new.roles = normalised(new.roles);
         self.check_grant(&mut tx, &new.roles).await?;
         let email = kernel::Email::parse(&new.email).map_err(|_| Problem::internal())?;
@@ -898,8 +1063,9 @@ impl TenancyApi {
                 .resource("invitation", id)
                 .payload(json!({ "roles": new.roles })),
         );
-        tx.commit().await?;
-        Ok(InvitationCreated::Created(Json(invitation(row))))
+        let created = invitation(row);
+        idempotency::commit(tx, key.as_ref(), StatusCode::CREATED, &created).await?;
+        Ok(InvitationCreated::Created(Json(created)))
     }
 
     /// The tenant's invitations.
@@ -912,20 +1078,30 @@ impl TenancyApi {
         &self,
         auth: BearerAuth,
         tenant_id: Path<TenantId>,
-    ) -> ApiResult<Json<Vec<Invitation>>> {
+        limit: Query<Option<i64>>,
+        cursor: Query<Option<String>>,
+    ) -> ApiResult<Json<InvitationList>> {
         let mut tx = self
             .authz
             .tenant(auth.token(), tenant_id.0, INVITATIONS_READ)
             .await?;
+        let query = QueryId::new("list_invitations", &[&tenant_id.0.to_string()]);
+        let params = PageParams::parse(limit.0, cursor.0.as_deref(), &self.cursors, &query)?;
+        let (at, id) = after(&params);
         let rows: Vec<InvitationRow> = sqlx::query_as(
             "SELECT id, email, roles, created_at, expires_at, accepted_at, revoked_at FROM invitations
-             WHERE tenant_id = $1 ORDER BY created_at DESC LIMIT 1000",
+             WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+             ORDER BY created_at DESC, id DESC LIMIT $4",
         )
         .bind(tenant_id.0)
+        .bind(at)
+        .bind(id)
+        .bind(params.fetch_limit())
         .fetch_all(tx.conn())
         .await?;
         tx.commit().await?;
-        Ok(Json(rows.into_iter().map(invitation).collect()))
+        let page = Page::from_rows(rows, &params, &self.cursors, &query, |r| position(r.3, r.0));
+        Ok(Json(page.map(invitation).into()))
     }
 
     /// Revokes a pending invitation.
@@ -1050,48 +1226,43 @@ impl TenancyApi {
         &self,
         auth: BearerAuth,
         tenant_id: Path<TenantId>,
-    ) -> ApiResult<Json<Vec<Member>>> {
+        limit: Query<Option<i64>>,
+        cursor: Query<Option<String>>,
+    ) -> ApiResult<Json<MemberList>> {
         let mut tx = self
             .authz
             .tenant(auth.token(), tenant_id.0, MEMBERS_READ)
             .await?;
+        let query = QueryId::new("list_members", &[&tenant_id.0.to_string()]);
+        let params = PageParams::parse(limit.0, cursor.0.as_deref(), &self.cursors, &query)?;
+        let (at, id) = after(&params);
         let rows: Vec<MemberRow> = sqlx::query_as(
-            "SELECT m.user_id, u.name, u.email, m.roles, m.created_at
+            "SELECT m.user_id, u.name, u.email, m.roles, m.created_at, m.version
              FROM memberships m JOIN users u ON u.id = m.user_id
-             WHERE m.tenant_id = $1 ORDER BY m.created_at, m.user_id LIMIT 1000",
+             WHERE m.tenant_id = $1 AND ($2::timestamptz IS NULL OR (m.created_at, m.user_id) > ($2, $3))
+             ORDER BY m.created_at, m.user_id LIMIT $4",
         )
         .bind(tenant_id.0)
+        .bind(at)
+        .bind(id)
+        .bind(params.fetch_limit())
         .fetch_all(tx.conn())
         .await?;
         tx.commit().await?;
-        Ok(Json(
-            rows.into_iter()
-                .map(|(id, name, email, roles, joined_at)| Member {
-                    user_id: kernel::UserId::from_uuid(id),
-                    name,
-                    email,
-                    roles,
-                    joined_at,
-                })
-                .collect(),
-        ))
+        let page = Page::from_rows(rows, &params, &self.cursors, &query, |r| position(r.4, r.0));
+        Ok(Json(page.map(member).into()))
     }
 }
 
 async fn member_of(tx: &mut TenantTx, user: kernel::UserId) -> Result<Member, Problem> {
-    let (id, name, email, roles, joined_at): MemberRow = sqlx::query_as(
-        "SELECT m.user_id, u.name, u.email, m.roles, m.created_at FROM memberships m JOIN users u ON u.id = m.user_id
+    let row: MemberRow = sqlx::query_as(
+        "SELECT m.user_id, u.name, u.email, m.roles, m.created_at, m.version
+         FROM memberships m JOIN users u ON u.id = m.user_id
          WHERE m.tenant_id = $1 AND m.user_id = $2",
     )
     .bind(tx.tenant_id())
     .bind(user)
     .fetch_one(tx.conn())
     .await?;
-    Ok(Member {
-        user_id: kernel::UserId::from_uuid(id),
-        name,
-        email,
-        roles,
-        joined_at,
-    })
+    Ok(member(row))
 }

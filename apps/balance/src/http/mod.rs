@@ -53,6 +53,7 @@ pub fn product_api(platform: &crate::Platform) -> ProductApi {
             platform.identity.clone(),
             platform.authz.clone(),
             platform.policy.clone(),
+            platform.cursors.clone(),
         ),
         access::AccessApi::new(platform.identity.clone(), platform.policy.builtin().clone()),
         access::RolesApi::new(platform.authz.clone(), platform.policy.clone()),

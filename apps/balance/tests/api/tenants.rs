@@ -3,7 +3,7 @@
 use reqwest::Method;
 use serde_json::json;
 
-use crate::helpers::{TestApp, assert_problem, parts};
+use crate::helpers::{TestApp, assert_problem, parts, seed};
 
 async fn signed_in(app: &TestApp, email: &str) -> String {
     let password = app.signup(email).await;
@@ -127,8 +127,8 @@ async fn a_created_tenant_makes_its_creator_owner_and_shows_in_their_lists() {
             .unwrap(),
     )
     .await;
-    assert_eq!(members.as_array().unwrap().len(), 1);
-    assert_eq!(members[0]["roles"], json!(["owner"]));
+    assert_eq!(members["data"].as_array().unwrap().len(), 1);
+    assert_eq!(members["data"][0]["roles"], json!(["owner"]));
 
     let (_, _, events) = parts(
         app.authed(Method::GET, &format!("{path}/events"), &ada)
@@ -523,13 +523,14 @@ async fn api_keys_are_shown_once_act_with_their_roles_in_their_tenant_only_and_s
 
     // Lists show the prefix and last use, never the secret.
     let (_, _, list) = parts(app.authed(Method::GET, &keys, &ada).send().await.unwrap()).await;
-    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
     assert!(
         !list.to_string().contains(&secret[20..]),
         "no secret in lists"
     );
     assert!(
-        list.as_array()
+        list["data"]
+            .as_array()
             .unwrap()
             .iter()
             .all(|k| k["last_used_at"].is_string())
@@ -724,7 +725,7 @@ async fn an_invitation_is_mailed_and_accepted_once_by_the_invited_address() {
             .unwrap(),
     )
     .await;
-    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list["data"].as_array().unwrap().len(), 2);
     assert!(
         !list.to_string().contains(&token[10..]),
         "no token in lists"
@@ -758,4 +759,242 @@ async fn an_invitation_is_mailed_and_accepted_once_by_the_invited_address() {
         !events.to_string().contains("bob@example.com"),
         "no email address in the chain"
     );
+}
+
+/// Follows `next_cursor` from `path` (which has `?limit=`), returning every item's `key`.
+async fn walk(app: &TestApp, path: &str, token: &str, key: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut url = path.to_string();
+    loop {
+        let (status, _, page) =
+            parts(app.authed(Method::GET, &url, token).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{url}: {page}");
+        let data = page["data"].as_array().unwrap();
+        assert!(data.len() <= 2, "the limit holds");
+        seen.extend(data.iter().map(|i| i[key].as_str().unwrap().to_string()));
+        match page["next_cursor"].as_str() {
+            Some(c) => {
+                assert_eq!(page["has_more"], true);
+                url = format!("{path}&cursor={c}");
+            }
+            None => {
+                assert_eq!(page["has_more"], false);
+                return seen;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn tenant_lists_page_with_signed_cursors_and_changes_honour_if_match() {
+    let app = TestApp::spawn().await;
+    let ada = signed_in(&app, "ada@example.com").await;
+    let mut created = Vec::new();
+    for i in 0..5 {
+        let (status, _, t) = parts(
+            app.authed(Method::POST, "/api/v1/tenants", &ada)
+                .json(&json!({"name": format!("T{i}")}))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 201);
+        created.push(t["id"].as_str().unwrap().to_string());
+    }
+    // Newest first, every tenant once.
+    let listed = walk(&app, "/api/v1/tenants?limit=2", &ada, "id").await;
+    created.reverse();
+    assert_eq!(listed, created);
+
+    // Members in join order, across pages; a cursor of another list is refused.
+    let t: kernel::TenantId = created[0].parse().unwrap();
+    let mut joined = vec![user_id(&app, "ada@example.com").await];
+    for _ in 0..4 {
+        let u = seed::user(&app.kernel_db).await;
+        seed::member(&app.kernel_db, t, u, &["viewer"]).await;
+        joined.push(u.to_string());
+    }
+    let members = format!("/api/v1/tenants/{t}/members?limit=2");
+    assert_eq!(walk(&app, &members, &ada, "user_id").await, joined);
+    let (_, _, first) = parts(
+        app.authed(Method::GET, &members, &ada)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let cursor = first["next_cursor"].as_str().unwrap();
+    assert_problem(
+        app.authed(
+            Method::GET,
+            &format!("/api/v1/tenants?limit=2&cursor={cursor}"),
+            &ada,
+        )
+        .send()
+        .await
+        .unwrap(),
+        422,
+        "validation_failed",
+    )
+    .await;
+    for bad in ["0", "201", "x"] {
+        let resp = app
+            .authed(
+                Method::GET,
+                &format!("/api/v1/tenants/{t}/members?limit={bad}"),
+                &ada,
+            )
+            .send()
+            .await
+            .unwrap();
+        assert!([400, 422].contains(&resp.status().as_u16()), "limit={bad}");
+    }
+
+    // Rename with If-Match: the current version works once, then it is stale.
+    let rename = |version: &str, name: &str| {
+        app.authed(Method::PATCH, &format!("/api/v1/tenants/{t}"), &ada)
+            .header("If-Match", version)
+            .json(&json!({"name": name}))
+    };
+    let (status, _, renamed) = parts(rename("\"1\"", "Renamed").send().await.unwrap()).await;
+    assert_eq!(status, 200, "{renamed}");
+    assert_eq!(renamed["version"], 2);
+    assert_problem(
+        rename("\"1\"", "Lost update").send().await.unwrap(),
+        412,
+        "precondition_failed",
+    )
+    .await;
+    assert_problem(
+        rename("one", "Bad header").send().await.unwrap(),
+        400,
+        "invalid_if_match",
+    )
+    .await;
+    let (_, _, now) = parts(
+        app.authed(Method::GET, &format!("/api/v1/tenants/{t}"), &ada)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        (now["name"].as_str(), now["version"].as_i64()),
+        (Some("Renamed"), Some(2))
+    );
+
+    // A member's roles, the same way.
+    let target = &joined[1];
+    let change = |version: &str, role: &str| {
+        app.authed(
+            Method::PATCH,
+            &format!("/api/v1/tenants/{t}/members/{target}"),
+            &ada,
+        )
+        .header("If-Match", version)
+        .json(&json!({"roles": [role]}))
+    };
+    let (status, _, m) = parts(change("\"1\"", "accountant").send().await.unwrap()).await;
+    assert_eq!(status, 200, "{m}");
+    assert_eq!(m["version"], 2);
+    assert_problem(
+        change("\"1\"", "admin").send().await.unwrap(),
+        412,
+        "precondition_failed",
+    )
+    .await;
+    let (_, _, page) = parts(
+        app.authed(Method::GET, &members, &ada)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(page["data"][1]["roles"], json!(["accountant"]));
+}
+
+#[tokio::test]
+async fn an_idempotent_api_key_replay_shows_the_same_secret_which_is_stored_only_sealed() {
+    let app = TestApp::spawn().await;
+    let ada = signed_in(&app, "ada@example.com").await;
+    let (_, _, t) = parts(
+        app.authed(Method::POST, "/api/v1/tenants", &ada)
+            .json(&json!({"name": "Acme"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let t = t["id"].as_str().unwrap().to_string();
+    let keys = format!("/api/v1/tenants/{t}/api-keys");
+    let create = |key: &str, name: &str| {
+        app.authed(Method::POST, &keys, &ada)
+            .header("Idempotency-Key", key)
+            .json(&json!({"name": name, "roles": ["viewer"]}))
+    };
+    let (status, _, first) = parts(create("k-1", "sync").send().await.unwrap()).await;
+    assert_eq!(status, 201, "{first}");
+    let again = create("k-1", "sync").send().await.unwrap();
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    let (status, _, second) = parts(again).await;
+    assert_eq!(status, 201);
+    assert_eq!(second, first, "the same key, secret included");
+    let secret = first["secret"].as_str().unwrap();
+    let me = app
+        .authed(Method::GET, &format!("/api/v1/tenants/{t}"), secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 200, "the replayed secret works");
+    assert_problem(
+        create("k-1", "other").send().await.unwrap(),
+        422,
+        "idempotency_key_reused",
+    )
+    .await;
+    let (_, _, list) = parts(app.authed(Method::GET, &keys, &ada).send().await.unwrap()).await;
+    assert_eq!(
+        list["data"].as_array().unwrap().len(),
+        1,
+        "one key, not two"
+    );
+    // At rest, the stored response holds the secret only sealed.
+    let mut su = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&app.db.superuser_url)
+            .await
+            .unwrap()
+    };
+    let stored: Vec<String> = sqlx::query_scalar("SELECT body::text FROM idempotency_keys")
+        .fetch_all(&mut su)
+        .await
+        .unwrap();
+    let secret_part = secret.rsplit('_').next().unwrap();
+    assert!(!stored.is_empty());
+    assert!(
+        stored.iter().all(|b| !b.contains(secret_part)),
+        "no plaintext secret at rest"
+    );
+
+    // Invitations too: one invitation for one key.
+    let invitations = format!("/api/v1/tenants/{t}/invitations");
+    for _ in 0..2 {
+        let resp = app
+            .authed(Method::POST, &invitations, &ada)
+            .header("Idempotency-Key", "inv-1")
+            .json(&json!({"email": "bob@example.com", "roles": ["viewer"]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 201);
+    }
+    let (_, _, list) = parts(
+        app.authed(Method::GET, &invitations, &ada)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
 }
