@@ -31,3 +31,41 @@ pub fn report_ns(name: &str, samples: &mut [Duration]) {
         samples.len()
     );
 }
+
+/// Authenticated `GET url` from `concurrency` clients for `seconds`; every request must
+/// answer 200. Returns each request's latency.
+pub async fn get_for(
+    client: &reqwest::Client,
+    url: &str,
+    token: &str,
+    concurrency: usize,
+    seconds: u64,
+) -> Vec<Duration> {
+    let until = std::time::Instant::now() + Duration::from_secs(seconds);
+    let tasks: Vec<_> = (0..concurrency)
+        .map(|_| {
+            let (client, url, token) = (client.clone(), url.to_string(), token.to_string());
+            tokio::spawn(async move {
+                let mut local = Vec::new();
+                while std::time::Instant::now() < until {
+                    let t = std::time::Instant::now();
+                    let r = client
+                        .get(&url)
+                        .bearer_auth(&token)
+                        .send()
+                        .await
+                        .expect("GET");
+                    assert_eq!(r.status(), 200, "GET {url}");
+                    let _ = r.bytes().await;
+                    local.push(t.elapsed());
+                }
+                local
+            })
+        })
+        .collect();
+    let mut samples = Vec::new();
+    for t in tasks {
+        samples.extend(t.await.expect("a load task"));
+    }
+    samples
+}

@@ -11,10 +11,10 @@ use std::{
     alloc::{GlobalAlloc, Layout, System},
     hint::black_box,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicIsize, Ordering},
     },
-    time::{Duration, Instant},
+    time::Instant,
 };
 
 use access::{Permission, Policy, PolicyStore, TenantRoles};
@@ -319,34 +319,7 @@ async fn over_http(base: &str) -> anyhow::Result<()> {
     let r = client.get(&url).bearer_auth(&token).send().await?;
     anyhow::ensure!(r.status() == 200, "GET {url}: {}", r.text().await?);
     for concurrency in [1usize, 8, 32] {
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let until = Instant::now() + Duration::from_secs(seconds);
-        let tasks: Vec<_> = (0..concurrency)
-            .map(|_| {
-                let (client, url, token, samples) =
-                    (client.clone(), url.clone(), token.clone(), samples.clone());
-                tokio::spawn(async move {
-                    let mut local = Vec::new();
-                    while Instant::now() < until {
-                        let t = Instant::now();
-                        let r = client
-                            .get(&url)
-                            .bearer_auth(&token)
-                            .send()
-                            .await
-                            .expect("GET tenant");
-                        assert_eq!(r.status(), 200);
-                        let _ = r.bytes().await;
-                        local.push(t.elapsed());
-                    }
-                    samples.lock().unwrap().extend(local);
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await?;
-        }
-        let mut samples = samples.lock().unwrap().clone();
+        let mut samples = loadtests::get_for(&client, &url, &token, concurrency, seconds).await;
         println!(
             "GET /tenants/{{id}} (custom role), {concurrency} clients: {:.0} requests/s",
             samples.len() as f64 / seconds as f64

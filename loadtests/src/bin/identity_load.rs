@@ -97,35 +97,9 @@ async fn main() -> anyhow::Result<()> {
         .as_str()
         .unwrap()
         .to_string();
+    let url = format!("{base}/api/v1/me");
     for concurrency in [1usize, 8, 32] {
-        let samples = Arc::new(Mutex::new(Vec::new()));
-        let until = Instant::now() + Duration::from_secs(seconds);
-        let tasks: Vec<_> = (0..concurrency)
-            .map(|_| {
-                let (client, base, token, samples) =
-                    (client.clone(), base.clone(), token.clone(), samples.clone());
-                tokio::spawn(async move {
-                    let mut local = Vec::new();
-                    while Instant::now() < until {
-                        let t = Instant::now();
-                        let r = client
-                            .get(format!("{base}/api/v1/me"))
-                            .bearer_auth(&token)
-                            .send()
-                            .await
-                            .expect("GET /me");
-                        assert_eq!(r.status(), 200);
-                        let _ = r.bytes().await;
-                        local.push(t.elapsed());
-                    }
-                    samples.lock().unwrap().extend(local);
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await?;
-        }
-        let mut samples = samples.lock().unwrap().clone();
+        let mut samples = loadtests::get_for(&client, &url, &token, concurrency, seconds).await;
         println!(
             "GET /me, {concurrency} clients: {:.0} requests/s",
             samples.len() as f64 / seconds as f64

@@ -3,7 +3,7 @@
 use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
 
 use balance::{Config, http};
-use kernel::migrate as db;
+use kernel::{UserId, migrate as db};
 use reqwest::{Response, StatusCode, header::HeaderMap};
 use serde_json::Value;
 use testkit::db::TestDb;
@@ -282,6 +282,21 @@ impl TestApp {
             .await;
         assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
         password
+    }
+
+    /// Signs up and signs in `email`; returns the access token and the user's id.
+    pub async fn new_user(&self, email: &str) -> (String, UserId) {
+        let password = self.signup(email).await;
+        let token = self.login(email, &password).await.0;
+        let (_, _, me) = parts(
+            self.authed(reqwest::Method::GET, "/api/v1/me", &token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let id = me["id"].as_str().unwrap().parse().unwrap();
+        (token, UserId::from_uuid(id))
     }
 
     /// Signs in; returns `(access, refresh)`.

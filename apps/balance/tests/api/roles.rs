@@ -10,23 +10,9 @@ use serde_json::{Value, json};
 
 use crate::helpers::{TestApp, assert_problem, parts, seed};
 
-async fn signed_in(app: &TestApp, email: &str) -> (String, kernel::UserId) {
-    let password = app.signup(email).await;
-    let token = app.login(email, &password).await.0;
-    let (_, _, me) = parts(
-        app.authed(Method::GET, "/api/v1/me", &token)
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let id = me["id"].as_str().unwrap().parse().unwrap();
-    (token, kernel::UserId::from_uuid(id))
-}
-
 /// An owner with a new tenant (created through the API), and that tenant.
 async fn owner_and_tenant(app: &TestApp, email: &str) -> (String, TenantId) {
-    let (token, _) = signed_in(app, email).await;
+    let (token, _) = app.new_user(email).await;
     let (status, _, t) = parts(
         app.authed(Method::POST, "/api/v1/tenants", &token)
             .json(&json!({"name": "Acme"}))
@@ -76,7 +62,7 @@ async fn event_types(app: &TestApp, tenant: TenantId, token: &str) -> Vec<String
 async fn custom_roles_are_defined_from_the_catalogue_within_what_the_definer_holds() {
     let app = TestApp::spawn().await;
     let (ada, t) = owner_and_tenant(&app, "ada@example.com").await;
-    let (bob, bob_id) = signed_in(&app, "bob@example.com").await;
+    let (bob, bob_id) = app.new_user("bob@example.com").await;
     seed::member(&app.kernel_db, t, bob_id, &["admin"]).await;
     let roles = format!("/api/v1/tenants/{t}/roles");
 
@@ -233,7 +219,7 @@ async fn custom_roles_are_defined_from_the_catalogue_within_what_the_definer_hol
     }
 
     // A member with the custom role acts with exactly its permissions.
-    let (carol, carol_id) = signed_in(&app, "carol@example.com").await;
+    let (carol, carol_id) = app.new_user("carol@example.com").await;
     seed::member(&app.kernel_db, t, carol_id, &["viewer"]).await;
     let (status, body) = call(
         &app,
@@ -491,7 +477,7 @@ async fn a_role_change_reaches_every_instance_within_a_second_even_after_a_lost_
     let data_dir = a.data_dir.to_string_lossy().to_string();
     let b = TestApp::start(a.db.share(), &[("BALANCE_DATA_DIR", &data_dir)]).await;
     let (ada, t) = owner_and_tenant(&a, "ada@example.com").await;
-    let (carol, carol_id) = signed_in(&a, "carol@example.com").await;
+    let (carol, carol_id) = a.new_user("carol@example.com").await;
     let roles = format!("/api/v1/tenants/{t}/roles");
     let members = format!("/api/v1/tenants/{t}/members");
     let (status, _) = call(

@@ -6,8 +6,7 @@ use serde_json::json;
 use crate::helpers::{TestApp, assert_problem, parts, seed};
 
 async fn signed_in(app: &TestApp, email: &str) -> String {
-    let password = app.signup(email).await;
-    app.login(email, &password).await.0
+    app.new_user(email).await.0
 }
 
 #[tokio::test]
