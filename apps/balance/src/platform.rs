@@ -14,8 +14,8 @@ use crate::config::Config;
 pub struct Platform {
     /// The runtime pool, for readiness only; modules get [`Platform::db`].
     pub pool: PgPool,
-    /// The job runner's own pool: each queue's worker holds a LISTEN connection, which
-    /// must never starve the requests' pool.
+    /// The pool for long-lived LISTEN connections (each queue's worker, the policy
+    /// listener), which must never starve the requests' pool.
     pub jobs_pool: PgPool,
     pub db: Db,
     pub audit: audit::AuditLog,
@@ -31,6 +31,19 @@ pub struct Platform {
 
 /// The hourly checkpoint of every audit chain with new events.
 pub const AUDIT_CHECKPOINT: &str = "audit.checkpoint";
+
+/// The hourly removal of expired `Idempotency-Key` rows (kept 24 h).
+pub const IDEMPOTENCY_SWEEP: &str = "idempotency.sweep";
+
+/// Removes expired `Idempotency-Key` rows of every tenant and user; returns how many.
+pub async fn sweep_idempotency_keys(db: &Db) -> Result<i64, kernel::Problem> {
+    let mut tx = kernel::SystemTx::begin(db, kernel::Actor::System).await?;
+    let swept: i64 = sqlx::query_scalar("SELECT balance_sweep_idempotency()")
+        .fetch_one(tx.conn())
+        .await?;
+    tx.commit().await?;
+    Ok(swept)
+}
 
 /// Every migration of the platform: ours (as the owner), then the job queue's schema.
 pub async fn migrate(owner_url: &str, runtime_url: &str) -> anyhow::Result<()> {
@@ -87,7 +100,9 @@ impl Platform {
     /// Keeps the policy current on this instance: listens for role and membership changes
     /// of other instances (and reloads after a reconnect). API instances call it.
     pub fn listen_policy(&self) {
-        self.policy.listen(self.pool.clone(), self.db.clone());
+        // A LISTEN connection held for good: from the pool kept for those, never the
+        // requests' pool.
+        self.policy.listen(self.jobs_pool.clone(), self.db.clone());
     }
 
     /// The job runner with every handler and cron schedule of the platform.
@@ -101,6 +116,11 @@ impl Platform {
                 Ok(())
             }
         });
+        let registry = registry.handle(IDEMPOTENCY_SWEEP, |job| async move {
+            let swept = sweep_idempotency_keys(&job.db).await?;
+            tracing::info!(swept, "expired idempotency keys removed");
+            Ok(())
+        });
         let registry = self.mailer.register(registry);
         jobs::Runner::new(
             self.jobs_pool.clone(),
@@ -109,6 +129,11 @@ impl Platform {
             self.queues.clone(),
             config,
         )
+        .cron(jobs::CronJob {
+            name: "idempotency-sweep",
+            schedule: "0 30 * * * *",
+            job: || jobs::NewJob::new("system", IDEMPOTENCY_SWEEP, serde_json::json!({})),
+        })
         .cron(jobs::CronJob {
             name: "audit-checkpoints",
             schedule: "0 0 * * * *",

@@ -7,13 +7,14 @@ use poem::http::StatusCode;
 use crate::{PermissionSet, PolicyStore};
 
 /// What a list of role names grants in the transaction's tenant, read in that transaction:
-/// built-in roles from the policy, custom roles from `tenant_roles`, locked `FOR SHARE` so a
-/// concurrent delete of the role waits for this grant and then finds the role in use.
-/// Returns the names that are no role of this tenant.
+/// built-in roles from the policy, custom roles from `tenant_roles`. With `lock` (roles being
+/// granted) they are locked `FOR SHARE`, so a concurrent delete of the role waits for this
+/// grant and then finds the role in use. Returns the names that are no role of this tenant.
 pub async fn role_sets(
     store: &PolicyStore,
     tx: &mut TenantTx,
     names: &[String],
+    lock: bool,
 ) -> Result<(PermissionSet, Vec<String>), Problem> {
     let custom: Vec<&String> = names
         .iter()
@@ -23,14 +24,17 @@ pub async fn role_sets(
     if custom.is_empty() {
         return Ok((set, Vec::new()));
     }
-    let rows: Vec<(String, Vec<String>)> = sqlx::query_as(
+    let sql = if lock {
         "SELECT name, permissions FROM tenant_roles WHERE tenant_id = $1 AND name = ANY($2)
-         ORDER BY name FOR SHARE",
-    )
-    .bind(tx.tenant_id())
-    .bind(&custom)
-    .fetch_all(tx.conn())
-    .await?;
+         ORDER BY name FOR SHARE"
+    } else {
+        "SELECT name, permissions FROM tenant_roles WHERE tenant_id = $1 AND name = ANY($2)"
+    };
+    let rows: Vec<(String, Vec<String>)> = sqlx::query_as(sql)
+        .bind(tx.tenant_id())
+        .bind(&custom)
+        .fetch_all(tx.conn())
+        .await?;
     let compiled = crate::TenantRoles::compile(0, rows);
     let mut unknown = Vec::new();
     for name in custom {
@@ -74,25 +78,33 @@ pub fn cannot_grant(detail: impl Into<String>) -> Problem {
 }
 
 /// What the caller holds in the transaction's tenant, and whether that includes `owner`.
+/// The caller's own roles are read without a lock: two callers editing each other's roles
+/// would otherwise deadlock.
 pub async fn held(
     store: &PolicyStore,
     tx: &mut TenantTx,
 ) -> Result<(PermissionSet, bool), Problem> {
     let mine = caller_roles(tx).await?;
-    let (set, _) = role_sets(store, tx, &mine).await?;
+    let (set, _) = role_sets(store, tx, &mine, false).await?;
     Ok((set, mine.iter().any(|r| r == "owner")))
 }
 
 /// Checks roles to be given (to a member, an invitation or an API key): each is a role of
 /// this tenant (`422` otherwise, on `field`), together they grant nothing the caller lacks,
-/// and `owner` only from an owner (`403 cannot_grant`).
+/// and `owner` only from an owner (`403 cannot_grant`). API keys grant nothing: a leaked or
+/// short-lived key must not mint a longer-lived one, invite outsiders or change roles.
 pub async fn check_grant(
     store: &PolicyStore,
     tx: &mut TenantTx,
     roles: &[String],
     field: &str,
 ) -> Result<(), Problem> {
-    let (wanted, unknown) = role_sets(store, tx, roles).await?;
+    if matches!(tx.context().actor, Actor::ApiKey(_)) {
+        return Err(cannot_grant(
+            "API keys cannot grant roles (members, invitations, API keys); sign in as a member.",
+        ));
+    }
+    let (wanted, unknown) = role_sets(store, tx, roles, true).await?;
     if !unknown.is_empty() {
         return Err(Problem::validation(vec![FieldError::new(
             field,

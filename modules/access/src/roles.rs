@@ -509,6 +509,12 @@ impl RolesApi {
         let Some(current) = custom_role(&mut tx, &role.0, true).await? else {
             return Err(Problem::not_found());
         };
+        // Nobody removes a role more powerful than their own.
+        let permissions = parse_set(&current.2);
+        let (mine, _) = held(&self.store, &mut tx).await?;
+        if !permissions.is_subset(&mine) {
+            return Err(lacking(permissions, mine));
+        }
         let (members, keys, invitations): (i64, i64, i64) = sqlx::query_as(
             "SELECT
                (SELECT count(*) FROM memberships WHERE tenant_id = $1 AND $2 = ANY(roles)),

@@ -281,10 +281,11 @@ impl PolicyStore {
                         .expect("policy lock")
                         .remove(&tenant);
                 }
-                Some(v) if *v > version => {
-                    self.reload(db, tenant).await?;
-                    reloaded += 1;
-                }
+                Some(v) if *v > version => match self.reload(db, tenant).await {
+                    Ok(()) => reloaded += 1,
+                    // The version compared on use still covers this tenant.
+                    Err(e) => tracing::warn!(%tenant, error = ?e, "policy reload failed"),
+                },
                 Some(_) => {}
             }
         }
@@ -321,6 +322,7 @@ impl PolicyStore {
         loop {
             let mut listener = match PgListener::connect_with(&pool).await {
                 Ok(l) => l,
+                Err(sqlx::Error::PoolClosed) => return,
                 Err(e) => {
                     tracing::warn!(error = %e, "policy listener cannot connect; retrying");
                     tokio::time::sleep(backoff).await;
@@ -342,6 +344,7 @@ impl PolicyStore {
                     // The connection was lost and has been re-established (LISTEN included);
                     // what was announced meanwhile is caught up here.
                     Ok(None) => self.refresh_logged(&db, "reconnected").await,
+                    Err(sqlx::Error::PoolClosed) => return,
                     Err(e) => {
                         tracing::warn!(error = %e, "policy listener lost its connection");
                         tokio::time::sleep(backoff).await;

@@ -841,7 +841,14 @@ impl TenancyApi {
             .await?;
         let body = body.parse()?;
         let key = IdempotencyKey::parse_optional(key.0.as_deref())?;
-        let fingerprint = Fingerprint::new("create_api_key", body.digest());
+        // The secret comes back only to the same caller, who may still grant these roles.
+        let fingerprint = Fingerprint::new(
+            &format!("create_api_key:{:?}", tx.context().actor.id()),
+            body.digest(),
+        );
+        let mut new = body.into_inner();
+        new.roles = normalised(new.roles);
+        self.check_grant(&mut tx, &new.roles).await?;
         let aad = |id: Uuid| format!("api_key.replay:{}:{id}", tenant_id.0).into_bytes();
         if let Some(stored) = idempotency::claim::<_, SealedApiKey>(
             &mut tx,
@@ -858,6 +865,8 @@ impl TenancyApi {
                 .ok_or_else(Problem::internal)?;
             let secret =
                 String::from_utf8(sealed.expose().clone()).map_err(|_| Problem::internal())?;
+            tx.record(NewEvent::new("api_key.secret_replayed").resource("api_key", stored.id));
+            tx.commit().await?;
             return Ok(KeyCreated::Created(Json(CreatedApiKey {
                 id: stored.id,
                 name: stored.name,
@@ -868,9 +877,6 @@ impl TenancyApi {
                 created_at: stored.created_at,
             })));
         }
-        let mut new = body.into_inner();
-        new.roles = normalised(new.roles);
-        self.check_grant(&mut tx, &new.roles).await?;
         let minted = self.identity.mint_api_key(tenant_id.0);
         let id = Uuid::now_v7();
         let created_at: DateTime<Utc> = sqlx::query_scalar(

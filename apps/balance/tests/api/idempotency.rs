@@ -215,3 +215,56 @@ async fn a_malformed_key_is_a_422_naming_the_header() {
     }
     assert_eq!(app.runs.load(Ordering::SeqCst), 0);
 }
+
+#[tokio::test]
+async fn expired_keys_are_swept_every_tenant_and_user_alike() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (
+        seed::tenant(&app.kernel_db, "A").await,
+        seed::tenant(&app.kernel_db, "B").await,
+    );
+    let user = seed::user(&app.kernel_db).await;
+    for tenant in [a, b] {
+        let mut tx = kernel::TenantTx::begin(&app.kernel_db, tenant, kernel::Actor::System)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, expires_at) VALUES
+             ($1, 'old', '\\x00', now() - interval '1 hour'), ($1, 'new', '\\x00', now() + interval '1 hour')",
+        )
+        .bind(tenant)
+        .execute(tx.conn())
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    {
+        let mut tx = kernel::UserTx::begin(&app.kernel_db, user).await.unwrap();
+        sqlx::query(
+            "INSERT INTO user_idempotency_keys (user_id, key, fingerprint, expires_at) VALUES
+             ($1, 'old', '\\x00', now() - interval '1 hour'), ($1, 'new', '\\x00', now() + interval '1 hour')",
+        )
+        .bind(user)
+        .execute(tx.conn())
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let swept = balance::platform::sweep_idempotency_keys(&app.kernel_db)
+        .await
+        .unwrap();
+    assert_eq!(swept, 3, "one expired key per tenant and one of the user");
+    let mut su = {
+        use sqlx::Connection;
+        sqlx::PgConnection::connect(&app.db.superuser_url)
+            .await
+            .unwrap()
+    };
+    let left: Vec<String> = sqlx::query_scalar(
+        "SELECT key FROM idempotency_keys UNION ALL SELECT key FROM user_idempotency_keys",
+    )
+    .fetch_all(&mut su)
+    .await
+    .unwrap();
+    assert_eq!(left, ["new", "new", "new"]);
+}

@@ -217,6 +217,16 @@ async fn custom_roles_are_defined_from_the_catalogue_within_what_the_definer_hol
         )
         .await;
     }
+    // ...nor deletes one more powerful than their own.
+    assert_problem(
+        app.authed(Method::DELETE, &format!("{roles}/payer"), &bob)
+            .send()
+            .await
+            .unwrap(),
+        403,
+        "cannot_grant",
+    )
+    .await;
 
     // A member with the custom role acts with exactly its permissions.
     let (carol, carol_id) = app.new_user("carol@example.com").await;

@@ -976,6 +976,71 @@ async fn an_idempotent_api_key_replay_shows_the_same_secret_which_is_stored_only
         "no plaintext secret at rest"
     );
 
+    // Another member with api_keys:write replaying the key does not get the secret.
+    let (bob, bob_id) = app.new_user("bob@example.com").await;
+    seed::member(&app.kernel_db, t.parse().unwrap(), bob_id, &["admin"]).await;
+    let other = app
+        .authed(Method::POST, &keys, &bob)
+        .header("Idempotency-Key", "k-1")
+        .json(&json!({"name": "sync", "roles": ["viewer"]}))
+        .send()
+        .await
+        .unwrap();
+    let body = assert_problem(other, 422, "idempotency_key_reused").await;
+    assert!(!body.to_string().contains(secret_part));
+    // The replay is on record.
+    let (_, _, events) = parts(
+        app.authed(
+            Method::GET,
+            &format!("/api/v1/tenants/{t}/events?type=api_key.secret_replayed"),
+            &ada,
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(events["data"].as_array().unwrap().len(), 1, "{events}");
+
+    // API keys grant nothing: no keys, invitations or role changes made by a key.
+    let (_, _, admin_key) = parts(
+        app.authed(Method::POST, &keys, &ada)
+            .json(&json!({"name": "admin bot", "roles": ["admin"]}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let admin_key = admin_key["secret"].as_str().unwrap().to_string();
+    for (method, path, body) in [
+        (
+            Method::POST,
+            keys.clone(),
+            json!({"name": "child", "roles": ["viewer"]}),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/tenants/{t}/invitations"),
+            json!({"email": "eve@example.com", "roles": ["viewer"]}),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/tenants/{t}/members/{bob_id}"),
+            json!({"roles": ["viewer"]}),
+        ),
+    ] {
+        assert_problem(
+            app.authed(method, &path, &admin_key)
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+            403,
+            "cannot_grant",
+        )
+        .await;
+    }
+
     // Invitations too: one invitation for one key.
     let invitations = format!("/api/v1/tenants/{t}/invitations");
     for _ in 0..2 {
