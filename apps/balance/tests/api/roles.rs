@@ -466,18 +466,23 @@ async fn within(deadline: Duration, mut check: impl AsyncFnMut() -> bool) -> Opt
 /// Ends the policy listener's connection of every instance, as a network failure or a
 /// connection reaper would.
 async fn drop_listeners(db: &testkit::db::TestDb) -> i64 {
+    listeners(db, "pg_terminate_backend(pid)").await
+}
+
+/// `what` of every policy listener connection of the database.
+async fn listeners(db: &testkit::db::TestDb, what: &str) -> i64 {
     use sqlx::Connection;
     let mut su = sqlx::PgConnection::connect(&db.superuser_url)
         .await
         .unwrap();
-    let killed: Vec<bool> = sqlx::query_scalar(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
-         WHERE datname = current_database() AND query LIKE 'LISTEN \"balance_policy\"%'",
-    )
+    let rows: Vec<(i32,)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+        "SELECT 1 FROM (SELECT {what} FROM pg_stat_activity
+         WHERE datname = current_database() AND query LIKE 'LISTEN \"balance_policy\"%') x"
+    )))
     .fetch_all(&mut su)
     .await
     .unwrap();
-    killed.len() as i64
+    rows.len() as i64
 }
 
 #[tokio::test]
@@ -509,8 +514,17 @@ async fn a_role_change_reaches_every_instance_within_a_second_even_after_a_lost_
         .expect("B cached the tenant");
 
     for round in 0..2 {
-        if round == 1 {
-            // The listener's connection is lost: B reconnects and catches up on its own.
+        if round == 0 {
+            // B's listener started with its first cached tenant; wait until it listens, so
+            // this round measures a notice.
+            within(Duration::from_secs(10), async || {
+                listeners(&b.db, "pid").await >= 1
+            })
+            .await
+            .expect("B listens");
+        } else {
+            // The listener's connection is lost: B reconnects (a new connection) and
+            // catches up on its own.
             assert!(drop_listeners(&b.db).await >= 1, "B listens");
         }
         let before = b.platform.policy.cached_version(t).unwrap();
