@@ -88,23 +88,23 @@ impl Authorizer {
             Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Not signed in")
                 .with_detail("The API key is unknown, revoked or expired.")
         };
-        let mut lookup = TenantTx::begin(&self.db, tenant, Actor::System).await?;
+        // One transaction for the lookup, the decision and the request's work: a key
+        // revoked meanwhile cannot half-apply, and a refusal writes nothing.
+        let mut tx = TenantTx::begin(&self.db, tenant, Actor::System).await?;
         let key: Option<(uuid::Uuid, Vec<String>, bool, i64)> = sqlx::query_as(
-            "WITH t AS (SELECT deleted_at IS NOT NULL AS deleted, policy_version FROM tenants WHERE id = $1)
-             UPDATE api_keys SET last_used_at = now() FROM t
-             WHERE tenant_id = $1 AND hash = ANY($2) AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())
-             RETURNING id, roles, t.deleted, t.policy_version",
+            "SELECT k.id, k.roles, t.deleted_at IS NOT NULL, t.policy_version
+             FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+             WHERE k.tenant_id = $1 AND k.hash = ANY($2) AND k.revoked_at IS NULL
+               AND (k.expires_at IS NULL OR k.expires_at > now())",
         )
         .bind(tenant)
         .bind(&hashes)
-        .fetch_optional(lookup.conn())
+        .fetch_optional(tx.conn())
         .await?;
         let Some((id, roles, deleted, version)) = key else {
-            lookup.commit().await?;
             return Err(unauthorized());
         };
-        let granted = self.store.permissions(&mut lookup, version, &roles).await?;
-        lookup.commit().await?;
+        let granted = self.store.permissions(&mut tx, version, &roles).await?;
         if !granted.contains(need) {
             return Err(
                 Problem::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden")
@@ -117,7 +117,20 @@ impl Authorizer {
                     .with_detail("This tenant was deleted; it is read-only until it is purged."),
             );
         }
-        TenantTx::begin(&self.db, tenant, Actor::ApiKey(id)).await
+        // Recorded at most once a minute per key, and never waiting on another request of
+        // the same key that holds the row: a busy key does not write on every read.
+        sqlx::query(
+            "UPDATE api_keys SET last_used_at = now() WHERE (tenant_id, id) IN (
+               SELECT tenant_id, id FROM api_keys WHERE tenant_id = $1 AND id = $2
+                 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+               FOR UPDATE SKIP LOCKED)",
+        )
+        .bind(tenant)
+        .bind(id)
+        .execute(tx.conn())
+        .await?;
+        tx.act_as_api_key(id);
+        Ok(tx)
     }
 }
 

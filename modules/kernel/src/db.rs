@@ -274,6 +274,17 @@ impl TenantTx {
         ))
     }
 
+    /// Makes a transaction begun by `Actor::System` act for an API key of its tenant: the
+    /// authorizer finds the key inside the request's own transaction, so the key's lookup
+    /// and the work share one snapshot. No other actor changes (an API key sets no user).
+    pub fn act_as_api_key(&mut self, key: Uuid) {
+        assert!(
+            matches!(self.0.context.actor, Actor::System),
+            "only a system transaction takes on an API key"
+        );
+        self.0.context.actor = Actor::ApiKey(key);
+    }
+
     /// The tenant this transaction is confined to.
     pub fn tenant_id(&self) -> TenantId {
         match self.0.context.scope {

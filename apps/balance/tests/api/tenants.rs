@@ -969,7 +969,9 @@ async fn an_idempotent_api_key_replay_shows_the_same_secret_which_is_stored_only
         .fetch_all(&mut su)
         .await
         .unwrap();
-    let secret_part = secret.rsplit('_').next().unwrap();
+    // `bal_live_<tenant>_<secret>`: the secret itself may hold `_` (URL-safe base64).
+    let secret_part = secret.splitn(4, '_').nth(3).unwrap();
+    assert!(secret_part.len() >= 40);
     assert!(!stored.is_empty());
     assert!(
         stored.iter().all(|b| !b.contains(secret_part)),
@@ -1040,6 +1042,16 @@ async fn an_idempotent_api_key_replay_shows_the_same_secret_which_is_stored_only
         )
         .await;
     }
+
+    // Refused requests wrote nothing, not even the key's last use.
+    let (_, _, list) = parts(app.authed(Method::GET, &keys, &ada).send().await.unwrap()).await;
+    let bot = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "admin bot")
+        .unwrap();
+    assert!(bot["last_used_at"].is_null(), "{bot}");
 
     // Invitations too: one invitation for one key.
     let invitations = format!("/api/v1/tenants/{t}/invitations");
