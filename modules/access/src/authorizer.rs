@@ -37,19 +37,30 @@ impl Authorizer {
         if let Some((key_tenant, hashes)) = self.identity.api_key_lookup(bearer) {
             return self.decide_api_key(key_tenant, hashes, tenant, need).await;
         }
-        let principal = self.identity.authenticate(bearer).await?;
+        let principal = self.identity.verify_access_token(bearer)?;
         let mut tx = TenantTx::begin(&self.db, tenant, Actor::User(principal.user_id)).await?;
-        let row: Option<(Vec<String>, bool, i64)> = sqlx::query_as(
-            "SELECT m.roles, t.deleted_at IS NOT NULL, t.policy_version
-             FROM memberships m JOIN tenants t ON t.id = m.tenant_id
-             WHERE m.tenant_id = $1 AND m.user_id = $2",
+        // One statement: the session is live (else 401), and the membership with the
+        // tenant's state (none: 404, so tenant ids cannot be probed).
+        let row: (bool, Option<Vec<String>>, Option<bool>, Option<i64>) = sqlx::query_as(
+            "SELECT s.live, m.roles, t.deleted_at IS NOT NULL, t.policy_version
+             FROM (SELECT EXISTS (SELECT FROM user_sessions
+                     WHERE id = $3 AND user_id = $2 AND revoked_at IS NULL) AS live) s
+             LEFT JOIN memberships m ON m.tenant_id = $1 AND m.user_id = $2
+             LEFT JOIN tenants t ON t.id = m.tenant_id",
         )
         .bind(tenant)
         .bind(principal.user_id)
-        .fetch_optional(tx.conn())
+        .bind(principal.session_id)
+        .fetch_one(tx.conn())
         .await?;
-        // Not a member (or no such tenant): 404, so tenant ids cannot be probed.
-        let Some((roles, deleted, version)) = row else {
+        let (live, roles, deleted, version) = row;
+        if !live {
+            return Err(
+                Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Not signed in")
+                    .with_detail("Send a valid access token: Authorization: Bearer <token>."),
+            );
+        }
+        let (Some(roles), Some(deleted), Some(version)) = (roles, deleted, version) else {
             return Err(Problem::not_found());
         };
         let granted = self.store.permissions(&mut tx, version, &roles).await?;

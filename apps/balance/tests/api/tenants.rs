@@ -1074,3 +1074,49 @@ async fn an_idempotent_api_key_replay_shows_the_same_secret_which_is_stored_only
     .await;
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
 }
+
+#[tokio::test]
+async fn a_revoked_session_is_401_on_tenant_routes_at_once_member_or_not() {
+    let app = TestApp::spawn().await;
+    let ada = signed_in(&app, "ada@example.com").await;
+    let (_, _, t) = parts(
+        app.authed(Method::POST, "/api/v1/tenants", &ada)
+            .json(&json!({"name": "Acme"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let mine = format!("/api/v1/tenants/{}", t["id"].as_str().unwrap());
+    let other = format!("/api/v1/tenants/{}", kernel::TenantId::new());
+    assert_eq!(
+        app.authed(Method::GET, &mine, &ada)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    assert_eq!(
+        app.authed(Method::GET, &other, &ada)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        404
+    );
+    let out = app
+        .authed(Method::POST, "/api/v1/auth/logout", &ada)
+        .send()
+        .await
+        .unwrap();
+    assert!(out.status().is_success(), "{}", out.status());
+    for path in [&mine, &other] {
+        assert_problem(
+            app.authed(Method::GET, path, &ada).send().await.unwrap(),
+            401,
+            "unauthorized",
+        )
+        .await;
+    }
+}
