@@ -204,21 +204,25 @@ impl Identity {
     /// The caller of an access token: the JWT checks out and its session is live (a revoked
     /// session's tokens stop working on the next request).
     pub async fn authenticate(&self, bearer: &str) -> Result<Principal, Problem> {
-        let claims = self.inner().jwt.verify(bearer).ok_or_else(unauthorized)?;
-        let mut tx = UserTx::begin(&self.inner().db, UserId::from_uuid(claims.sub)).await?;
+        let (principal, tx) = self.begin_authenticated(bearer).await?;
+        tx.commit().await?;
+        Ok(principal)
+    }
+
+    /// [`Identity::authenticate`], leaving its transaction open for the caller's own reads,
+    /// so a request that only reads the user's rows is one transaction.
+    pub async fn begin_authenticated(&self, bearer: &str) -> Result<(Principal, UserTx), Problem> {
+        let principal = self.verify_access_token(bearer)?;
+        let mut tx = UserTx::begin(&self.inner().db, principal.user_id).await?;
         let live: Option<bool> = sqlx::query_scalar(
             "SELECT revoked_at IS NULL FROM user_sessions WHERE id = $1 AND user_id = $2",
         )
-        .bind(claims.sid)
-        .bind(claims.sub)
+        .bind(principal.session_id)
+        .bind(principal.user_id)
         .fetch_optional(tx.conn())
         .await?;
-        tx.commit().await?;
         match live {
-            Some(true) => Ok(Principal {
-                user_id: UserId::from_uuid(claims.sub),
-                session_id: claims.sid,
-            }),
+            Some(true) => Ok((principal, tx)),
             _ => Err(unauthorized()),
         }
     }
@@ -654,8 +658,8 @@ impl Identity {
     }
 
     /// `GET /me`.
-    pub async fn me(&self, principal: Principal) -> Result<Me, Problem> {
-        let mut tx = UserTx::begin(&self.inner().db, principal.user_id).await?;
+    pub async fn me(&self, bearer: &str) -> Result<Me, Problem> {
+        let (principal, mut tx) = self.begin_authenticated(bearer).await?;
         let me = me_in(&mut tx, principal.user_id).await?;
         tx.commit().await?;
         Ok(me)
