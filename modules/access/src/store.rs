@@ -320,22 +320,21 @@ impl PolicyStore {
     async fn run_listener(self, pool: PgPool, db: Db) {
         let mut backoff = Duration::from_millis(100);
         loop {
-            let mut listener = match PgListener::connect_with(&pool).await {
+            let connected = async {
+                let mut listener = PgListener::connect_with(&pool).await?;
+                listener.listen(CHANNEL).await?;
+                Ok::<_, sqlx::Error>(listener)
+            };
+            let mut listener = match connected.await {
                 Ok(l) => l,
                 Err(sqlx::Error::PoolClosed) => return,
                 Err(e) => {
-                    tracing::warn!(error = %e, "policy listener cannot connect; retrying");
+                    tracing::warn!(error = %e, "policy listener cannot listen; retrying");
                     tokio::time::sleep(backoff).await;
                     backoff = (backoff * 2).min(Duration::from_secs(5));
                     continue;
                 }
             };
-            if let Err(e) = listener.listen(CHANNEL).await {
-                tracing::warn!(error = %e, "policy listener cannot LISTEN; retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(5));
-                continue;
-            }
             backoff = Duration::from_millis(100);
             self.refresh_logged(&db, "connected").await;
             loop {

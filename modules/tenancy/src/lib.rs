@@ -180,25 +180,61 @@ kernel::page_object!(
     ApiKey
 );
 
-/// A keyset position on `(created_at, id)`.
-fn position(at: DateTime<Utc>, id: Uuid) -> Position {
-    Position {
-        key: json!(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
-        id,
-    }
+/// A page request of one list keyed by `(created_at, id)`: its signed query, its limit,
+/// and where it starts.
+struct Keyset {
+    query: QueryId,
+    params: PageParams,
 }
 
-/// Where a page starts: `(created_at, id)` of the previous page's last row, if any.
-fn after(params: &PageParams) -> (Option<DateTime<Utc>>, Option<Uuid>) {
-    match &params.after {
-        Some(p) => (
-            p.key
-                .as_str()
-                .and_then(|k| DateTime::parse_from_rfc3339(k).ok())
-                .map(|d| d.with_timezone(&Utc)),
-            Some(p.id),
-        ),
-        None => (None, None),
+impl Keyset {
+    /// Parses `?limit=` and `?cursor=` for `operation` in `scope` (the tenant or user).
+    fn parse(
+        signer: &kernel::CursorSigner,
+        operation: &str,
+        scope: impl std::fmt::Display,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<Keyset, Problem> {
+        let query = QueryId::new(operation, &[&scope.to_string()]);
+        let params = PageParams::parse(limit, cursor, signer, &query)?;
+        Ok(Keyset { query, params })
+    }
+
+    /// `(created_at, id)` of the previous page's last row, if any.
+    fn after(&self) -> (Option<DateTime<Utc>>, Option<Uuid>) {
+        match &self.params.after {
+            Some(p) => (
+                p.key
+                    .as_str()
+                    .and_then(|k| DateTime::parse_from_rfc3339(k).ok())
+                    .map(|d| d.with_timezone(&Utc)),
+                Some(p.id),
+            ),
+            None => (None, None),
+        }
+    }
+
+    fn fetch_limit(&self) -> i64 {
+        self.params.fetch_limit()
+    }
+
+    /// The page of `rows` (fetched with [`Keyset::fetch_limit`]), each keyed by `key`.
+    fn page<R, T>(
+        &self,
+        signer: &kernel::CursorSigner,
+        rows: Vec<R>,
+        key: impl Fn(&R) -> (DateTime<Utc>, Uuid),
+        item: impl FnMut(R) -> T,
+    ) -> Page<T> {
+        Page::from_rows(rows, &self.params, signer, &self.query, |r| {
+            let (at, id) = key(r);
+            Position {
+                key: json!(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+                id,
+            }
+        })
+        .map(item)
     }
 }
 
@@ -642,9 +678,14 @@ impl TenancyApi {
         cursor: Query<Option<String>>,
     ) -> ApiResult<Json<TenantList>> {
         let me = self.identity.authenticate(auth.token()).await?;
-        let query = QueryId::new("list_tenants", &[&me.user_id.to_string()]);
-        let params = PageParams::parse(limit.0, cursor.0.as_deref(), &self.cursors, &query)?;
-        let (at, id) = after(&params);
+        let keyset = Keyset::parse(
+            &self.cursors,
+            "list_tenants",
+            me.user_id,
+            limit.0,
+            cursor.0.as_deref(),
+        )?;
+        let (at, id) = keyset.after();
         let mut tx = UserTx::begin(&self.db, me.user_id).await?;
         // The user policy on memberships: my rows across tenants, while no tenant is set.
         let rows: Vec<TenantRow> = sqlx::query_as(
@@ -656,12 +697,15 @@ impl TenancyApi {
         .bind(me.user_id)
         .bind(at)
         .bind(id)
-        .bind(params.fetch_limit())
+        .bind(keyset.fetch_limit())
         .fetch_all(tx.conn())
         .await?;
         tx.commit().await?;
-        let page = Page::from_rows(rows, &params, &self.cursors, &query, |r| position(r.4, r.0));
-        Ok(Json(page.map(tenant).into()))
+        Ok(Json(
+            keyset
+                .page(&self.cursors, rows, |r| (r.4, r.0), tenant)
+                .into(),
+        ))
     }
 
     /// A tenant workspace.
@@ -939,9 +983,14 @@ impl TenancyApi {
             .authz
             .tenant(auth.token(), tenant_id.0, API_KEYS_READ)
             .await?;
-        let query = QueryId::new("list_api_keys", &[&tenant_id.0.to_string()]);
-        let params = PageParams::parse(limit.0, cursor.0.as_deref(), &self.cursors, &query)?;
-        let (at, id) = after(&params);
+        let keyset = Keyset::parse(
+            &self.cursors,
+            "list_api_keys",
+            tenant_id.0,
+            limit.0,
+            cursor.0.as_deref(),
+        )?;
+        let (at, id) = keyset.after();
         let rows: Vec<ApiKeyRow> = sqlx::query_as(
             "SELECT id, name, roles, prefix, expires_at, created_at, last_used_at, revoked_at FROM api_keys
              WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
@@ -950,23 +999,28 @@ impl TenancyApi {
         .bind(tenant_id.0)
         .bind(at)
         .bind(id)
-        .bind(params.fetch_limit())
+        .bind(keyset.fetch_limit())
         .fetch_all(tx.conn())
         .await?;
         tx.commit().await?;
-        let page = Page::from_rows(rows, &params, &self.cursors, &query, |r| position(r.5, r.0));
         Ok(Json(
-            page.map(|r| ApiKey {
-                id: r.0,
-                name: r.1,
-                roles: r.2,
-                prefix: r.3,
-                expires_at: r.4,
-                created_at: r.5,
-                last_used_at: r.6,
-                revoked_at: r.7,
-            })
-            .into(),
+            keyset
+                .page(
+                    &self.cursors,
+                    rows,
+                    |r| (r.5, r.0),
+                    |r| ApiKey {
+                        id: r.0,
+                        name: r.1,
+                        roles: r.2,
+                        prefix: r.3,
+                        expires_at: r.4,
+                        created_at: r.5,
+                        last_used_at: r.6,
+                        revoked_at: r.7,
+                    },
+                )
+                .into(),
         ))
     }
 
@@ -1091,9 +1145,14 @@ impl TenancyApi {
             .authz
             .tenant(auth.token(), tenant_id.0, INVITATIONS_READ)
             .await?;
-        let query = QueryId::new("list_invitations", &[&tenant_id.0.to_string()]);
-        let params = PageParams::parse(limit.0, cursor.0.as_deref(), &self.cursors, &query)?;
-        let (at, id) = after(&params);
+        let keyset = Keyset::parse(
+            &self.cursors,
+            "list_invitations",
+            tenant_id.0,
+            limit.0,
+            cursor.0.as_deref(),
+        )?;
+        let (at, id) = keyset.after();
         let rows: Vec<InvitationRow> = sqlx::query_as(
             "SELECT id, email, roles, created_at, expires_at, accepted_at, revoked_at FROM invitations
              WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
@@ -1102,12 +1161,15 @@ impl TenancyApi {
         .bind(tenant_id.0)
         .bind(at)
         .bind(id)
-        .bind(params.fetch_limit())
+        .bind(keyset.fetch_limit())
         .fetch_all(tx.conn())
         .await?;
         tx.commit().await?;
-        let page = Page::from_rows(rows, &params, &self.cursors, &query, |r| position(r.3, r.0));
-        Ok(Json(page.map(invitation).into()))
+        Ok(Json(
+            keyset
+                .page(&self.cursors, rows, |r| (r.3, r.0), invitation)
+                .into(),
+        ))
     }
 
     /// Revokes a pending invitation.
@@ -1239,9 +1301,14 @@ impl TenancyApi {
             .authz
             .tenant(auth.token(), tenant_id.0, MEMBERS_READ)
             .await?;
-        let query = QueryId::new("list_members", &[&tenant_id.0.to_string()]);
-        let params = PageParams::parse(limit.0, cursor.0.as_deref(), &self.cursors, &query)?;
-        let (at, id) = after(&params);
+        let keyset = Keyset::parse(
+            &self.cursors,
+            "list_members",
+            tenant_id.0,
+            limit.0,
+            cursor.0.as_deref(),
+        )?;
+        let (at, id) = keyset.after();
         let rows: Vec<MemberRow> = sqlx::query_as(
             "SELECT m.user_id, u.name, u.email, m.roles, m.created_at, m.version
              FROM memberships m JOIN users u ON u.id = m.user_id
@@ -1251,12 +1318,15 @@ impl TenancyApi {
         .bind(tenant_id.0)
         .bind(at)
         .bind(id)
-        .bind(params.fetch_limit())
+        .bind(keyset.fetch_limit())
         .fetch_all(tx.conn())
         .await?;
         tx.commit().await?;
-        let page = Page::from_rows(rows, &params, &self.cursors, &query, |r| position(r.4, r.0));
-        Ok(Json(page.map(member).into()))
+        Ok(Json(
+            keyset
+                .page(&self.cursors, rows, |r| (r.4, r.0), member)
+                .into(),
+        ))
     }
 }
 

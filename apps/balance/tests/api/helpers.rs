@@ -299,6 +299,20 @@ impl TestApp {
         (token, UserId::from_uuid(id))
     }
 
+    /// Creates a tenant through the API; the caller of `token` becomes its owner.
+    pub async fn create_tenant(&self, token: &str, name: &str) -> kernel::TenantId {
+        let (status, _, t) = parts(
+            self.authed(reqwest::Method::POST, "/api/v1/tenants", token)
+                .json(&serde_json::json!({ "name": name }))
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 201, "{t}");
+        t["id"].as_str().unwrap().parse().unwrap()
+    }
+
     /// Signs in; returns `(access, refresh)`.
     pub async fn login(&self, email: &str, password: &str) -> (String, String) {
         let (status, _, body) = parts(

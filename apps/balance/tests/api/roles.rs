@@ -13,16 +13,8 @@ use crate::helpers::{TestApp, assert_problem, parts, seed};
 /// An owner with a new tenant (created through the API), and that tenant.
 async fn owner_and_tenant(app: &TestApp, email: &str) -> (String, TenantId) {
     let (token, _) = app.new_user(email).await;
-    let (status, _, t) = parts(
-        app.authed(Method::POST, "/api/v1/tenants", &token)
-            .json(&json!({"name": "Acme"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 201, "{t}");
-    (token, t["id"].as_str().unwrap().parse().unwrap())
+    let tenant = app.create_tenant(&token, "Acme").await;
+    (token, tenant)
 }
 
 async fn call(

@@ -165,15 +165,7 @@ async fn user_id(app: &TestApp, email: &str) -> String {
 async fn roles_change_within_what_the_granter_holds_and_a_tenant_keeps_an_owner() {
     let app = TestApp::spawn().await;
     let ada = signed_in(&app, "ada@example.com").await;
-    let (_, _, t) = parts(
-        app.authed(Method::POST, "/api/v1/tenants", &ada)
-            .json(&json!({"name": "Acme"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let tenant: kernel::TenantId = t["id"].as_str().unwrap().parse().unwrap();
+    let tenant = app.create_tenant(&ada, "Acme").await;
     let bob_token = signed_in(&app, "bob@example.com").await;
     let (ada_id, bob_id) = (
         user_id(&app, "ada@example.com").await,
@@ -617,15 +609,7 @@ async fn api_keys_are_shown_once_act_with_their_roles_in_their_tenant_only_and_s
 async fn an_invitation_is_mailed_and_accepted_once_by_the_invited_address() {
     let app = TestApp::spawn_with_worker(&[]).await;
     let ada = signed_in(&app, "ada@example.com").await;
-    let (_, _, t) = parts(
-        app.authed(Method::POST, "/api/v1/tenants", &ada)
-            .json(&json!({"name": "Acme"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let tenant = t["id"].as_str().unwrap().to_string();
+    let tenant = app.create_tenant(&ada, "Acme").await;
     let invitations = format!("/api/v1/tenants/{tenant}/invitations");
     let (status, _, inv) = parts(
         app.authed(Method::POST, &invitations, &ada)
@@ -790,16 +774,8 @@ async fn tenant_lists_page_with_signed_cursors_and_changes_honour_if_match() {
     let ada = signed_in(&app, "ada@example.com").await;
     let mut created = Vec::new();
     for i in 0..5 {
-        let (status, _, t) = parts(
-            app.authed(Method::POST, "/api/v1/tenants", &ada)
-                .json(&json!({"name": format!("T{i}")}))
-                .send()
-                .await
-                .unwrap(),
-        )
-        .await;
-        assert_eq!(status, 201);
-        created.push(t["id"].as_str().unwrap().to_string());
+        let t = app.create_tenant(&ada, &format!("T{i}")).await;
+        created.push(t.to_string());
     }
     // Newest first, every tenant once.
     let listed = walk(&app, "/api/v1/tenants?limit=2", &ada, "id").await;
@@ -917,15 +893,7 @@ async fn tenant_lists_page_with_signed_cursors_and_changes_honour_if_match() {
 async fn an_idempotent_api_key_replay_shows_the_same_secret_which_is_stored_only_sealed() {
     let app = TestApp::spawn().await;
     let ada = signed_in(&app, "ada@example.com").await;
-    let (_, _, t) = parts(
-        app.authed(Method::POST, "/api/v1/tenants", &ada)
-            .json(&json!({"name": "Acme"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let t = t["id"].as_str().unwrap().to_string();
+    let t = app.create_tenant(&ada, "Acme").await;
     let keys = format!("/api/v1/tenants/{t}/api-keys");
     let create = |key: &str, name: &str| {
         app.authed(Method::POST, &keys, &ada)
@@ -980,7 +948,7 @@ async fn an_idempotent_api_key_replay_shows_the_same_secret_which_is_stored_only
 
     // Another member with api_keys:write replaying the key does not get the secret.
     let (bob, bob_id) = app.new_user("bob@example.com").await;
-    seed::member(&app.kernel_db, t.parse().unwrap(), bob_id, &["admin"]).await;
+    seed::member(&app.kernel_db, t, bob_id, &["admin"]).await;
     let other = app
         .authed(Method::POST, &keys, &bob)
         .header("Idempotency-Key", "k-1")
@@ -1079,15 +1047,7 @@ async fn an_idempotent_api_key_replay_shows_the_same_secret_which_is_stored_only
 async fn a_revoked_session_is_401_on_tenant_routes_at_once_member_or_not() {
     let app = TestApp::spawn().await;
     let ada = signed_in(&app, "ada@example.com").await;
-    let (_, _, t) = parts(
-        app.authed(Method::POST, "/api/v1/tenants", &ada)
-            .json(&json!({"name": "Acme"}))
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
-    let mine = format!("/api/v1/tenants/{}", t["id"].as_str().unwrap());
+    let mine = format!("/api/v1/tenants/{}", app.create_tenant(&ada, "Acme").await);
     let other = format!("/api/v1/tenants/{}", kernel::TenantId::new());
     assert_eq!(
         app.authed(Method::GET, &mine, &ada)
