@@ -658,7 +658,7 @@ fn dev_key(data_dir: &Path, name: &'static str, kind: KeyKind) -> Result<String,
     }
     let random: [u8; 32] = rand::random();
     let value = match kind {
-        KeyKind::Secret => format!("dev:{}", hex(&random)),
+        KeyKind::Secret => format!("dev:{}", kernel::hex::encode(&random)),
         KeyKind::Base64Of32 => format!("dev:{}", B64.encode(random)),
     };
     let write = || -> std::io::Result<()> {
@@ -679,10 +679,6 @@ fn dev_key(data_dir: &Path, name: &'static str, kind: KeyKind) -> Result<String,
         )
     })?;
     Ok(value)
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn rate_limits(overrides: Option<&str>) -> Result<RateLimits, ConfigError> {

@@ -25,8 +25,12 @@ pub struct Platform {
     pub queues: Vec<jobs::Queue>,
     /// The compiled policy: built-in roles from `policies/`, custom roles per tenant.
     pub policy: access::PolicyStore,
-    /// Access decisions for every module's tenant routes.
+    /// Access decisions for every module's tenant routes, the bot and jobs.
     pub authz: Arc<dyn kernel::auth::Authorize>,
+    /// Tenants, members, invitations and API keys, for routes, jobs, the bot and the CLI.
+    pub tenancy: tenancy::Tenancy,
+    /// Custom roles.
+    pub roles: access::Roles,
 }
 
 /// The hourly checkpoint of every audit chain with new events.
@@ -38,9 +42,7 @@ pub const IDEMPOTENCY_SWEEP: &str = "idempotency.sweep";
 /// Removes expired `Idempotency-Key` rows of every tenant and user; returns how many.
 pub async fn sweep_idempotency_keys(db: &Db) -> Result<i64, kernel::Problem> {
     let mut tx = kernel::SystemTx::begin(db, kernel::Actor::System).await?;
-    let swept: i64 = sqlx::query_scalar("SELECT balance_sweep_idempotency()")
-        .fetch_one(tx.conn())
-        .await?;
+    let swept = kernel::idempotency::sweep(&mut tx).await?;
     tx.commit().await?;
     Ok(swept)
 }
@@ -83,6 +85,7 @@ impl Platform {
             identity.clone(),
             policy.clone(),
         ));
+        let tenancy = tenancy::Tenancy::new(identity.clone(), policy.clone());
         Ok(Platform {
             pool,
             jobs_pool,
@@ -92,6 +95,8 @@ impl Platform {
             mailer,
             cursors: config.keys.cursor_signer(),
             queues,
+            tenancy,
+            roles: access::Roles::new(policy.clone()),
             policy,
             authz,
         })

@@ -1,92 +1,93 @@
 //! Granting: nobody grants a permission they lack, and only an owner grants `owner`
 //! (DESIGN.md §4). Used by member role changes, invitations, API keys and custom roles.
 
-use kernel::{Actor, FieldError, Problem, TenantTx};
-use poem::http::StatusCode;
+use kernel::{Actor, RoleNames, TenantTx};
 
-use crate::{PermissionSet, PolicyStore};
+use crate::{AccessError, PermissionSet, PolicyStore, store};
+
+/// What the transaction's actor holds in its tenant, as the access decision found it. The
+/// authorizer puts it in the transaction's extensions; grant checks read it from there.
+#[derive(Debug, Clone)]
+pub struct Grants {
+    roles: Vec<String>,
+    permissions: PermissionSet,
+}
+
+impl Grants {
+    pub(crate) fn new(roles: Vec<String>, permissions: PermissionSet) -> Grants {
+        Grants { roles, permissions }
+    }
+
+    /// The actor's roles.
+    pub fn roles(&self) -> &[String] {
+        &self.roles
+    }
+
+    /// Everything those roles grant.
+    pub fn permissions(&self) -> PermissionSet {
+        self.permissions
+    }
+
+    /// Whether the actor is an owner.
+    pub fn is_owner(&self) -> bool {
+        self.roles.iter().any(|r| r == "owner")
+    }
+}
 
 /// What a list of role names grants in the transaction's tenant, read in that transaction:
 /// built-in roles from the policy, custom roles from `tenant_roles`. With `lock` (roles being
 /// granted) they are locked `FOR SHARE`, so a concurrent delete of the role waits for this
 /// grant and then finds the role in use. Returns the names that are no role of this tenant.
 pub async fn role_sets(
-    store: &PolicyStore,
+    policy: &PolicyStore,
     tx: &mut TenantTx,
     names: &[String],
     lock: bool,
-) -> Result<(PermissionSet, Vec<String>), Problem> {
-    let custom: Vec<&String> = names
+) -> Result<(PermissionSet, Vec<String>), AccessError> {
+    let custom: Vec<String> = names
         .iter()
-        .filter(|n| store.builtin().builtin(n).is_none())
+        .filter(|n| policy.builtin().builtin(n).is_none())
+        .cloned()
         .collect();
-    let mut set = store.builtin().union(names);
+    let mut set = policy.builtin().union(names);
     if custom.is_empty() {
         return Ok((set, Vec::new()));
     }
-    let sql = if lock {
-        "SELECT name, permissions FROM tenant_roles WHERE tenant_id = $1 AND name = ANY($2)
-         ORDER BY name FOR SHARE"
-    } else {
-        "SELECT name, permissions FROM tenant_roles WHERE tenant_id = $1 AND name = ANY($2)"
-    };
-    let rows: Vec<(String, Vec<String>)> = sqlx::query_as(sql)
-        .bind(tx.tenant_id())
-        .bind(&custom)
-        .fetch_all(tx.conn())
-        .await?;
-    let compiled = crate::TenantRoles::compile(0, rows);
+    let tenant = tx.tenant_id();
+    let rows = store::roles_named(tx.conn(), tenant, &custom, lock).await?;
+    let compiled =
+        crate::TenantRoles::compile(0, rows.into_iter().map(|r| (r.name, r.permissions)));
     let mut unknown = Vec::new();
     for name in custom {
-        match compiled.get(name) {
+        match compiled.get(&name) {
             Some(s) => set = set.union(s),
-            None => unknown.push(name.clone()),
+            None => unknown.push(name),
         }
     }
     Ok((set, unknown))
 }
 
-/// The roles the transaction's actor holds in its tenant: a member's roles, an API key's
-/// roles, or everything for Balance itself.
-pub async fn caller_roles(tx: &mut TenantTx) -> Result<Vec<String>, Problem> {
+/// What the transaction's actor holds: the access decision's [`Grants`] when it made one;
+/// otherwise (a transaction a job began for a person, or Balance itself) read here —
+/// everything for Balance itself. The actor's roles are read without a lock: two callers
+/// editing each other's roles would otherwise deadlock.
+pub async fn held(policy: &PolicyStore, tx: &mut TenantTx) -> Result<Grants, AccessError> {
+    if let Some(grants) = tx.extensions().get::<Grants>() {
+        return Ok(grants.clone());
+    }
     let tenant = tx.tenant_id();
-    let roles: Option<Vec<String>> = match tx.context().actor {
+    let roles = match tx.context().actor {
         Actor::User(user) | Actor::Telegram(user) => {
-            sqlx::query_scalar(
-                "SELECT roles FROM memberships WHERE tenant_id = $1 AND user_id = $2",
-            )
-            .bind(tenant)
-            .bind(user)
-            .fetch_optional(tx.conn())
-            .await?
+            store::member_roles(tx.conn(), tenant, user).await?
         }
-        Actor::ApiKey(id) => {
-            sqlx::query_scalar("SELECT roles FROM api_keys WHERE tenant_id = $1 AND id = $2")
-                .bind(tenant)
-                .bind(id)
-                .fetch_optional(tx.conn())
-                .await?
-        }
+        Actor::ApiKey(id) => store::api_key_roles(tx.conn(), tenant, id).await?,
         Actor::System => Some(vec!["owner".to_string()]),
-    };
-    Ok(roles.unwrap_or_default())
-}
-
-/// `403 cannot_grant`.
-pub fn cannot_grant(detail: impl Into<String>) -> Problem {
-    Problem::new(StatusCode::FORBIDDEN, "cannot_grant", "Cannot grant").with_detail(detail)
-}
-
-/// What the caller holds in the transaction's tenant, and whether that includes `owner`.
-/// The caller's own roles are read without a lock: two callers editing each other's roles
-/// would otherwise deadlock.
-pub async fn held(
-    store: &PolicyStore,
-    tx: &mut TenantTx,
-) -> Result<(PermissionSet, bool), Problem> {
-    let mine = caller_roles(tx).await?;
-    let (set, _) = role_sets(store, tx, &mine, false).await?;
-    Ok((set, mine.iter().any(|r| r == "owner")))
+    }
+    .unwrap_or_default();
+    let (permissions, _) = role_sets(policy, tx, &roles, false).await?;
+    let grants = Grants::new(roles, permissions);
+    tx.extensions_mut().insert(grants.clone());
+    Ok(grants)
 }
 
 /// Checks roles to be given (to a member, an invitation or an API key): each is a role of
@@ -94,45 +95,41 @@ pub async fn held(
 /// and `owner` only from an owner (`403 cannot_grant`). API keys grant nothing: a leaked or
 /// short-lived key must not mint a longer-lived one, invite outsiders or change roles.
 pub async fn check_grant(
-    store: &PolicyStore,
+    policy: &PolicyStore,
     tx: &mut TenantTx,
-    roles: &[String],
+    roles: &RoleNames,
     field: &str,
-) -> Result<(), Problem> {
+) -> Result<(), AccessError> {
     if matches!(tx.context().actor, Actor::ApiKey(_)) {
-        return Err(cannot_grant(
+        return Err(AccessError::CannotGrant(
             "API keys cannot grant roles (members, invitations, API keys); sign in as a member.",
         ));
     }
-    let (wanted, unknown) = role_sets(store, tx, roles, true).await?;
+    let (wanted, unknown) = role_sets(policy, tx, roles.as_slice(), true).await?;
     if !unknown.is_empty() {
-        return Err(Problem::validation(vec![FieldError::new(
-            field,
-            format!(
-                "unknown role(s) {unknown:?}: the built-in roles are {:?}, and GET /api/v1/tenants/{}/roles lists this tenant's custom roles",
-                crate::BUILTIN,
-                tx.tenant_id()
-            ),
-        )]));
+        return Err(AccessError::UnknownRoles {
+            field: field.to_string(),
+            unknown,
+            tenant: tx.tenant_id(),
+        });
     }
-    let (held, owner) = held(store, tx).await?;
-    if !wanted.is_subset(&held) {
-        return Err(lacking(wanted, held));
-    }
-    if roles.iter().any(|r| r == "owner") && !owner {
-        return Err(cannot_grant("Only an owner grants `owner`."));
-    }
-    Ok(())
+    check_owner_grant(policy, tx, wanted, roles.includes_owner()).await
 }
 
-/// `403 cannot_grant`, naming what the caller lacks.
-pub fn lacking(wanted: PermissionSet, held: PermissionSet) -> Problem {
-    let missing: Vec<String> = wanted
-        .iter()
-        .filter(|p| !held.contains(*p))
-        .map(|p| p.to_string())
-        .collect();
-    cannot_grant(format!(
-        "Nobody grants a permission they lack; you lack {missing:?}."
-    ))
+/// Checks that the caller holds every permission of `wanted` (`403 cannot_grant`), and is
+/// an owner when `owner` is among what is granted.
+pub async fn check_owner_grant(
+    policy: &PolicyStore,
+    tx: &mut TenantTx,
+    wanted: PermissionSet,
+    owner: bool,
+) -> Result<(), AccessError> {
+    let held = held(policy, tx).await?;
+    if !wanted.is_subset(&held.permissions()) {
+        return Err(AccessError::lacking(wanted, held.permissions()));
+    }
+    if owner && !held.is_owner() {
+        return Err(AccessError::CannotGrant("Only an owner grants `owner`."));
+    }
+    Ok(())
 }

@@ -3,9 +3,11 @@
 //! it: every role becomes a bitset over the permission catalogue, so a decision is a bit test.
 
 mod authorizer;
+mod error;
 pub mod grants;
 mod http;
-mod roles;
+mod policy;
+mod service;
 mod store;
 
 use std::{collections::BTreeMap, fmt, str::FromStr};
@@ -13,9 +15,13 @@ use std::{collections::BTreeMap, fmt, str::FromStr};
 use casbin::{CoreApi, DefaultModel, MemoryAdapter, MgmtApi};
 
 pub use authorizer::Authorizer;
-pub use http::AccessApi;
-pub use roles::{MAX_CUSTOM_ROLES, PERMISSIONS, RolesApi};
-pub use store::{CHANNEL, PolicyStore, TenantRoles, bump_policy};
+pub use error::AccessError;
+pub use grants::Grants;
+pub use http::{AccessApi, PERMISSIONS, RolesApi};
+pub use policy::{CHANNEL, PolicyStore, TenantRoles};
+pub use service::{
+    MAX_CUSTOM_ROLES, Role, RoleChange, RoleDefinition, RoleName, Roles, bump_policy,
+};
 
 const MODEL: &str = include_str!("../../../policies/model.conf");
 const BUILTIN_ROLES: &str = include_str!("../../../policies/builtin_roles.csv");

@@ -1,381 +1,399 @@
-//! The compiled policy every instance keeps in memory (DESIGN.md §4): the built-in roles, and
-//! each tenant's custom roles compiled into permission sets at that tenant's
-//! `policy_version`.
+//! The access layer's SQL, and nothing else: the decision's one statement, the policy's
+//! reads, custom roles (`tenant_roles`) and the tenant's `policy_version`.
 //!
-//! A decision reads the member's roles and the tenant's `policy_version` in the request's
-//! own transaction and compares the version with the cached one: an older cache is reloaded
-//! in that transaction first, so a missed notice can never leave a stale grant. Notices
-//! (`NOTIFY balance_policy, '<tenant>:<version>'`, sent by every change) and reconnects of the
-//! listener reload ahead of use, so requests rarely pay for a reload.
+//! Read-only joins outside this module's tables, each for one reason (docs/ARCHITECTURE.md,
+//! "Who owns which table"): the decision reads `user_sessions`, `memberships`, `api_keys`
+//! and `tenants` in one statement; deleting a role counts who still holds it in
+//! `memberships`, `api_keys` and `invitations`.
 
-use std::{
-    collections::HashMap,
-    sync::{Arc, RwLock},
-    time::Duration,
-};
-
-use kernel::{Actor, Db, Problem, SystemTx, TenantId, TenantTx};
-use sqlx::{PgConnection, PgPool, postgres::PgListener};
+use chrono::{DateTime, Utc};
+use kernel::{TenantId, UserId};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
-use crate::{Permission, PermissionSet, Policy};
-
-/// The channel role and membership changes are announced on.
-pub const CHANNEL: &str = "balance_policy";
-
-/// One tenant's custom roles, compiled, as of `version`.
-#[derive(Debug, Default)]
-pub struct TenantRoles {
-    pub version: i64,
-    roles: HashMap<Box<str>, PermissionSet>,
+/// What the decision reads for a member: the session's liveness (only with a token), the
+/// membership's roles and the tenant's state. `None` fields: not a member.
+pub(crate) struct MemberGrant {
+    pub live: bool,
+    pub roles: Option<Vec<String>>,
+    pub deleted: Option<bool>,
+    pub policy_version: Option<i64>,
 }
 
-impl TenantRoles {
-    /// Compiles custom roles; permissions no longer in the catalogue grant nothing.
-    pub fn compile<N: AsRef<str>, P: AsRef<str>>(
-        version: i64,
-        roles: impl IntoIterator<Item = (N, Vec<P>)>,
-    ) -> TenantRoles {
-        let roles = roles
-            .into_iter()
-            .map(|(name, permissions)| {
-                let set = permissions
-                    .iter()
-                    .filter_map(|p| match p.as_ref().parse::<Permission>() {
-                        Ok(p) => Some(p),
-                        Err(e) => {
-                            tracing::warn!(role = name.as_ref(), error = %e, "ignoring a permission");
-                            None
-                        }
-                    })
-                    .collect();
-                (Box::from(name.as_ref()), set)
-            })
-            .collect();
-        TenantRoles { version, roles }
-    }
-
-    pub fn get(&self, role: &str) -> Option<PermissionSet> {
-        self.roles.get(role).copied()
-    }
-
-    pub fn len(&self) -> usize {
-        self.roles.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.roles.is_empty()
-    }
-}
-
-/// The policy state of one instance, shared by its authorizer and the role routes.
-#[derive(Clone)]
-pub struct PolicyStore {
-    inner: Arc<Inner>,
-}
-
-struct Inner {
-    builtin: Policy,
-    tenants: RwLock<HashMap<TenantId, Arc<TenantRoles>>>,
-    /// Where to listen, once [`PolicyStore::listen`] was called; the listener starts with
-    /// the first cached tenant (with nothing cached there is nothing to keep current).
-    listener: std::sync::Mutex<Listener>,
-}
-
-#[derive(Default)]
-enum Listener {
-    #[default]
-    Off,
-    Armed(PgPool, Db),
-    Running,
-}
-
-impl std::fmt::Debug for PolicyStore {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("PolicyStore")
-            .field("tenants", &self.cached_tenants())
-            .finish()
-    }
-}
-
-impl PolicyStore {
-    pub fn new(builtin: Policy) -> PolicyStore {
-        PolicyStore {
-            inner: Arc::new(Inner {
-                builtin,
-                tenants: RwLock::default(),
-                listener: Default::default(),
-            }),
-        }
-    }
-
-    /// The built-in roles.
-    pub fn builtin(&self) -> &Policy {
-        &self.inner.builtin
-    }
-
-    /// The in-memory decision: what `roles` grant in `tenant` at `version`, or `None` when
-    /// a custom role is involved and the cache is older than `version` (reload first).
-    /// Built-in roles never change while running, so they need no cache.
-    pub fn resolve<S: AsRef<str>>(
-        &self,
-        tenant: TenantId,
-        version: i64,
-        roles: &[S],
-    ) -> Option<PermissionSet> {
-        let mut set = PermissionSet::default();
-        let mut custom = false;
-        for role in roles {
-            match self.inner.builtin.builtin(role.as_ref()) {
-                Some(b) => set = set.union(b),
-                None => custom = true,
-            }
-        }
-        if !custom {
-            return Some(set);
-        }
-        let tenants = self.inner.tenants.read().expect("policy lock");
-        let cached = tenants.get(&tenant).filter(|t| t.version >= version)?;
-        Some(
-            roles
-                .iter()
-                .filter_map(|r| cached.get(r.as_ref()))
-                .fold(set, PermissionSet::union),
-        )
-    }
-
-    /// What `roles` grant in the transaction's tenant at `version` (read in that same
-    /// transaction), reloading the tenant's custom roles in it when the cache is older.
-    pub async fn permissions<S: AsRef<str>>(
-        &self,
-        tx: &mut TenantTx,
-        version: i64,
-        roles: &[S],
-    ) -> Result<PermissionSet, Problem> {
-        let tenant = tx.tenant_id();
-        if let Some(set) = self.resolve(tenant, version, roles) {
-            return Ok(set);
-        }
-        let loaded = self.load(tx.conn(), tenant).await?;
-        let builtin = self.inner.builtin.union(roles);
-        Ok(roles
-            .iter()
-            .filter_map(|r| loaded.get(r.as_ref()))
-            .fold(builtin, PermissionSet::union))
-    }
-
-    /// Reads a tenant's custom roles and version in one statement (the connection is in
-    /// that tenant's transaction) and caches them.
-    async fn load(
-        &self,
-        conn: &mut PgConnection,
-        tenant: TenantId,
-    ) -> Result<Arc<TenantRoles>, sqlx::Error> {
-        type Row = (i64, Option<String>, Option<Vec<String>>);
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT t.policy_version, r.name, r.permissions
-             FROM tenants t LEFT JOIN tenant_roles r ON r.tenant_id = t.id
-             WHERE t.id = $1",
-        )
-        .bind(tenant)
-        .fetch_all(conn)
-        .await?;
-        let version = rows.first().map(|r| r.0).unwrap_or(0);
-        let compiled = Arc::new(TenantRoles::compile(
-            version,
-            rows.into_iter().filter_map(|(_, n, p)| Some((n?, p?))),
-        ));
-        Ok(self.install(tenant, compiled))
-    }
-
-    /// Caches a tenant's compiled roles unless a newer version is cached already; returns
-    /// what is cached afterwards.
-    pub fn install(&self, tenant: TenantId, roles: Arc<TenantRoles>) -> Arc<TenantRoles> {
-        let installed = {
-            let mut tenants = self.inner.tenants.write().expect("policy lock");
-            match tenants.get(&tenant) {
-                Some(current) if current.version > roles.version => current.clone(),
-                _ => {
-                    tenants.insert(tenant, roles.clone());
-                    roles
-                }
-            }
-        };
-        self.start_listener();
-        installed
-    }
-
-    /// The cached version of a tenant's custom roles, if any are cached.
-    pub fn cached_version(&self, tenant: TenantId) -> Option<i64> {
-        self.inner
-            .tenants
-            .read()
-            .expect("policy lock")
-            .get(&tenant)
-            .map(|t| t.version)
-    }
-
-    /// How many tenants are cached, and how many custom roles they hold.
-    pub fn cached_tenants(&self) -> (usize, usize) {
-        let tenants = self.inner.tenants.read().expect("policy lock");
-        (tenants.len(), tenants.values().map(|t| t.len()).sum())
-    }
-
-    /// Reloads one cached tenant in its own transaction (after a notice).
-    async fn reload(&self, db: &Db, tenant: TenantId) -> Result<(), Problem> {
-        let mut tx = TenantTx::begin(db, tenant, Actor::System).await?;
-        self.load(tx.conn(), tenant).await?;
-        tx.commit().await
-    }
-
-    /// After a notice `<tenant>:<version>`: reloads the tenant when it is cached and older.
-    async fn on_notice(&self, db: &Db, payload: &str) {
-        let Some((tenant, version)) = payload.split_once(':').and_then(|(t, v)| {
-            Some((
-                TenantId::from_uuid(t.parse::<Uuid>().ok()?),
-                v.parse::<i64>().ok()?,
-            ))
-        }) else {
-            tracing::warn!(payload, "ignoring a malformed policy notice");
-            return;
-        };
-        if self.cached_version(tenant).is_some_and(|v| v < version)
-            && let Err(e) = self.reload(db, tenant).await
-        {
-            // The version compared on use still protects the next request.
-            tracing::warn!(%tenant, error = ?e, "policy reload after a notice failed");
-        }
-    }
-
-    /// After (re)connecting: notices may have been missed, so every cached tenant whose
-    /// version moved is reloaded, and purged tenants are dropped.
-    pub async fn refresh(&self, db: &Db) -> Result<usize, Problem> {
-        let cached: Vec<(Uuid, i64)> = {
-            let tenants = self.inner.tenants.read().expect("policy lock");
-            tenants
-                .iter()
-                .map(|(t, r)| (t.as_uuid(), r.version))
-                .collect()
-        };
-        if cached.is_empty() {
-            return Ok(0);
-        }
-        let ids: Vec<Uuid> = cached.iter().map(|c| c.0).collect();
-        let mut tx = SystemTx::begin(db, Actor::System).await?;
-        let current: HashMap<Uuid, i64> =
-            sqlx::query_as("SELECT id, policy_version FROM tenants WHERE id = ANY($1)")
-                .bind(&ids)
-                .fetch_all(tx.conn())
-                .await?
-                .into_iter()
-                .collect();
-        tx.commit().await?;
-        let mut reloaded = 0;
-        for (tenant, version) in cached {
-            let tenant = TenantId::from_uuid(tenant);
-            match current.get(&tenant.as_uuid()) {
-                None => {
-                    self.inner
-                        .tenants
-                        .write()
-                        .expect("policy lock")
-                        .remove(&tenant);
-                }
-                Some(v) if *v > version => match self.reload(db, tenant).await {
-                    Ok(()) => reloaded += 1,
-                    // The version compared on use still covers this tenant.
-                    Err(e) => tracing::warn!(%tenant, error = ?e, "policy reload failed"),
-                },
-                Some(_) => {}
-            }
-        }
-        Ok(reloaded)
-    }
-
-    /// Keeps this instance current: from the first cached tenant on, a task listens for
-    /// policy notices (for as long as the runtime runs), reconnecting with backoff and
-    /// refreshing every cached tenant after each (re)connect.
-    pub fn listen(&self, pool: PgPool, db: Db) {
-        let mut listener = self.inner.listener.lock().expect("listener lock");
-        if matches!(*listener, Listener::Off) {
-            *listener = Listener::Armed(pool, db);
-        }
-        drop(listener);
-        if self.cached_tenants().0 > 0 {
-            self.start_listener();
-        }
-    }
-
-    fn start_listener(&self) {
-        let mut listener = self.inner.listener.lock().expect("listener lock");
-        if !matches!(*listener, Listener::Armed(..)) {
-            return;
-        }
-        if let Listener::Armed(pool, db) = std::mem::replace(&mut *listener, Listener::Running) {
-            let store = self.clone();
-            tokio::spawn(async move { store.run_listener(pool, db).await });
-        }
-    }
-
-    async fn run_listener(self, pool: PgPool, db: Db) {
-        let mut backoff = Duration::from_millis(100);
-        loop {
-            let connected = async {
-                let mut listener = PgListener::connect_with(&pool).await?;
-                listener.listen(CHANNEL).await?;
-                Ok::<_, sqlx::Error>(listener)
-            };
-            let mut listener = match connected.await {
-                Ok(l) => l,
-                Err(sqlx::Error::PoolClosed) => return,
-                Err(e) => {
-                    tracing::warn!(error = %e, "policy listener cannot listen; retrying");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
-                    continue;
-                }
-            };
-            backoff = Duration::from_millis(100);
-            self.refresh_logged(&db, "connected").await;
-            loop {
-                match listener.try_recv().await {
-                    Ok(Some(notice)) => self.on_notice(&db, notice.payload()).await,
-                    // The connection was lost and has been re-established (LISTEN included);
-                    // what was announced meanwhile is caught up here.
-                    Ok(None) => self.refresh_logged(&db, "reconnected").await,
-                    Err(sqlx::Error::PoolClosed) => return,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "policy listener lost its connection");
-                        tokio::time::sleep(backoff).await;
-                        break;
-                    }
-                }
-            }
-        }
-    }
-
-    async fn refresh_logged(&self, db: &Db, why: &'static str) {
-        match self.refresh(db).await {
-            Ok(reloaded) => tracing::info!(why, reloaded, "policy listener ready"),
-            Err(e) => tracing::warn!(why, error = ?e, "policy refresh failed"),
-        }
-    }
-}
-
-/// Records a role or membership change of the transaction's tenant: bumps its
-/// `policy_version` and announces it to every instance (delivered at commit).
-pub async fn bump_policy(tx: &mut TenantTx) -> Result<i64, Problem> {
-    let tenant = tx.tenant_id();
-    let version: i64 = sqlx::query_scalar(
-        "UPDATE tenants SET policy_version = policy_version + 1 WHERE id = $1 RETURNING policy_version",
+/// One statement: the session is live, and the membership with the tenant's state.
+pub(crate) async fn session_membership(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+    session: Uuid,
+) -> Result<MemberGrant, sqlx::Error> {
+    sqlx::query_as!(
+        MemberGrant,
+        r#"SELECT s.live AS "live!", m.roles AS "roles?", t.deleted_at IS NOT NULL AS "deleted?",
+                  t.policy_version AS "policy_version?"
+           FROM (SELECT EXISTS (SELECT FROM user_sessions
+                   WHERE id = $3 AND user_id = $2 AND revoked_at IS NULL) AS live) s
+           LEFT JOIN memberships m ON m.tenant_id = $1 AND m.user_id = $2
+           LEFT JOIN tenants t ON t.id = m.tenant_id"#,
+        tenant.as_uuid(),
+        user.as_uuid(),
+        session,
     )
-    .bind(tenant)
-    .fetch_one(tx.conn())
+    .fetch_one(conn)
+    .await
+}
+
+/// The membership with the tenant's state, for a person acting without a session (the bot,
+/// a job acting for someone): the same statement without the session.
+pub(crate) async fn membership(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<MemberGrant, sqlx::Error> {
+    sqlx::query_as!(
+        MemberGrant,
+        r#"SELECT true AS "live!", m.roles AS "roles?", t.deleted_at IS NOT NULL AS "deleted?",
+                  t.policy_version AS "policy_version?"
+           FROM (SELECT 1) one
+           LEFT JOIN memberships m ON m.tenant_id = $1 AND m.user_id = $2
+           LEFT JOIN tenants t ON t.id = m.tenant_id"#,
+        tenant.as_uuid(),
+        user.as_uuid(),
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// A live API key of the tenant with one of `hashes`, and the tenant's state.
+pub(crate) struct KeyGrant {
+    pub id: Uuid,
+    pub roles: Vec<String>,
+    pub deleted: bool,
+    pub policy_version: i64,
+}
+
+pub(crate) async fn live_api_key(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    hashes: &[Vec<u8>],
+) -> Result<Option<KeyGrant>, sqlx::Error> {
+    sqlx::query_as!(
+        KeyGrant,
+        r#"SELECT k.id, k.roles, t.deleted_at IS NOT NULL AS "deleted!", t.policy_version
+           FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+           WHERE k.tenant_id = $1 AND k.hash = ANY($2) AND k.revoked_at IS NULL
+             AND (k.expires_at IS NULL OR k.expires_at > now())"#,
+        tenant.as_uuid(),
+        hashes,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Records a key's use at most once a minute, never waiting on another request of the same
+/// key that holds the row: a busy key does not write on every read.
+pub(crate) async fn touch_api_key(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE api_keys SET last_used_at = now() WHERE (tenant_id, id) IN (
+           SELECT tenant_id, id FROM api_keys WHERE tenant_id = $1 AND id = $2
+             AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
+           FOR UPDATE SKIP LOCKED)",
+        tenant.as_uuid(),
+        id,
+    )
+    .execute(conn)
     .await?;
-    sqlx::query("SELECT pg_notify($1, $2)")
-        .bind(CHANNEL)
-        .bind(format!("{tenant}:{version}"))
-        .execute(tx.conn())
-        .await?;
+    Ok(())
+}
+
+/// A member's roles (no row: not a member).
+pub(crate) async fn member_roles(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<Option<Vec<String>>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT roles FROM memberships WHERE tenant_id = $1 AND user_id = $2",
+        tenant.as_uuid(),
+        user.as_uuid(),
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// An API key's roles.
+pub(crate) async fn api_key_roles(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<Option<Vec<String>>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT roles FROM api_keys WHERE tenant_id = $1 AND id = $2",
+        tenant.as_uuid(),
+        id,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// A custom role's grants.
+pub(crate) struct RoleGrant {
+    pub name: String,
+    pub permissions: Vec<String>,
+}
+
+/// The custom roles among `names`. With `lock` (roles being granted) they are locked
+/// `FOR SHARE`, so a concurrent delete of the role waits for the grant.
+pub(crate) async fn roles_named(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    names: &[String],
+    lock: bool,
+) -> Result<Vec<RoleGrant>, sqlx::Error> {
+    if lock {
+        sqlx::query_as!(
+            RoleGrant,
+            "SELECT name, permissions FROM tenant_roles WHERE tenant_id = $1 AND name = ANY($2)
+             ORDER BY name FOR SHARE",
+            tenant.as_uuid(),
+            names,
+        )
+        .fetch_all(conn)
+        .await
+    } else {
+        sqlx::query_as!(
+            RoleGrant,
+            "SELECT name, permissions FROM tenant_roles WHERE tenant_id = $1 AND name = ANY($2)",
+            tenant.as_uuid(),
+            names,
+        )
+        .fetch_all(conn)
+        .await
+    }
+}
+
+/// One row of a tenant's policy: its version, and one custom role (if it has any).
+pub(crate) struct PolicyRow {
+    pub policy_version: i64,
+    pub name: Option<String>,
+    pub permissions: Option<Vec<String>>,
+}
+
+/// A tenant's custom roles and version, in one statement.
+pub(crate) async fn tenant_policy(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Vec<PolicyRow>, sqlx::Error> {
+    sqlx::query_as!(
+        PolicyRow,
+        r#"SELECT t.policy_version, r.name AS "name?", r.permissions AS "permissions?"
+           FROM tenants t LEFT JOIN tenant_roles r ON r.tenant_id = t.id
+           WHERE t.id = $1"#,
+        tenant.as_uuid(),
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// A tenant's current policy version.
+pub(crate) struct PolicyVersion {
+    pub id: Uuid,
+    pub policy_version: i64,
+}
+
+/// The current versions of `tenants` (purged ones are absent).
+pub(crate) async fn policy_versions(
+    conn: &mut PgConnection,
+    tenants: &[Uuid],
+) -> Result<Vec<PolicyVersion>, sqlx::Error> {
+    sqlx::query_as!(
+        PolicyVersion,
+        "SELECT id, policy_version FROM tenants WHERE id = ANY($1)",
+        tenants,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Bumps the tenant's `policy_version` (locking its row) and announces it on `channel`
+/// (delivered at commit).
+pub(crate) async fn bump_policy(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    channel: &str,
+) -> Result<i64, sqlx::Error> {
+    let version = sqlx::query_scalar!(
+        "UPDATE tenants SET policy_version = policy_version + 1 WHERE id = $1 RETURNING policy_version",
+        tenant.as_uuid(),
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "SELECT pg_notify($1, $2)",
+        channel,
+        format!("{tenant}:{version}"),
+    )
+    .execute(conn)
+    .await?;
     Ok(version)
+}
+
+/// A custom role as stored.
+pub(crate) struct RoleRow {
+    pub name: String,
+    pub description: String,
+    pub permissions: Vec<String>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// The tenant's custom roles by name.
+pub(crate) async fn list_roles(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Vec<RoleRow>, sqlx::Error> {
+    sqlx::query_as!(
+        RoleRow,
+        "SELECT name, description, permissions, version, created_at, updated_at FROM tenant_roles
+         WHERE tenant_id = $1 ORDER BY name",
+        tenant.as_uuid(),
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// One custom role; with `lock`, locked for update.
+pub(crate) async fn role(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    name: &str,
+    lock: bool,
+) -> Result<Option<RoleRow>, sqlx::Error> {
+    if lock {
+        sqlx::query_as!(
+            RoleRow,
+            "SELECT name, description, permissions, version, created_at, updated_at FROM tenant_roles
+             WHERE tenant_id = $1 AND name = $2 FOR UPDATE",
+            tenant.as_uuid(),
+            name,
+        )
+        .fetch_optional(conn)
+        .await
+    } else {
+        sqlx::query_as!(
+            RoleRow,
+            "SELECT name, description, permissions, version, created_at, updated_at FROM tenant_roles
+             WHERE tenant_id = $1 AND name = $2",
+            tenant.as_uuid(),
+            name,
+        )
+        .fetch_optional(conn)
+        .await
+    }
+}
+
+/// How many custom roles the tenant has.
+pub(crate) async fn count_roles(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "count!" FROM tenant_roles WHERE tenant_id = $1"#,
+        tenant.as_uuid(),
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Inserts a custom role; `None` when the name is taken.
+pub(crate) async fn insert_role(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    name: &str,
+    description: &str,
+    permissions: &[String],
+    created_by: Option<Uuid>,
+) -> Result<Option<RoleRow>, sqlx::Error> {
+    sqlx::query_as!(
+        RoleRow,
+        "INSERT INTO tenant_roles (tenant_id, name, description, permissions, created_by)
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING
+         RETURNING name, description, permissions, version, created_at, updated_at",
+        tenant.as_uuid(),
+        name,
+        description,
+        permissions,
+        created_by,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Rewrites a custom role and bumps its version.
+pub(crate) async fn update_role(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    name: &str,
+    description: &str,
+    permissions: &[String],
+) -> Result<RoleRow, sqlx::Error> {
+    sqlx::query_as!(
+        RoleRow,
+        "UPDATE tenant_roles SET description = $3, permissions = $4, version = version + 1, updated_at = now()
+         WHERE tenant_id = $1 AND name = $2
+         RETURNING name, description, permissions, version, created_at, updated_at",
+        tenant.as_uuid(),
+        name,
+        description,
+        permissions,
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Who still holds a role: members, live API keys, pending invitations.
+pub(crate) struct Holders {
+    pub members: i64,
+    pub keys: i64,
+    pub invitations: i64,
+}
+
+pub(crate) async fn role_holders(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    name: &str,
+) -> Result<Holders, sqlx::Error> {
+    sqlx::query_as!(
+        Holders,
+        r#"SELECT
+             (SELECT count(*) FROM memberships WHERE tenant_id = $1 AND $2 = ANY(roles)) AS "members!",
+             (SELECT count(*) FROM api_keys WHERE tenant_id = $1 AND $2 = ANY(roles)
+                AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > now())) AS "keys!",
+             (SELECT count(*) FROM invitations WHERE tenant_id = $1 AND $2 = ANY(roles)
+                AND accepted_at IS NULL AND revoked_at IS NULL AND expires_at > now()) AS "invitations!""#,
+        tenant.as_uuid(),
+        name,
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub(crate) async fn delete_role(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM tenant_roles WHERE tenant_id = $1 AND name = $2",
+        tenant.as_uuid(),
+        name,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -207,7 +207,7 @@ impl Verifier {
             }
         }
         if let Some(cp) = self.checkpoints.get(&e.seq).cloned() {
-            if cp.hash != crate::hex(e.hash) {
+            if cp.hash != kernel::hex::encode(e.hash) {
                 return self.fail(e.seq, "the event's hash differs from the signed checkpoint");
             }
             if !self.signature_ok(&cp) {
@@ -224,7 +224,7 @@ impl Verifier {
         let Ok(sig) = base64::engine::general_purpose::STANDARD.decode(&cp.signature) else {
             return false;
         };
-        let Some(hash) = crate::unhex(&cp.hash) else {
+        let Some(hash) = kernel::hex::decode(&cp.hash) else {
             return false;
         };
         let msg = signing::message(&cp.key_id, &self.chain, cp.seq, &hash, &cp.signed_at);

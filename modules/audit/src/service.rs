@@ -7,7 +7,9 @@ use std::io::BufRead;
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use chrono::{DateTime, SubsecRound, Utc};
 use futures_util::{Stream, TryStreamExt};
-use kernel::{Db, PageParams, Problem, Scope, SystemTx, TenantId, TenantTx, TxContext};
+use kernel::{
+    Db, PageParams, Problem, Scope, SystemTx, TenantId, TenantTx, TxContext, hex::encode as hex,
+};
 use poem_openapi::Object;
 use serde_json::{Value, json};
 use sqlx::{PgConnection, Row};
@@ -16,7 +18,7 @@ use uuid::Uuid;
 use crate::{
     CHECKPOINT_EVERY, Keys, NewEvent,
     chain::{self, Checkpoint, Facts, StoredEvent, Verification, Verifier},
-    hex, signing, timestamp,
+    signing, timestamp,
 };
 
 /// Which chain, and the names of its tables.
@@ -744,7 +746,7 @@ pub fn verify_export(
                 let field = |name: &str| {
                     v[name]
                         .as_str()
-                        .and_then(crate::unhex)
+                        .and_then(kernel::hex::decode)
                         .ok_or(format!("line {}: bad {name}", i + 1))
                 };
                 let (prev_hash, hash) = (field("prev_hash")?, field("hash")?);

@@ -86,7 +86,7 @@ impl Keys {
 pub fn message(key_id: &str, chain: &str, seq: i64, hash: &[u8], signed_at: &str) -> Vec<u8> {
     format!(
         "balance-audit-v1\n{key_id}\n{chain}\n{seq}\n{}\n{signed_at}",
-        crate::hex(hash)
+        kernel::hex::encode(hash)
     )
     .into_bytes()
 }

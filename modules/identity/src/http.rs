@@ -8,7 +8,7 @@ use uuid::Uuid;
 use crate::{
     Identity, Principal,
     password::check_strength,
-    service::{Me, SessionView, TokenPair, UserView, check_name, check_time_zone},
+    service::{Me, SessionView, TokenPair, UserView, check_time_zone},
 };
 
 pub use kernel::auth::BearerAuth;
@@ -59,7 +59,7 @@ impl Validate for SignupRequest {
         if let Err(e) = Email::parse(&self.email) {
             errors.add("email", e.to_string());
         }
-        if let Err(e) = check_name("name", &self.name) {
+        if let Err(e) = kernel::DisplayName::parse("name", &self.name) {
             errors.add(e.field, e.message);
         }
         if let Err(e) = check_strength("password", &self.password, &[&self.email, &self.name]) {
@@ -161,7 +161,11 @@ pub struct MePatch {
 
 impl Validate for MePatch {
     fn validate(&self, errors: &mut FieldErrors) {
-        if let Some(Err(e)) = self.name.as_deref().map(|n| check_name("name", n)) {
+        if let Some(Err(e)) = self
+            .name
+            .as_deref()
+            .map(|n| kernel::DisplayName::parse("name", n))
+        {
             errors.add(e.field, e.message);
         }
         if let Some(Err(e)) = self
@@ -236,7 +240,9 @@ impl IdentityApi {
         let email = Email::parse(&r.email).map_err(|e| {
             Problem::validation(vec![kernel::FieldError::new("email", e.to_string())])
         })?;
-        let name = check_name("name", &r.name).map_err(|e| Problem::validation(vec![e]))?;
+        let name = kernel::DisplayName::parse("name", &r.name)
+            .map_err(|e| Problem::validation(vec![e]))?
+            .into_inner();
         let tz = match r.time_zone.as_deref() {
             Some(tz) => {
                 check_time_zone("time_zone", tz).map_err(|e| Problem::validation(vec![e]))?

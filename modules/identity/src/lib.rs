@@ -41,6 +41,40 @@ pub struct IdentityConfig {
     pub encryption_keys: Vec<(String, Secret<Vec<u8>>)>,
 }
 
+impl IdentityConfig {
+    /// Fresh random keys, light argon2 parameters and generous limits: for tests that build
+    /// services without the binary's configuration. Never for a running platform.
+    pub fn ephemeral(public_url: url::Url) -> IdentityConfig {
+        use rand::RngCore;
+        let key = |id: &str| {
+            let mut bytes = vec![0u8; 32];
+            rand::rng().fill_bytes(&mut bytes);
+            vec![(id.to_string(), Secret::new(bytes))]
+        };
+        let open = Limit {
+            max: 1_000_000,
+            per: std::time::Duration::from_secs(60),
+        };
+        IdentityConfig {
+            public_url,
+            jwt_keys: key("test"),
+            peppers: key("test"),
+            argon2: Argon2Params::TEST,
+            limits: Limits {
+                login_ip: open,
+                login_account: open,
+                signup_ip: open,
+                reset_account: open,
+                verify_ip: open,
+                totp_account: open,
+            },
+            access_ttl_secs: 900,
+            refresh_ttl_secs: 86_400,
+            encryption_keys: key("test"),
+        }
+    }
+}
+
 /// A signed-in caller: who, and through which session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Principal {

@@ -133,11 +133,6 @@ pub(crate) fn invalid_credentials() -> Problem {
     .with_detail("The email address or the password is wrong.")
 }
 
-fn unauthorized() -> Problem {
-    Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Not signed in")
-        .with_detail("Send a valid access token: Authorization: Bearer <token>.")
-}
-
 fn invalid_refresh() -> Problem {
     Problem::new(
         StatusCode::UNAUTHORIZED,
@@ -163,21 +158,6 @@ pub(crate) async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + '
         .expect("argon2 does not panic")
 }
 
-/// Checks a display name: 1–200 characters, no control characters.
-pub(crate) fn check_name(field: &str, name: &str) -> Result<String, FieldError> {
-    let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(FieldError::new(field, "must be 1-200 characters"));
-    }
-    if name.chars().any(|c| c.is_control()) {
-        return Err(FieldError::new(
-            field,
-            "must not contain control characters",
-        ));
-    }
-    Ok(name.to_string())
-}
-
 /// Checks an IANA time zone name.
 pub(crate) fn check_time_zone(field: &str, tz: &str) -> Result<String, FieldError> {
     chrono_tz::Tz::from_str(tz)
@@ -194,7 +174,11 @@ impl Identity {
     /// caller must still check that the session is live, in its own transaction (the
     /// access decision does it in the same statement as the membership read).
     pub fn verify_access_token(&self, bearer: &str) -> Result<Principal, Problem> {
-        let claims = self.inner().jwt.verify(bearer).ok_or_else(unauthorized)?;
+        let claims = self
+            .inner()
+            .jwt
+            .verify(bearer)
+            .ok_or_else(Problem::unauthorized)?;
         Ok(Principal {
             user_id: UserId::from_uuid(claims.sub),
             session_id: claims.sid,
@@ -223,7 +207,7 @@ impl Identity {
         .await?;
         match live {
             Some(true) => Ok((principal, tx)),
-            _ => Err(unauthorized()),
+            _ => Err(Problem::unauthorized()),
         }
     }
 

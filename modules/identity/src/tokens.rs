@@ -165,11 +165,7 @@ impl Peppers {
         let mac = self
             .mac(&self.0[0].0, email.to_lowercase().as_bytes())
             .expect("the first pepper exists");
-        mac.finalize()
-            .into_bytes()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        kernel::hex::encode(&mac.finalize().into_bytes())
     }
 }
 

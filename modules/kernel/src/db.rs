@@ -227,6 +227,11 @@ macro_rules! handle {
                 &mut self.0.extensions
             }
 
+            /// What the unit of work carries (e.g. the access decision's grants).
+            pub fn extensions(&self) -> &http::Extensions {
+                &self.0.extensions
+            }
+
             /// Runs the commit hooks, then commits.
             pub async fn commit(self) -> Result<(), Problem> {
                 self.0.commit().await

@@ -260,3 +260,13 @@ impl IdempotencyScope for UserKeyed {
         self.0.commit().await
     }
 }
+
+/// Removes the expired `Idempotency-Key` rows of every tenant and user (the hourly sweep);
+/// returns how many. A security-definer function does it, so the runtime role needs no
+/// policy that would let it see every tenant's keys.
+pub async fn sweep(tx: &mut crate::db::SystemTx) -> Result<i64, Problem> {
+    let swept = sqlx::query_scalar!(r#"SELECT balance_sweep_idempotency() AS "swept!""#)
+        .fetch_one(tx.conn())
+        .await?;
+    Ok(swept)
+}

@@ -36,6 +36,11 @@ impl FieldErrors {
         self.0.push(FieldError::new(field, message));
     }
 
+    /// Records an error a domain type's parser reported.
+    pub fn push(&mut self, error: FieldError) {
+        self.0.push(error);
+    }
+
     /// Records an error when `ok` is false.
     pub fn check(&mut self, ok: bool, field: &str, message: impl Into<String>) {
         if !ok {

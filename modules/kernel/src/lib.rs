@@ -8,18 +8,21 @@
 //! - [`idempotency`]: `Idempotency-Key` replay for creating `POST`s;
 //! - [`concurrency`]: `If-Match` on versioned resources;
 //! - [`page`]: keyset pagination with signed cursors;
-//! - [`ids`], [`money`], [`email`], [`secret`]: types that can only hold valid values.
+//! - [`ids`], [`money`], [`email`], [`secret`], [`names`]: types that can only hold valid values;
+//! - [`hex`]: the one hex encoding.
 
 pub mod auth;
 pub mod concurrency;
 pub mod context;
 pub mod db;
 pub mod email;
+pub mod hex;
 pub mod idempotency;
 pub mod ids;
 pub mod json;
 pub mod migrate;
 pub mod money;
+pub mod names;
 pub mod page;
 pub mod problem;
 pub mod secret;
@@ -32,6 +35,7 @@ pub use email::Email;
 pub use ids::{TenantId, UserId};
 pub use json::{FieldErrors, JsonBody, LazyJson, Validate};
 pub use money::{Currency, Money, MoneyError};
-pub use page::{CursorSigner, Page, PageParams, Position, QueryId};
+pub use names::{DisplayName, RoleNames};
+pub use page::{CursorSigner, Keyset, Page, PageParams, Position, QueryId};
 pub use problem::{ApiResult, FieldError, Problem};
 pub use secret::Secret;

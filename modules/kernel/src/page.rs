@@ -7,11 +7,15 @@
 //! one query is refused by another with `422`.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD as B64};
+use chrono::{DateTime, Utc};
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::problem::{FieldError, Problem};
+use crate::{
+    hex::encode as hex,
+    problem::{FieldError, Problem},
+};
 
 /// Default and maximum page sizes (API.md).
 pub const DEFAULT_LIMIT: u32 = 50;
@@ -125,10 +129,6 @@ impl CursorSigner {
     }
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// `?limit=` and `?cursor=`, checked.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PageParams {
@@ -206,6 +206,84 @@ impl<T> Page<T> {
             next_cursor: self.next_cursor,
             has_more: self.has_more,
         }
+    }
+}
+
+/// A page request of a list keyed by `(created_at, id)`: its signed query, its limit, and
+/// where it starts. Built where the request is parsed, handed to the service, which asks
+/// its store for [`Keyset::fetch_limit`] rows after [`Keyset::after`] and returns
+/// [`Keyset::page`].
+#[derive(Debug, Clone)]
+pub struct Keyset {
+    query: QueryId,
+    params: PageParams,
+    signer: CursorSigner,
+}
+
+impl Keyset {
+    /// Parses `?limit=` and `?cursor=` for `operation` in `scope` (the tenant or the user).
+    pub fn parse(
+        signer: &CursorSigner,
+        operation: &str,
+        scope: impl std::fmt::Display,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<Keyset, Problem> {
+        let query = QueryId::new(operation, &[&scope.to_string()]);
+        let params = PageParams::parse(limit, cursor, signer, &query)?;
+        Ok(Keyset {
+            query,
+            params,
+            signer: signer.clone(),
+        })
+    }
+
+    /// The first page of `limit` rows, for callers without a cursor (a job, the bot).
+    pub fn first(
+        signer: &CursorSigner,
+        operation: &str,
+        scope: impl std::fmt::Display,
+        limit: u32,
+    ) -> Keyset {
+        let query = QueryId::new(operation, &[&scope.to_string()]);
+        Keyset {
+            query,
+            params: PageParams {
+                limit: limit.clamp(1, MAX_LIMIT),
+                after: None,
+            },
+            signer: signer.clone(),
+        }
+    }
+
+    /// `(created_at, id)` of the previous page's last row, if any.
+    pub fn after(&self) -> (Option<DateTime<Utc>>, Option<Uuid>) {
+        match &self.params.after {
+            Some(p) => (
+                p.key
+                    .as_str()
+                    .and_then(|k| DateTime::parse_from_rfc3339(k).ok())
+                    .map(|d| d.with_timezone(&Utc)),
+                Some(p.id),
+            ),
+            None => (None, None),
+        }
+    }
+
+    /// Rows to fetch: one more than the page.
+    pub fn fetch_limit(&self) -> i64 {
+        self.params.fetch_limit()
+    }
+
+    /// The page of `rows` (fetched with [`Keyset::fetch_limit`]), each keyed by `key`.
+    pub fn page<R>(&self, rows: Vec<R>, key: impl Fn(&R) -> (DateTime<Utc>, Uuid)) -> Page<R> {
+        Page::from_rows(rows, &self.params, &self.signer, &self.query, |r| {
+            let (at, id) = key(r);
+            Position {
+                key: serde_json::json!(at.to_rfc3339_opts(chrono::SecondsFormat::Micros, true)),
+                id,
+            }
+        })
     }
 }
 

@@ -101,6 +101,8 @@ struct Inner {
     detail: Option<String>,
     errors: Vec<FieldError>,
     headers: Vec<(HeaderName, HeaderValue)>,
+    /// What caused it on our side: never sent, kept for logs and for a failed job's record.
+    cause: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
 }
 
 impl std::fmt::Display for Problem {
@@ -113,7 +115,14 @@ impl std::fmt::Display for Problem {
     }
 }
 
-impl std::error::Error for Problem {}
+impl std::error::Error for Problem {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .cause
+            .as_deref()
+            .map(|c| c as &(dyn std::error::Error + 'static))
+    }
+}
 
 impl Problem {
     /// A problem with a status, a stable code and a title.
@@ -129,6 +138,7 @@ impl Problem {
             detail: None,
             errors: Vec::new(),
             headers: Vec::new(),
+            cause: None,
         }))
     }
 
@@ -153,6 +163,19 @@ impl Problem {
         self
     }
 
+    /// Keeps what caused this problem (a database error, a module's error). The client never
+    /// sees it; logs and a failed job's `last_error` do.
+    #[must_use]
+    pub fn with_cause(mut self, cause: impl std::error::Error + Send + Sync + 'static) -> Self {
+        self.0.cause = Some(std::sync::Arc::new(cause));
+        self
+    }
+
+    /// The cause kept with [`Problem::with_cause`], if any.
+    pub fn cause(&self) -> Option<&(dyn std::error::Error + Send + Sync + 'static)> {
+        self.0.cause.as_deref()
+    }
+
     /// The HTTP status.
     pub fn status(&self) -> StatusCode {
         self.0.status
@@ -171,6 +194,23 @@ impl Problem {
     /// 400: a request the server cannot read at all.
     pub fn bad_request(code: impl Into<Cow<'static, str>>, detail: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, code, "The request cannot be read").with_detail(detail)
+    }
+
+    /// 401: no valid credentials.
+    pub fn unauthorized() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", "Not signed in")
+            .with_detail("Send a valid access token: Authorization: Bearer <token>.")
+    }
+
+    /// 403: the caller is known, but may not do this; `detail` says what is missing.
+    pub fn forbidden(detail: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "Forbidden").with_detail(detail)
+    }
+
+    /// 409: the tenant was deleted and is read-only until it is purged.
+    pub fn tenant_deleted() -> Self {
+        Self::new(StatusCode::CONFLICT, "tenant_deleted", "Tenant deleted")
+            .with_detail("This tenant was deleted; it is read-only until it is purged.")
     }
 
     /// 404: nothing here, or nothing the caller may know about.
@@ -269,8 +309,7 @@ impl Problem {
             return Problem::not_found();
         }
         if err.is::<AuthorizationError>() {
-            return Problem::new(StatusCode::UNAUTHORIZED, "unauthorized", "Not signed in")
-                .with_detail("Send a valid access token: Authorization: Bearer <token>.");
+            return Problem::unauthorized();
         }
         if err.is::<MethodNotAllowedError>() {
             return Problem::method_not_allowed();
@@ -419,10 +458,11 @@ impl From<sqlx::Error> for Problem {
                     "The database is not reachable right now; retry shortly.",
                 )
                 .with_header(header::RETRY_AFTER, HeaderValue::from_static("2"))
+                .with_cause(err)
             }
             _ => {
                 tracing::error!(error = %err, "database error");
-                Problem::internal()
+                Problem::internal().with_cause(err)
             }
         }
     }

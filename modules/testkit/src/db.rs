@@ -181,12 +181,7 @@ fn schema_digest(salt: &str) -> anyhow::Result<String> {
         hash.update(file.file_name().unwrap_or_default().as_encoded_bytes());
         hash.update(std::fs::read(&file)?);
     }
-    Ok(hash
-        .finalize()
-        .iter()
-        .take(8)
-        .map(|b| format!("{b:02x}"))
-        .collect())
+    Ok(kernel::hex::encode(&hash.finalize()[..8]))
 }
 
 async fn ensure_template<F, Fut>(

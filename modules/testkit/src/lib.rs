@@ -3,13 +3,15 @@
 //! - [`db`]: a database per test, cloned from a migrated template in milliseconds;
 //! - [`cluster`]: a throwaway PostgreSQL cluster of its own, for tests that stop the server;
 //! - [`smtp`]: an SMTP sink that speaks real SMTP and keeps what it receives;
-//! - [`otlp`]: an OTLP/HTTP receiver that keeps the trace exports it receives.
+//! - [`otlp`]: an OTLP/HTTP receiver that keeps the trace exports it receives;
+//! - [`seed`]: tenants, users and memberships arranged through the kernel's handles.
 //!
 //! Stand-ins for Stripe, Plaid, Telegram and an LLM join these as their features land.
 
 pub mod cluster;
 pub mod db;
 pub mod otlp;
+pub mod seed;
 pub mod smtp;
 
 use std::{path::PathBuf, time::Duration};

@@ -52,11 +52,11 @@ pub fn product_api(platform: &crate::Platform) -> ProductApi {
             platform.db.clone(),
             platform.identity.clone(),
             platform.authz.clone(),
-            platform.policy.clone(),
+            platform.tenancy.clone(),
             platform.cursors.clone(),
         ),
         access::AccessApi::new(platform.identity.clone(), platform.policy.builtin().clone()),
-        access::RolesApi::new(platform.authz.clone(), platform.policy.clone()),
+        access::RolesApi::new(platform.authz.clone(), platform.roles.clone()),
         audit::AuditApi::new(&platform.audit),
         audit::TenantEventsApi::new(
             platform.authz.clone(),

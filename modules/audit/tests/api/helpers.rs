@@ -1,7 +1,7 @@
 use std::sync::Arc;
 
 use audit::{AuditLog, Keys, NewEvent, Record};
-use kernel::{Actor, Db, SystemTx, TenantId, TenantTx};
+use kernel::{Actor, Db, TenantId, TenantTx};
 use sqlx::postgres::PgPoolOptions;
 use testkit::db::TestDb;
 
@@ -33,15 +33,7 @@ impl Env {
     }
 
     pub async fn tenant(&self) -> TenantId {
-        let id = TenantId::new();
-        let mut tx = SystemTx::begin(&self.kdb, Actor::System).await.unwrap();
-        sqlx::query("INSERT INTO tenants (id, name) VALUES ($1, 'T')")
-            .bind(id)
-            .execute(tx.conn())
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        id
+        testkit::seed::tenant(&self.kdb, "T").await
     }
 
     /// `commits` transactions of `per_commit` events each.

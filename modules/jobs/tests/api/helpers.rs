@@ -62,15 +62,7 @@ impl Env {
     }
 
     pub async fn tenant(&self) -> TenantId {
-        let id = TenantId::new();
-        let mut tx = SystemTx::begin(&self.kdb, Actor::System).await.unwrap();
-        sqlx::query("INSERT INTO tenants (id, name) VALUES ($1, 'T')")
-            .bind(id)
-            .execute(tx.conn())
-            .await
-            .unwrap();
-        tx.commit().await.unwrap();
-        id
+        testkit::seed::tenant(&self.kdb, "T").await
     }
 
     /// Enqueues `kind` on `queue` in a committed TenantTx.

@@ -1,0 +1,422 @@
+//! The tenancy rules. Every function takes the caller's transaction first — a `TenantTx`
+//! for work inside a tenant (as the routes, the bot or a job open it), a `UserTx` for a
+//! person's own tenants — and domain types; none sees a token, a pool or an HTTP type.
+
+use audit::{NewEvent, Record};
+use base64::{Engine, engine::general_purpose::STANDARD as B64};
+use chrono::{DateTime, Utc};
+use identity::Identity;
+use kernel::{
+    DisplayName, Email, Keyset, Page, RoleNames, TenantId, TenantTx, UserId, UserTx, concurrency,
+};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    ApiKey, CreatedApiKey, DELETION_GRACE_DAYS, Invitation, Member, SealedApiKey, TenancyError,
+    Tenant, store,
+};
+
+/// A new API key, parsed.
+#[derive(Debug, Clone)]
+pub struct NewKey {
+    pub name: DisplayName,
+    pub roles: RoleNames,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// The tenancy service: tenants, members, invitations and API keys.
+#[derive(Clone)]
+pub struct Tenancy {
+    identity: Identity,
+    policy: access::PolicyStore,
+}
+
+impl Tenancy {
+    pub fn new(identity: Identity, policy: access::PolicyStore) -> Tenancy {
+        Tenancy { identity, policy }
+    }
+
+    /// Checks roles to be given against what the caller holds: roles of this tenant only,
+    /// nobody grants a permission they lack, only an owner grants `owner`.
+    async fn check_grant(&self, tx: &mut TenantTx, roles: &RoleNames) -> Result<(), TenancyError> {
+        Ok(access::grants::check_grant(&self.policy, tx, roles, "roles").await?)
+    }
+
+    /// Creates the transaction's tenant (its id is the transaction's) with `owner` as its
+    /// first member, on the `free` plan.
+    pub async fn create(
+        &self,
+        tx: &mut TenantTx,
+        owner: UserId,
+        name: &DisplayName,
+    ) -> Result<Tenant, TenancyError> {
+        let id = tx.tenant_id();
+        store::insert_tenant(tx.conn(), id, name.as_str()).await?;
+        store::add_member(tx.conn(), id, owner, &["owner".to_string()]).await?;
+        tx.record(
+            NewEvent::new("tenant.created")
+                .resource("tenant", id)
+                .payload(json!({ "plan": "free" })),
+        );
+        tx.record(
+            NewEvent::new("member.added")
+                .resource("member", owner)
+                .payload(json!({ "roles": ["owner"] })),
+        );
+        Ok(store::tenant(tx.conn(), id, Some(owner)).await?)
+    }
+
+    /// The person's tenants, newest first, with their roles in each.
+    pub async fn list_mine(
+        &self,
+        tx: &mut UserTx,
+        page: &Keyset,
+    ) -> Result<Page<Tenant>, TenancyError> {
+        let user = tx.user_id();
+        let rows = store::tenants_of(tx.conn(), user, page.after(), page.fetch_limit()).await?;
+        Ok(page.page(rows, |t| (t.created_at, t.id.as_uuid())))
+    }
+
+    /// The transaction's tenant, with the acting person's roles.
+    pub async fn get(&self, tx: &mut TenantTx) -> Result<Tenant, TenancyError> {
+        let (id, user) = (tx.tenant_id(), tx.context().actor.user_id());
+        Ok(store::tenant(tx.conn(), id, user).await?)
+    }
+
+    /// Renames the tenant; `expected` is the `If-Match` version, if any.
+    pub async fn rename(
+        &self,
+        tx: &mut TenantTx,
+        expected: Option<i64>,
+        name: &DisplayName,
+    ) -> Result<Tenant, TenancyError> {
+        let id = tx.tenant_id();
+        let current = store::lock_tenant(tx.conn(), id).await?;
+        concurrency::check(expected, current.version)?;
+        store::rename_tenant(tx.conn(), id, name.as_str()).await?;
+        tx.record(
+            NewEvent::new("tenant.renamed")
+                .resource("tenant", id)
+                .payload(json!({ "changed": current.name != name.as_str() })),
+        );
+        self.get(tx).await
+    }
+
+    /// Deletes the tenant: read-only for the grace period, then `balance admin purge-tenant`.
+    pub async fn delete(&self, tx: &mut TenantTx) -> Result<(), TenancyError> {
+        let id = tx.tenant_id();
+        store::mark_tenant_deleted(tx.conn(), id).await?;
+        tx.record(
+            NewEvent::new("tenant.deleted")
+                .resource("tenant", id)
+                .payload(json!({ "grace_days": DELETION_GRACE_DAYS })),
+        );
+        Ok(())
+    }
+
+    /// The members in the order they joined.
+    pub async fn members(
+        &self,
+        tx: &mut TenantTx,
+        page: &Keyset,
+    ) -> Result<Page<Member>, TenancyError> {
+        let id = tx.tenant_id();
+        let rows = store::members(tx.conn(), id, page.after(), page.fetch_limit()).await?;
+        Ok(page.page(rows, |m| (m.joined_at, m.user_id.as_uuid())))
+    }
+
+    /// One member.
+    pub async fn member(&self, tx: &mut TenantTx, user: UserId) -> Result<Member, TenancyError> {
+        let id = tx.tenant_id();
+        store::member(tx.conn(), id, user)
+            .await?
+            .ok_or(TenancyError::NotFound)
+    }
+
+    /// Locks a member's row and returns their roles and version (`NotFound` if not a
+    /// member). An owner's roles change only by an owner, and never leave the tenant
+    /// without one: `new_roles` are the roles after the change (`None`: removed).
+    async fn lock_member(
+        &self,
+        tx: &mut TenantTx,
+        user: UserId,
+        new_roles: Option<&RoleNames>,
+    ) -> Result<store::MembershipRow, TenancyError> {
+        let id = tx.tenant_id();
+        let Some(current) = store::lock_membership(tx.conn(), id, user).await? else {
+            return Err(TenancyError::NotFound);
+        };
+        if current.roles.iter().any(|r| r == "owner") {
+            let owner = RoleNames::parse("roles", &["owner".to_string()])
+                .expect("one role is a valid list");
+            self.check_grant(tx, &owner).await?;
+            let stays_owner = new_roles.is_some_and(RoleNames::includes_owner);
+            if !stays_owner && store::lock_owners(tx.conn(), id).await? == [user.as_uuid()] {
+                return Err(TenancyError::LastOwner);
+            }
+        }
+        Ok(current)
+    }
+
+    /// Changes a member's roles; `expected` is the `If-Match` version, if any. Demoting the
+    /// last owner is `LastOwner`.
+    pub async fn update_member(
+        &self,
+        tx: &mut TenantTx,
+        user: UserId,
+        expected: Option<i64>,
+        roles: &RoleNames,
+    ) -> Result<Member, TenancyError> {
+        let current = self.lock_member(tx, user, Some(roles)).await?;
+        concurrency::check(expected, current.version)?;
+        self.check_grant(tx, roles).await?;
+        let id = tx.tenant_id();
+        store::set_member_roles(tx.conn(), id, user, roles.as_slice()).await?;
+        access::bump_policy(tx).await?;
+        tx.record(
+            NewEvent::new("member.role_changed")
+                .resource("member", user)
+                .payload(json!({ "from": current.roles, "to": roles.as_slice() })),
+        );
+        self.member(tx, user).await
+    }
+
+    /// Removes a member; removing the last owner is `LastOwner`.
+    pub async fn remove_member(&self, tx: &mut TenantTx, user: UserId) -> Result<(), TenancyError> {
+        let current = self.lock_member(tx, user, None).await?;
+        let id = tx.tenant_id();
+        store::remove_member(tx.conn(), id, user).await?;
+        access::bump_policy(tx).await?;
+        tx.record(
+            NewEvent::new("member.removed")
+                .resource("member", user)
+                .payload(json!({ "roles": current.roles })),
+        );
+        Ok(())
+    }
+
+    fn replay_aad(tenant: TenantId, key: Uuid) -> Vec<u8> {
+        format!("api_key.replay:{tenant}:{key}").into_bytes()
+    }
+
+    /// Creates an API key with roles the caller holds. The secret is in the answer only.
+    pub async fn create_api_key(
+        &self,
+        tx: &mut TenantTx,
+        new: NewKey,
+    ) -> Result<CreatedApiKey, TenancyError> {
+        self.check_grant(tx, &new.roles).await?;
+        let tenant = tx.tenant_id();
+        let minted = self.identity.mint_api_key(tenant);
+        let id = Uuid::now_v7();
+        let created_by = tx.context().actor.user_id();
+        let created_at = store::insert_api_key(
+            tx.conn(),
+            tenant,
+            store::NewKeyRow {
+                id,
+                name: new.name.as_str(),
+                roles: new.roles.as_slice(),
+                pepper_id: &minted.pepper_id,
+                hash: &minted.hash,
+                prefix: &minted.prefix,
+                created_by,
+                expires_at: new.expires_at,
+            },
+        )
+        .await?;
+        tx.record(
+            NewEvent::new("api_key.created")
+                .resource("api_key", id)
+                .payload(json!({ "roles": new.roles.as_slice() })),
+        );
+        Ok(CreatedApiKey {
+            id,
+            name: new.name.into_inner(),
+            roles: new.roles.into_inner(),
+            prefix: minted.prefix,
+            secret: minted.token,
+            expires_at: new.expires_at,
+            created_at,
+        })
+    }
+
+    /// What an `Idempotency-Key` keeps of a created key: the secret only sealed by the
+    /// vault, bound to the tenant and the key.
+    pub fn seal_for_replay(&self, tenant: TenantId, created: &CreatedApiKey) -> SealedApiKey {
+        let sealed = self.identity.seal(
+            created.secret.as_bytes(),
+            &Self::replay_aad(tenant, created.id),
+        );
+        SealedApiKey {
+            id: created.id,
+            name: created.name.clone(),
+            roles: created.roles.clone(),
+            prefix: created.prefix.clone(),
+            sealed_secret: B64.encode(sealed),
+            expires_at: created.expires_at,
+            created_at: created.created_at,
+        }
+    }
+
+    /// Opens a sealed replay for its caller (the idempotency fingerprint names the caller,
+    /// and the caller has just passed the grant check again); audited.
+    pub async fn replay_api_key(
+        &self,
+        tx: &mut TenantTx,
+        stored: SealedApiKey,
+    ) -> Result<CreatedApiKey, TenancyError> {
+        let aad = Self::replay_aad(tx.tenant_id(), stored.id);
+        let secret = B64
+            .decode(&stored.sealed_secret)
+            .ok()
+            .and_then(|c| self.identity.unseal(&c, &aad))
+            .and_then(|s| String::from_utf8(s.expose().clone()).ok())
+            .ok_or(TenancyError::SealedReplay)?;
+        tx.record(NewEvent::new("api_key.secret_replayed").resource("api_key", stored.id));
+        Ok(CreatedApiKey {
+            id: stored.id,
+            name: stored.name,
+            roles: stored.roles,
+            prefix: stored.prefix,
+            secret,
+            expires_at: stored.expires_at,
+            created_at: stored.created_at,
+        })
+    }
+
+    /// Checks that the caller may still grant `roles` (before replaying a key with them).
+    pub async fn may_grant(
+        &self,
+        tx: &mut TenantTx,
+        roles: &RoleNames,
+    ) -> Result<(), TenancyError> {
+        self.check_grant(tx, roles).await
+    }
+
+    /// The tenant's API keys, newest first (prefix and last use; never a secret).
+    pub async fn api_keys(
+        &self,
+        tx: &mut TenantTx,
+        page: &Keyset,
+    ) -> Result<Page<ApiKey>, TenancyError> {
+        let id = tx.tenant_id();
+        let rows = store::api_keys(tx.conn(), id, page.after(), page.fetch_limit()).await?;
+        Ok(page.page(rows, |k| (k.created_at, k.id)))
+    }
+
+    /// Revokes an API key; it stops working at once.
+    pub async fn revoke_api_key(&self, tx: &mut TenantTx, key: Uuid) -> Result<(), TenancyError> {
+        let id = tx.tenant_id();
+        if !store::revoke_api_key(tx.conn(), id, key).await? {
+            return Err(TenancyError::NotFound);
+        }
+        tx.record(NewEvent::new("api_key.revoked").resource("api_key", key));
+        Ok(())
+    }
+
+    /// Invites `email` with roles the caller holds, and queues the mail; the link works
+    /// once, for 7 days.
+    pub async fn invite(
+        &self,
+        tx: &mut TenantTx,
+        email: &Email,
+        roles: &RoleNames,
+    ) -> Result<Invitation, TenancyError> {
+        self.check_grant(tx, roles).await?;
+        let tenant = tx.tenant_id();
+        let minted = self.identity.mint_invitation(tenant);
+        let inviter = tx.context().actor.user_id();
+        let invitation = store::insert_invitation(
+            tx.conn(),
+            tenant,
+            store::NewInvitationRow {
+                id: Uuid::now_v7(),
+                email: email.as_str(),
+                roles: roles.as_slice(),
+                pepper_id: &minted.pepper_id,
+                hash: &minted.hash,
+                invited_by: inviter,
+            },
+        )
+        .await?;
+        let names = store::invitation_names(tx.conn(), tenant, inviter).await?;
+        let template = mail::Template::Invitation {
+            tenant: names.tenant,
+            inviter: names.inviter.unwrap_or_else(|| "A Balance user".into()),
+            token: minted.token,
+        };
+        mail::queue(tx, email, &template).await?;
+        tx.record(
+            NewEvent::new("invitation.created")
+                .resource("invitation", invitation.id)
+                .payload(json!({ "roles": roles.as_slice() })),
+        );
+        Ok(invitation)
+    }
+
+    /// The tenant's invitations, newest first.
+    pub async fn invitations(
+        &self,
+        tx: &mut TenantTx,
+        page: &Keyset,
+    ) -> Result<Page<Invitation>, TenancyError> {
+        let id = tx.tenant_id();
+        let rows = store::invitations(tx.conn(), id, page.after(), page.fetch_limit()).await?;
+        Ok(page.page(rows, |i| (i.created_at, i.id)))
+    }
+
+    /// Revokes a pending invitation.
+    pub async fn revoke_invitation(
+        &self,
+        tx: &mut TenantTx,
+        invitation: Uuid,
+    ) -> Result<(), TenancyError> {
+        let id = tx.tenant_id();
+        if !store::revoke_invitation(tx.conn(), id, invitation).await? {
+            return Err(TenancyError::NotFound);
+        }
+        tx.record(NewEvent::new("invitation.revoked").resource("invitation", invitation));
+        Ok(())
+    }
+
+    /// The tenant an invitation token names, and the token's hashes: where to open the
+    /// transaction for [`Tenancy::accept_invitation`].
+    pub fn invitation_tenant(&self, token: &str) -> Result<(TenantId, Vec<Vec<u8>>), TenancyError> {
+        self.identity
+            .invitation_lookup(token)
+            .ok_or(TenancyError::InvalidInvitation)
+    }
+
+    /// The acting person, whose email must match, joins the tenant with the invitation's
+    /// roles. `hashes` come from [`Tenancy::invitation_tenant`].
+    pub async fn accept_invitation(
+        &self,
+        tx: &mut TenantTx,
+        hashes: &[Vec<u8>],
+    ) -> Result<Tenant, TenancyError> {
+        let Some(user) = tx.context().actor.user_id() else {
+            return Err(TenancyError::NotAPerson);
+        };
+        let tenant = tx.tenant_id();
+        let Some(found) = store::lock_pending_invitation(tx.conn(), tenant, hashes).await? else {
+            return Err(TenancyError::InvalidInvitation);
+        };
+        if store::user_email(tx.conn(), user).await? != found.email {
+            return Err(TenancyError::InvitationEmailMismatch);
+        }
+        if !store::add_member(tx.conn(), tenant, user, &found.roles).await? {
+            return Err(TenancyError::AlreadyMember);
+        }
+        store::mark_invitation_accepted(tx.conn(), tenant, found.id, user).await?;
+        access::bump_policy(tx).await?;
+        tx.record(NewEvent::new("invitation.accepted").resource("invitation", found.id));
+        tx.record(
+            NewEvent::new("member.added")
+                .resource("member", user)
+                .payload(json!({ "roles": found.roles })),
+        );
+        Ok(store::tenant(tx.conn(), tenant, Some(user)).await?)
+    }
+}

@@ -1,0 +1,469 @@
+//! Tenancy's SQL, and nothing else: `tenants`, `memberships`, `invitations`, `api_keys`.
+//!
+//! Read-only joins outside this module's tables (docs/ARCHITECTURE.md, "Who owns which
+//! table"): `users` for a member's name and email, an inviter's name and the invitee's
+//! email check.
+
+use chrono::{DateTime, Utc};
+use kernel::{TenantId, UserId};
+use sqlx::PgConnection;
+use uuid::Uuid;
+
+use crate::{ApiKey, Invitation, Member, Tenant};
+
+/// `(created_at, id)` after which a keyset page starts.
+pub(crate) type After = (Option<DateTime<Utc>>, Option<Uuid>);
+
+pub(crate) async fn insert_tenant(
+    conn: &mut PgConnection,
+    id: TenantId,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO tenants (id, name) VALUES ($1, $2)",
+        id.as_uuid(),
+        name
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Adds a member; `false` when they are one already.
+pub(crate) async fn add_member(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+    roles: &[String],
+) -> Result<bool, sqlx::Error> {
+    let added = sqlx::query!(
+        "INSERT INTO memberships (tenant_id, user_id, roles) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        tenant.as_uuid(),
+        user.as_uuid(),
+        roles,
+    )
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(added == 1)
+}
+
+/// A tenant, with `user`'s roles in it (none for another actor).
+pub(crate) async fn tenant(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: Option<UserId>,
+) -> Result<Tenant, sqlx::Error> {
+    sqlx::query_as!(
+        Tenant,
+        r#"SELECT t.id AS "id: TenantId", t.name, t.plan, coalesce(m.roles, '{}') AS "roles!",
+                  t.created_at, t.deleted_at, t.version
+           FROM tenants t LEFT JOIN memberships m ON m.tenant_id = t.id AND m.user_id = $2
+           WHERE t.id = $1"#,
+        tenant.as_uuid(),
+        user.map(|u| u.as_uuid()),
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// The user's tenants, newest first (the user policy on memberships: their rows across
+/// tenants, while no tenant is set).
+pub(crate) async fn tenants_of(
+    conn: &mut PgConnection,
+    user: UserId,
+    (at, id): After,
+    limit: i64,
+) -> Result<Vec<Tenant>, sqlx::Error> {
+    sqlx::query_as!(
+        Tenant,
+        r#"SELECT t.id AS "id: TenantId", t.name, t.plan, m.roles, t.created_at, t.deleted_at, t.version
+           FROM memberships m JOIN tenants t ON t.id = m.tenant_id
+           WHERE m.user_id = $1 AND ($2::timestamptz IS NULL OR (t.created_at, t.id) < ($2, $3))
+           ORDER BY t.created_at DESC, t.id DESC LIMIT $4"#,
+        user.as_uuid(),
+        at,
+        id,
+        limit,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// A tenant's version and name, locked for a change.
+pub(crate) struct TenantVersion {
+    pub version: i64,
+    pub name: String,
+}
+
+pub(crate) async fn lock_tenant(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<TenantVersion, sqlx::Error> {
+    sqlx::query_as!(
+        TenantVersion,
+        "SELECT version, name FROM tenants WHERE id = $1 FOR UPDATE",
+        tenant.as_uuid(),
+    )
+    .fetch_one(conn)
+    .await
+}
+
+pub(crate) async fn rename_tenant(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    name: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE tenants SET name = $2, version = version + 1, updated_at = now() WHERE id = $1",
+        tenant.as_uuid(),
+        name,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn mark_tenant_deleted(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE tenants SET deleted_at = now(), updated_at = now() WHERE id = $1",
+        tenant.as_uuid(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A membership's roles and version.
+pub(crate) struct MembershipRow {
+    pub roles: Vec<String>,
+    pub version: i64,
+}
+
+/// Locks a membership for a change.
+pub(crate) async fn lock_membership(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<Option<MembershipRow>, sqlx::Error> {
+    sqlx::query_as!(
+        MembershipRow,
+        "SELECT roles, version FROM memberships WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE",
+        tenant.as_uuid(),
+        user.as_uuid(),
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Locks the owners' memberships (in id order, so two callers never deadlock) and returns
+/// who they are.
+pub(crate) async fn lock_owners(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT user_id FROM memberships WHERE tenant_id = $1 AND 'owner' = ANY(roles)
+         ORDER BY user_id FOR UPDATE",
+        tenant.as_uuid(),
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub(crate) async fn set_member_roles(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+    roles: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE memberships SET roles = $3, version = version + 1 WHERE tenant_id = $1 AND user_id = $2",
+        tenant.as_uuid(),
+        user.as_uuid(),
+        roles,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) async fn remove_member(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM memberships WHERE tenant_id = $1 AND user_id = $2",
+        tenant.as_uuid(),
+        user.as_uuid(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// One member, with their name and email.
+pub(crate) async fn member(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<Option<Member>, sqlx::Error> {
+    sqlx::query_as!(
+        Member,
+        r#"SELECT m.user_id AS "user_id: UserId", u.name, u.email, m.roles,
+                  m.created_at AS joined_at, m.version
+           FROM memberships m JOIN users u ON u.id = m.user_id
+           WHERE m.tenant_id = $1 AND m.user_id = $2"#,
+        tenant.as_uuid(),
+        user.as_uuid(),
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// The members in the order they joined.
+pub(crate) async fn members(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    (at, id): After,
+    limit: i64,
+) -> Result<Vec<Member>, sqlx::Error> {
+    sqlx::query_as!(
+        Member,
+        r#"SELECT m.user_id AS "user_id: UserId", u.name, u.email, m.roles,
+                  m.created_at AS joined_at, m.version
+           FROM memberships m JOIN users u ON u.id = m.user_id
+           WHERE m.tenant_id = $1 AND ($2::timestamptz IS NULL OR (m.created_at, m.user_id) > ($2, $3))
+           ORDER BY m.created_at, m.user_id LIMIT $4"#,
+        tenant.as_uuid(),
+        at,
+        id,
+        limit,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// An API key to store: its hash under a pepper, never the secret.
+pub(crate) struct NewKeyRow<'a> {
+    pub id: Uuid,
+    pub name: &'a str,
+    pub roles: &'a [String],
+    pub pepper_id: &'a str,
+    pub hash: &'a [u8],
+    pub prefix: &'a str,
+    pub created_by: Option<UserId>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// Inserts an API key; returns when it was created.
+pub(crate) async fn insert_api_key(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    key: NewKeyRow<'_>,
+) -> Result<DateTime<Utc>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "INSERT INTO api_keys (tenant_id, id, name, roles, pepper_id, hash, prefix, created_by, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING created_at",
+        tenant.as_uuid(),
+        key.id,
+        key.name,
+        key.roles,
+        key.pepper_id,
+        key.hash,
+        key.prefix,
+        key.created_by.map(|u| u.as_uuid()),
+        key.expires_at,
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// The tenant's API keys, newest first.
+pub(crate) async fn api_keys(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    (at, id): After,
+    limit: i64,
+) -> Result<Vec<ApiKey>, sqlx::Error> {
+    sqlx::query_as!(
+        ApiKey,
+        "SELECT id, name, roles, prefix, expires_at, created_at, last_used_at, revoked_at FROM api_keys
+         WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+         ORDER BY created_at DESC, id DESC LIMIT $4",
+        tenant.as_uuid(),
+        at,
+        id,
+        limit,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Revokes a live API key; `false` when there is none.
+pub(crate) async fn revoke_api_key(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let revoked = sqlx::query!(
+        "UPDATE api_keys SET revoked_at = now() WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL",
+        tenant.as_uuid(),
+        id,
+    )
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(revoked == 1)
+}
+
+/// An invitation to store: its token's hash, never the token.
+pub(crate) struct NewInvitationRow<'a> {
+    pub id: Uuid,
+    pub email: &'a str,
+    pub roles: &'a [String],
+    pub pepper_id: &'a str,
+    pub hash: &'a [u8],
+    pub invited_by: Option<UserId>,
+}
+
+/// Inserts an invitation that expires in 7 days.
+pub(crate) async fn insert_invitation(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    new: NewInvitationRow<'_>,
+) -> Result<Invitation, sqlx::Error> {
+    sqlx::query_as!(
+        Invitation,
+        "INSERT INTO invitations (tenant_id, id, email, roles, pepper_id, hash, invited_by, expires_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, now() + interval '7 days')
+         RETURNING id, email, roles, created_at, expires_at, accepted_at, revoked_at",
+        tenant.as_uuid(),
+        new.id,
+        new.email,
+        new.roles,
+        new.pepper_id,
+        new.hash,
+        new.invited_by.map(|u| u.as_uuid()),
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// What an invitation mail names: the tenant, and the inviter (if a person).
+pub(crate) struct InvitationNames {
+    pub tenant: String,
+    pub inviter: Option<String>,
+}
+
+pub(crate) async fn invitation_names(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    inviter: Option<UserId>,
+) -> Result<InvitationNames, sqlx::Error> {
+    sqlx::query_as!(
+        InvitationNames,
+        r#"SELECT t.name AS tenant, (SELECT name FROM users WHERE id = $2) AS inviter
+           FROM tenants t WHERE t.id = $1"#,
+        tenant.as_uuid(),
+        inviter.map(|u| u.as_uuid()),
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// The tenant's invitations, newest first.
+pub(crate) async fn invitations(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    (at, id): After,
+    limit: i64,
+) -> Result<Vec<Invitation>, sqlx::Error> {
+    sqlx::query_as!(
+        Invitation,
+        "SELECT id, email, roles, created_at, expires_at, accepted_at, revoked_at FROM invitations
+         WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
+         ORDER BY created_at DESC, id DESC LIMIT $4",
+        tenant.as_uuid(),
+        at,
+        id,
+        limit,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Revokes a pending invitation; `false` when there is none.
+pub(crate) async fn revoke_invitation(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<bool, sqlx::Error> {
+    let revoked = sqlx::query!(
+        "UPDATE invitations SET revoked_at = now()
+         WHERE tenant_id = $1 AND id = $2 AND revoked_at IS NULL AND accepted_at IS NULL",
+        tenant.as_uuid(),
+        id,
+    )
+    .execute(conn)
+    .await?
+    .rows_affected();
+    Ok(revoked == 1)
+}
+
+/// A pending invitation found by its token.
+pub(crate) struct PendingInvitation {
+    pub id: Uuid,
+    pub email: String,
+    pub roles: Vec<String>,
+}
+
+/// Locks the pending, unexpired invitation with one of `hashes`.
+pub(crate) async fn lock_pending_invitation(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    hashes: &[Vec<u8>],
+) -> Result<Option<PendingInvitation>, sqlx::Error> {
+    sqlx::query_as!(
+        PendingInvitation,
+        "SELECT id, email, roles FROM invitations
+         WHERE tenant_id = $1 AND hash = ANY($2) AND accepted_at IS NULL AND revoked_at IS NULL
+           AND expires_at > now()
+         FOR UPDATE",
+        tenant.as_uuid(),
+        hashes,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub(crate) async fn mark_invitation_accepted(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    user: UserId,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE invitations SET accepted_at = now(), accepted_by = $3 WHERE tenant_id = $1 AND id = $2",
+        tenant.as_uuid(),
+        id,
+        user.as_uuid(),
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A user's email address (read-only: identity owns `users`).
+pub(crate) async fn user_email(
+    conn: &mut PgConnection,
+    user: UserId,
+) -> Result<String, sqlx::Error> {
+    sqlx::query_scalar!("SELECT email FROM users WHERE id = $1", user.as_uuid())
+        .fetch_one(conn)
+        .await
+}

@@ -1,0 +1,58 @@
+use std::sync::Arc;
+
+use access::{Authorizer, Policy, PolicyStore};
+use audit::{AuditLog, Keys};
+use identity::{Identity, IdentityConfig};
+use kernel::{Db, TenantId, UserId};
+use sqlx::postgres::PgPoolOptions;
+use tenancy::Tenancy;
+use testkit::{db::TestDb, seed};
+
+/// A migrated database, the kernel's handle on it with the audit log installed, and the
+/// services a job or the bot would get from the platform.
+pub struct Env {
+    pub _db: TestDb,
+    pub kdb: Db,
+    pub tenancy: Tenancy,
+    pub authz: Authorizer,
+}
+
+impl Env {
+    pub async fn new() -> Env {
+        let db = TestDb::migrated("", |t| async move {
+            Ok(kernel::migrate::migrate(&t.owner_url, &t.runtime_url).await?)
+        })
+        .await
+        .unwrap();
+        let pool = PgPoolOptions::new()
+            .max_connections(10)
+            .connect(&db.runtime_url)
+            .await
+            .unwrap();
+        let keys = Keys::from_seeds([("test-1", &[11u8; 32][..])]).unwrap();
+        let kdb = Db::new(pool).with_hook(Arc::new(AuditLog::new(keys)));
+        let identity = Identity::new(
+            kdb.clone(),
+            IdentityConfig::ephemeral("http://balance.test".parse().unwrap()),
+        );
+        let policy = PolicyStore::new(Policy::load().unwrap());
+        Env {
+            tenancy: Tenancy::new(identity.clone(), policy.clone()),
+            authz: Authorizer::new(kdb.clone(), identity, policy),
+            kdb,
+            _db: db,
+        }
+    }
+
+    /// A tenant whose members have these roles; returns it and the members, in order.
+    pub async fn tenant_with(&self, roles: &[&[&str]]) -> (TenantId, Vec<UserId>) {
+        let tenant = seed::tenant(&self.kdb, "Acme").await;
+        let mut users = Vec::new();
+        for r in roles {
+            let user = seed::user(&self.kdb).await;
+            seed::member(&self.kdb, tenant, user, r).await;
+            users.push(user);
+        }
+        (tenant, users)
+    }
+}
