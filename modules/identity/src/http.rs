@@ -1,6 +1,6 @@
 //! The identity routes (API.md, Identity).
 
-use kernel::{ApiResult, Email, FieldErrors, JsonBody, Problem, Validate};
+use kernel::{ApiResult, Email, FieldErrors, JsonBody, Problem, UserTx, Validate};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -30,7 +30,12 @@ impl IdentityApi {
     }
 
     async fn principal(&self, auth: &BearerAuth) -> Result<Principal, Problem> {
-        self.identity.authenticate(auth.token()).await
+        Ok(self.identity.authenticate(auth.token()).await?)
+    }
+
+    /// The caller, and the transaction that checked their session, for their own rows.
+    async fn signed_in(&self, auth: &BearerAuth) -> Result<(Principal, UserTx), Problem> {
+        Ok(self.identity.begin_authenticated(auth.token()).await?)
     }
 }
 
@@ -286,10 +291,11 @@ impl IdentityApi {
     /// Signs this session out; its tokens stop working at once.
     #[oai(path = "/auth/logout", method = "post", operation_id = "logout")]
     async fn logout(&self, auth: BearerAuth) -> ApiResult<NoContent> {
-        let me = self.principal(&auth).await?;
+        let (me, mut tx) = self.signed_in(&auth).await?;
         self.identity
-            .revoke_session(me, me.session_id, "logout")
+            .revoke_session(&mut tx, me.session_id, "logout")
             .await?;
+        tx.commit().await?;
         Ok(NoContent::NoContent)
     }
 
@@ -325,20 +331,22 @@ impl IdentityApi {
     #[oai(path = "/me", method = "get", operation_id = "get_me")]
     async fn me(&self, auth: BearerAuth) -> ApiResult<Json<Me>> {
         // The session check and the profile in one transaction.
-        Ok(Json(self.identity.me(auth.token()).await?))
+        Ok(Json(self.identity.me_of(auth.token()).await?))
     }
 
     /// Changes the signed-in user's name or time zone.
     #[oai(path = "/me", method = "patch", operation_id = "update_me")]
     async fn update_me(&self, auth: BearerAuth, body: JsonBody<MePatch>) -> ApiResult<Json<Me>> {
-        let me = self.principal(&auth).await?;
         let r = body.into_inner();
         let name = r.name.map(|n| n.trim().to_string());
         let tz = r
             .time_zone
             .map(|tz| check_time_zone("time_zone", &tz).map_err(|e| Problem::validation(vec![e])))
             .transpose()?;
-        Ok(Json(self.identity.update_me(me, name, tz).await?))
+        let (_, mut tx) = self.signed_in(&auth).await?;
+        let me = self.identity.update_me(&mut tx, name, tz).await?;
+        tx.commit().await?;
+        Ok(Json(me))
     }
 
     /// Starts two-factor enrollment: a secret for an authenticator app (shown once).
@@ -396,8 +404,10 @@ impl IdentityApi {
         operation_id = "list_my_sessions"
     )]
     async fn sessions(&self, auth: BearerAuth) -> ApiResult<Json<Vec<SessionView>>> {
-        let me = self.principal(&auth).await?;
-        Ok(Json(self.identity.sessions(me).await?))
+        let (me, mut tx) = self.signed_in(&auth).await?;
+        let sessions = self.identity.sessions(&mut tx, Some(me.session_id)).await?;
+        tx.commit().await?;
+        Ok(Json(sessions))
     }
 
     /// Signs one of the user's sessions out; its tokens stop working at once.
@@ -407,8 +417,11 @@ impl IdentityApi {
         operation_id = "revoke_my_session"
     )]
     async fn revoke_session(&self, auth: BearerAuth, id: Path<Uuid>) -> ApiResult<NoContent> {
-        let me = self.principal(&auth).await?;
-        self.identity.revoke_session(me, id.0, "revoked").await?;
+        let (_, mut tx) = self.signed_in(&auth).await?;
+        self.identity
+            .revoke_session(&mut tx, id.0, "revoked")
+            .await?;
+        tx.commit().await?;
         Ok(NoContent::NoContent)
     }
 }

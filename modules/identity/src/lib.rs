@@ -3,11 +3,13 @@
 //! `/me` and its sessions, brute-force limits, and an audit event for every change and
 //! every security-relevant attempt (platform chain; no email address in a payload).
 
+mod error;
 mod http;
 pub mod limits;
 pub mod password;
 mod second_factor;
 mod service;
+mod store;
 pub mod tokens;
 pub mod totp;
 
@@ -16,6 +18,7 @@ use std::sync::Arc;
 use kernel::{Db, Secret, UserId};
 use uuid::Uuid;
 
+pub use error::IdentityError;
 pub use http::{BearerAuth, IdentityApi};
 pub use limits::{Limit, Limits};
 pub use password::{Argon2Params, Passwords};

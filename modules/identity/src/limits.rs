@@ -96,19 +96,13 @@ impl IpWindows {
 /// own: a counter must survive the request that failed.
 pub async fn check_account(db: &Db, key: &str, limit: Limit) -> Result<(), Problem> {
     let mut tx = SystemTx::begin(db, Actor::System).await?;
-    let row: Option<(i32, f64)> = sqlx::query_as(
-        "SELECT count, extract(epoch FROM window_start + make_interval(secs => $2) - now())::float8
-         FROM auth_throttles WHERE key = $1 AND window_start > now() - make_interval(secs => $2)",
-    )
-    .bind(key)
-    .bind(limit.per.as_secs_f64())
-    .fetch_optional(tx.conn())
-    .await?;
+    let row = crate::store::throttle(tx.conn(), key, limit.per.as_secs_f64()).await?;
     tx.commit().await?;
     match row {
-        Some((count, left)) if count >= limit.max as i32 => {
-            Err(too_many(limit, Duration::from_secs_f64(left.max(1.0))))
-        }
+        Some(t) if t.count >= limit.max as i32 => Err(too_many(
+            limit,
+            Duration::from_secs_f64(t.seconds_left.max(1.0)),
+        )),
         _ => Ok(()),
     }
 }
@@ -117,25 +111,13 @@ pub async fn check_account(db: &Db, key: &str, limit: Limit) -> Result<(), Probl
 /// ended), committed on its own.
 pub async fn count_account(db: &Db, key: &str, limit: Limit) -> Result<(), Problem> {
     let mut tx = SystemTx::begin(db, Actor::System).await?;
-    sqlx::query(
-        "INSERT INTO auth_throttles (key, window_start, count) VALUES ($1, now(), 1)
-         ON CONFLICT (key) DO UPDATE SET
-           count = CASE WHEN auth_throttles.window_start > now() - make_interval(secs => $2) THEN auth_throttles.count + 1 ELSE 1 END,
-           window_start = CASE WHEN auth_throttles.window_start > now() - make_interval(secs => $2) THEN auth_throttles.window_start ELSE now() END",
-    )
-    .bind(key)
-    .bind(limit.per.as_secs_f64())
-    .execute(tx.conn())
-    .await?;
+    crate::store::count_throttle(tx.conn(), key, limit.per.as_secs_f64()).await?;
     tx.commit().await
 }
 
 /// Forgets the account counter `key` (a successful login).
 pub async fn reset_account(db: &Db, key: &str) -> Result<(), Problem> {
     let mut tx = SystemTx::begin(db, Actor::System).await?;
-    sqlx::query("DELETE FROM auth_throttles WHERE key = $1")
-        .bind(key)
-        .execute(tx.conn())
-        .await?;
+    crate::store::reset_throttle(tx.conn(), key).await?;
     tx.commit().await
 }

@@ -2,16 +2,10 @@
 
 use audit::{NewEvent, Record};
 use kernel::{Email, Problem, SystemTx, Tx, UserId, UserTx};
-use poem::http::StatusCode;
 use poem_openapi::Object;
 use serde_json::json;
-use uuid::Uuid;
 
-use crate::{
-    Identity, Principal, limits,
-    service::{blocking, invalid_credentials},
-    totp,
-};
+use crate::{Identity, IdentityError, Principal, limits, service::blocking, store, totp};
 
 /// What an authenticator app needs; shown once, at enrollment.
 #[derive(Debug, Clone, Object)]
@@ -22,13 +16,8 @@ pub struct TotpEnrollment {
     pub otpauth_uri: String,
 }
 
-fn totp_invalid() -> Problem {
-    Problem::new(StatusCode::UNAUTHORIZED, "totp_invalid", "Invalid code")
-        .with_detail("The two-factor code is wrong or was already used.")
-}
-
-fn conflict(code: &'static str, detail: &str) -> Problem {
-    Problem::new(StatusCode::CONFLICT, code, "Conflict").with_detail(detail.to_string())
+fn conflict(code: &'static str, detail: &'static str) -> IdentityError {
+    IdentityError::TotpState { code, detail }
 }
 
 fn now_step() -> u64 {
@@ -59,14 +48,8 @@ impl Identity {
         tx: &mut T,
         user: UserId,
         code: &str,
-    ) -> Result<bool, Problem> {
-        let row: Option<Vec<u8>> = sqlx::query_scalar(
-            "SELECT secret_ciphertext FROM user_totp WHERE user_id = $1 AND enabled_at IS NOT NULL",
-        )
-        .bind(user)
-        .fetch_optional(tx.conn())
-        .await?;
-        let Some(ciphertext) = row else {
+    ) -> Result<bool, IdentityError> {
+        let Some(ciphertext) = store::active_totp_secret(tx.conn(), user).await? else {
             return Ok(false);
         };
         let secret = self
@@ -79,38 +62,19 @@ impl Identity {
             })?;
         if let Some(step) = totp::matching_step(secret.expose(), code, now_step()) {
             // Single use: only a later step than the last one used is accepted.
-            let accepted = sqlx::query(
-                "UPDATE user_totp SET last_step = $2 WHERE user_id = $1 AND last_step < $2",
-            )
-            .bind(user)
-            .bind(step as i64)
-            .execute(tx.conn())
-            .await?
-            .rows_affected();
-            return Ok(accepted == 1);
+            return Ok(store::advance_totp_step(tx.conn(), user, step as i64).await?);
         }
         let normalised = normalise(code);
-        let codes: Vec<(Uuid, String, Vec<u8>)> =
-            sqlx::query_as("SELECT id, pepper_id, hash FROM totp_recovery_codes WHERE user_id = $1 AND used_at IS NULL")
-                .bind(user)
-                .fetch_all(tx.conn())
-                .await?;
-        let hit = codes.into_iter().find(|(_, pepper, hash)| {
+        let codes = store::unused_recovery_codes(tx.conn(), user).await?;
+        let hit = codes.into_iter().find(|c| {
             self.inner()
                 .peppers
-                .matches(pepper, normalised.as_bytes(), hash)
+                .matches(&c.pepper_id, normalised.as_bytes(), &c.hash)
         });
-        let Some((id, _, _)) = hit else {
+        let Some(hit) = hit else {
             return Ok(false);
         };
-        let spent = sqlx::query(
-            "UPDATE totp_recovery_codes SET used_at = now() WHERE id = $1 AND used_at IS NULL",
-        )
-        .bind(id)
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        Ok(spent == 1)
+        Ok(store::spend_recovery_code(tx.conn(), hit.id).await?)
     }
 
     /// At login, after the password: `401 totp_required` without a code, `401 totp_invalid`
@@ -121,28 +85,15 @@ impl Identity {
         user: UserId,
         code: Option<&str>,
         email_digest: &str,
-    ) -> Result<(), Problem> {
-        let enabled: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT FROM user_totp WHERE user_id = $1 AND enabled_at IS NOT NULL)",
-        )
-        .bind(user)
-        .fetch_one(tx.conn())
-        .await?;
-        if !enabled {
+    ) -> Result<(), IdentityError> {
+        if !store::totp_enabled(tx.conn(), user).await? {
             return Ok(());
         }
         let inner = self.inner();
         let key = format!("totp:{user}");
         limits::check_account(&inner.db, &key, inner.limits.totp_account).await?;
         let Some(code) = code else {
-            return Err(Problem::new(
-                StatusCode::UNAUTHORIZED,
-                "totp_required",
-                "Two-factor code required",
-            )
-            .with_detail(
-                "This account uses two-factor sign-in: send `totp_code` (or a recovery code).",
-            ));
+            return Err(IdentityError::TotpRequired);
         };
         if self.accept_code(tx, user, code).await? {
             limits::reset_account(&inner.db, &key).await?;
@@ -155,7 +106,7 @@ impl Identity {
                 .payload(json!({ "email_hmac": email_digest, "reason": "totp_invalid" })),
         )
         .await?;
-        Err(totp_invalid())
+        Err(IdentityError::TotpInvalid)
     }
 
     /// `POST /me/2fa/enroll`: a new secret (pending until activated).
@@ -163,26 +114,19 @@ impl Identity {
         &self,
         principal: Principal,
         password: String,
-    ) -> Result<TotpEnrollment, Problem> {
+    ) -> Result<TotpEnrollment, IdentityError> {
         let user = principal.user_id;
         let mut tx = UserTx::begin(&self.inner().db, user).await?;
-        let (email, hash): (String, Option<String>) =
-            sqlx::query_as("SELECT email, password_hash FROM users WHERE id = $1")
-                .bind(user)
-                .fetch_one(tx.conn())
-                .await?;
+        let store::EmailAndHash {
+            email,
+            password_hash,
+        } = store::email_and_hash(tx.conn(), user).await?;
         let passwords = self.inner().passwords.clone();
-        let (ok, _) = blocking(move || passwords.verify(&password, hash.as_deref())).await;
+        let (ok, _) = blocking(move || passwords.verify(&password, password_hash.as_deref())).await;
         if !ok {
-            return Err(invalid_credentials());
+            return Err(IdentityError::InvalidCredentials);
         }
-        let enabled: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT FROM user_totp WHERE user_id = $1 AND enabled_at IS NOT NULL)",
-        )
-        .bind(user)
-        .fetch_one(tx.conn())
-        .await?;
-        if enabled {
+        if store::totp_enabled(tx.conn(), user).await? {
             return Err(conflict(
                 "totp_already_enabled",
                 "Two-factor sign-in is already on; disable it first.",
@@ -190,14 +134,7 @@ impl Identity {
         }
         let secret: [u8; 20] = rand::random();
         let ciphertext = self.inner().vault.encrypt(&secret, &Self::aad(user));
-        sqlx::query(
-            "INSERT INTO user_totp (user_id, secret_ciphertext) VALUES ($1, $2)
-             ON CONFLICT (user_id) DO UPDATE SET secret_ciphertext = $2, enabled_at = NULL, last_step = 0, created_at = now()",
-        )
-        .bind(user)
-        .bind(&ciphertext)
-        .execute(tx.conn())
-        .await?;
+        store::enroll_totp(tx.conn(), user, &ciphertext).await?;
         tx.commit().await?;
         let secret = totp::base32(&secret);
         let label: String =
@@ -216,18 +153,13 @@ impl Identity {
         &self,
         principal: Principal,
         code: &str,
-    ) -> Result<Vec<String>, Problem> {
+    ) -> Result<Vec<String>, IdentityError> {
         let user = principal.user_id;
         let inner = self.inner();
         let key = format!("totp:{user}");
         limits::check_account(&inner.db, &key, inner.limits.totp_account).await?;
         let mut tx = UserTx::begin(&inner.db, user).await?;
-        let pending: Option<Vec<u8>> =
-            sqlx::query_scalar("SELECT secret_ciphertext FROM user_totp WHERE user_id = $1 AND enabled_at IS NULL FOR UPDATE")
-                .bind(user)
-                .fetch_optional(tx.conn())
-                .await?;
-        let Some(ciphertext) = pending else {
+        let Some(ciphertext) = store::lock_pending_totp_secret(tx.conn(), user).await? else {
             return Err(conflict(
                 "totp_not_enrolled",
                 "Enroll first (POST /me/2fa/enroll), or it is already on.",
@@ -240,29 +172,16 @@ impl Identity {
         let Some(step) = totp::matching_step(secret.expose(), code, now_step()) else {
             drop(tx);
             limits::count_account(&inner.db, &key, inner.limits.totp_account).await?;
-            return Err(totp_invalid());
+            return Err(IdentityError::TotpInvalid);
         };
-        sqlx::query("UPDATE user_totp SET enabled_at = now(), last_step = $2 WHERE user_id = $1")
-            .bind(user)
-            .bind(step as i64)
-            .execute(tx.conn())
-            .await?;
-        sqlx::query("DELETE FROM totp_recovery_codes WHERE user_id = $1")
-            .bind(user)
-            .execute(tx.conn())
-            .await?;
+        store::activate_totp(tx.conn(), user, step as i64).await?;
+        store::delete_recovery_codes(tx.conn(), user).await?;
         let mut codes = Vec::with_capacity(10);
         for _ in 0..10 {
             let raw: [u8; 7] = rand::random();
             let code = totp::base32(&raw).to_ascii_lowercase()[..10].to_string();
             let (pepper, hash) = inner.peppers.hash_current(code.as_bytes());
-            sqlx::query("INSERT INTO totp_recovery_codes (id, user_id, pepper_id, hash) VALUES ($1, $2, $3, $4)")
-                .bind(Uuid::now_v7())
-                .bind(user)
-                .bind(pepper)
-                .bind(hash)
-                .execute(tx.conn())
-                .await?;
+            store::insert_recovery_code(tx.conn(), user, &pepper, &hash).await?;
             codes.push(format!("{}-{}", &code[..5], &code[5..]));
         }
         self.alert(
@@ -277,19 +196,17 @@ impl Identity {
     }
 
     /// `POST /me/2fa/disable`: with a current code or a recovery code.
-    pub async fn totp_disable(&self, principal: Principal, code: &str) -> Result<(), Problem> {
+    pub async fn totp_disable(
+        &self,
+        principal: Principal,
+        code: &str,
+    ) -> Result<(), IdentityError> {
         let user = principal.user_id;
         let inner = self.inner();
         let key = format!("totp:{user}");
         limits::check_account(&inner.db, &key, inner.limits.totp_account).await?;
         let mut tx = UserTx::begin(&inner.db, user).await?;
-        let enabled: bool = sqlx::query_scalar(
-            "SELECT EXISTS (SELECT FROM user_totp WHERE user_id = $1 AND enabled_at IS NOT NULL)",
-        )
-        .bind(user)
-        .fetch_one(tx.conn())
-        .await?;
-        if !enabled {
+        if !store::totp_enabled(tx.conn(), user).await? {
             return Err(conflict(
                 "totp_not_enabled",
                 "Two-factor sign-in is not on.",
@@ -298,16 +215,10 @@ impl Identity {
         if !self.accept_code(&mut tx, user, code).await? {
             drop(tx);
             limits::count_account(&inner.db, &key, inner.limits.totp_account).await?;
-            return Err(totp_invalid());
+            return Err(IdentityError::TotpInvalid);
         }
-        sqlx::query("DELETE FROM totp_recovery_codes WHERE user_id = $1")
-            .bind(user)
-            .execute(tx.conn())
-            .await?;
-        sqlx::query("DELETE FROM user_totp WHERE user_id = $1")
-            .bind(user)
-            .execute(tx.conn())
-            .await?;
+        store::delete_recovery_codes(tx.conn(), user).await?;
+        store::delete_totp(tx.conn(), user).await?;
         self.alert(
             &mut tx,
             user,
@@ -315,15 +226,14 @@ impl Identity {
         )
         .await?;
         tx.record(NewEvent::new("auth.totp_disabled").resource("user", user));
-        tx.commit().await
+        Ok(tx.commit().await?)
     }
 
-    async fn alert(&self, tx: &mut UserTx, user: UserId, what: &str) -> Result<(), Problem> {
-        let (email, name): (String, String) =
-            sqlx::query_as("SELECT email, name FROM users WHERE id = $1")
-                .bind(user)
-                .fetch_one(tx.conn())
-                .await?;
+    async fn alert(&self, tx: &mut UserTx, user: UserId, what: &str) -> Result<(), IdentityError> {
+        let Some(store::Addressee { email, name, .. }) = store::addressee(tx.conn(), user).await?
+        else {
+            return Ok(());
+        };
         if let Ok(email) = Email::parse(&email) {
             mail::queue(
                 tx,

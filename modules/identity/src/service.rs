@@ -1,20 +1,23 @@
-//! The rules of accounts and sessions. SQL is inline: every statement is small and reads
-//! best next to the rule it serves.
+//! The rules of accounts and sessions; their SQL is in `store`. Functions that work in one
+//! transaction take the caller's handle (`UserTx`, `SystemTx`), so a job, the bot or the CLI
+//! can make them part of a unit of work of its own; sign-up, login and refresh manage their
+//! transactions themselves, because their security events and throttles must outlive a
+//! failing attempt.
 
 use std::{net::IpAddr, str::FromStr};
 
 use audit::{NewEvent, Record};
 use chrono::{DateTime, Utc};
 use kernel::{Actor, Db, Email, FieldError, Problem, RequestContext, SystemTx, UserId, UserTx};
-use poem::http::StatusCode;
 use poem_openapi::Object;
 use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    Identity, IdentityConfig, Principal,
+    Identity, IdentityConfig, IdentityError, Principal,
     limits::{self, IpWindows, Limits},
     password::{self, Passwords},
+    store,
     tokens::{Jwt, Peppers},
 };
 
@@ -107,48 +110,10 @@ pub struct SessionView {
     pub current: bool,
 }
 
-/// `session_id, pepper_id, hash, used, fresh, user_id, session live`.
-type RefreshRow = (Uuid, String, Vec<u8>, bool, bool, Uuid, bool);
-/// `id, created_at, last_used_at, ip, user_agent`.
-type SessionRow = (
-    Uuid,
-    DateTime<Utc>,
-    DateTime<Utc>,
-    Option<String>,
-    Option<String>,
-);
-
 fn client() -> (Option<IpAddr>, Option<String>) {
     RequestContext::current()
         .map(|c| (c.client_ip, c.user_agent.clone()))
         .unwrap_or_default()
-}
-
-pub(crate) fn invalid_credentials() -> Problem {
-    Problem::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-        "Invalid credentials",
-    )
-    .with_detail("The email address or the password is wrong.")
-}
-
-fn invalid_refresh() -> Problem {
-    Problem::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_refresh_token",
-        "Invalid refresh token",
-    )
-    .with_detail("The refresh token is unknown, expired, or already used; sign in again.")
-}
-
-fn invalid_token() -> Problem {
-    Problem::new(
-        StatusCode::BAD_REQUEST,
-        "invalid_token",
-        "Invalid or expired link",
-    )
-    .with_detail("This link is invalid, expired, or was already used.")
 }
 
 /// Runs argon2 off the async threads.
@@ -173,12 +138,12 @@ impl Identity {
     /// The user and session an access token names, from its signature and expiry alone. The
     /// caller must still check that the session is live, in its own transaction (the
     /// access decision does it in the same statement as the membership read).
-    pub fn verify_access_token(&self, bearer: &str) -> Result<Principal, Problem> {
+    pub fn verify_access_token(&self, bearer: &str) -> Result<Principal, IdentityError> {
         let claims = self
             .inner()
             .jwt
             .verify(bearer)
-            .ok_or_else(Problem::unauthorized)?;
+            .ok_or(IdentityError::Unauthorized)?;
         Ok(Principal {
             user_id: UserId::from_uuid(claims.sub),
             session_id: claims.sid,
@@ -187,7 +152,7 @@ impl Identity {
 
     /// The caller of an access token: the JWT checks out and its session is live (a revoked
     /// session's tokens stop working on the next request).
-    pub async fn authenticate(&self, bearer: &str) -> Result<Principal, Problem> {
+    pub async fn authenticate(&self, bearer: &str) -> Result<Principal, IdentityError> {
         let (principal, tx) = self.begin_authenticated(bearer).await?;
         tx.commit().await?;
         Ok(principal)
@@ -195,19 +160,15 @@ impl Identity {
 
     /// [`Identity::authenticate`], leaving its transaction open for the caller's own reads,
     /// so a request that only reads the user's rows is one transaction.
-    pub async fn begin_authenticated(&self, bearer: &str) -> Result<(Principal, UserTx), Problem> {
+    pub async fn begin_authenticated(
+        &self,
+        bearer: &str,
+    ) -> Result<(Principal, UserTx), IdentityError> {
         let principal = self.verify_access_token(bearer)?;
         let mut tx = UserTx::begin(&self.inner().db, principal.user_id).await?;
-        let live: Option<bool> = sqlx::query_scalar(
-            "SELECT revoked_at IS NULL FROM user_sessions WHERE id = $1 AND user_id = $2",
-        )
-        .bind(principal.session_id)
-        .bind(principal.user_id)
-        .fetch_optional(tx.conn())
-        .await?;
-        match live {
+        match store::session_live(tx.conn(), principal.session_id, principal.user_id).await? {
             Some(true) => Ok((principal, tx)),
-            _ => Err(Problem::unauthorized()),
+            _ => Err(IdentityError::Unauthorized),
         }
     }
 
@@ -218,7 +179,7 @@ impl Identity {
         password: String,
         name: String,
         time_zone: String,
-    ) -> Result<UserView, Problem> {
+    ) -> Result<UserView, IdentityError> {
         let (ip, _) = client();
         self.inner()
             .ips
@@ -227,23 +188,19 @@ impl Identity {
         let hash = blocking(move || passwords.hash(&password)).await;
         let id = UserId::new();
         let mut tx = SystemTx::begin(&self.inner().db, Actor::System).await?;
-        let created: Option<DateTime<Utc>> = sqlx::query_scalar(
-            "INSERT INTO users (id, email, name, time_zone, password_hash, password_changed_at)
-             VALUES ($1, $2, $3, $4, $5, now()) ON CONFLICT (email) DO NOTHING RETURNING created_at",
+        let created = store::insert_user(
+            tx.conn(),
+            store::NewUser {
+                id,
+                email: email.as_str(),
+                name: &name,
+                time_zone: &time_zone,
+                password_hash: &hash,
+            },
         )
-        .bind(id)
-        .bind(email.as_str())
-        .bind(&name)
-        .bind(&time_zone)
-        .bind(&hash)
-        .fetch_optional(tx.conn())
         .await?;
         let Some(created_at) = created else {
-            return Err(
-                Problem::new(StatusCode::CONFLICT, "email_taken", "Email taken").with_detail(
-                    "An account with this email address exists; sign in or reset its password.",
-                ),
-            );
+            return Err(IdentityError::EmailTaken);
         };
         let token = self
             .one_time_token(&mut tx, id, "verify_email", "bvt", 48 * 3600)
@@ -276,69 +233,68 @@ impl Identity {
         purpose: &str,
         prefix: &str,
         ttl_secs: i64,
-    ) -> Result<String, Problem> {
+    ) -> Result<String, IdentityError> {
         let minted = self.inner().peppers.mint(prefix);
-        sqlx::query(
-            "INSERT INTO one_time_tokens (id, purpose, user_id, pepper_id, hash, expires_at)
-             VALUES ($1, $2, $3, $4, $5, now() + make_interval(secs => $6))",
+        store::insert_one_time_token(
+            tx.conn(),
+            store::NewToken {
+                id: minted.id,
+                purpose,
+                user,
+                pepper_id: &minted.pepper_id,
+                hash: &minted.hash,
+                ttl_secs: ttl_secs as f64,
+            },
         )
-        .bind(minted.id)
-        .bind(purpose)
-        .bind(user)
-        .bind(&minted.pepper_id)
-        .bind(&minted.hash)
-        .bind(ttl_secs as f64)
-        .execute(tx.conn())
         .await?;
         Ok(minted.token)
     }
 
-    /// Spends a single-use token of `purpose`: its user, or `400 invalid_token`.
+    /// Spends a single-use token of `purpose`: its user, or `InvalidToken`.
     async fn spend_token(
         &self,
         tx: &mut SystemTx,
         purpose: &str,
         prefix: &str,
         token: &str,
-    ) -> Result<UserId, Problem> {
-        let (id, secret) = Peppers::parse(prefix, token).ok_or_else(invalid_token)?;
-        let row: Option<(Uuid, String, Vec<u8>)> = sqlx::query_as(
-            "SELECT user_id, pepper_id, hash FROM one_time_tokens
-             WHERE id = $1 AND purpose = $2 AND used_at IS NULL AND expires_at > now() FOR UPDATE",
-        )
-        .bind(id)
-        .bind(purpose)
-        .fetch_optional(tx.conn())
-        .await?;
-        let Some((user, pepper, hash)) = row else {
-            return Err(invalid_token());
+    ) -> Result<UserId, IdentityError> {
+        let (id, secret) = Peppers::parse(prefix, token).ok_or(IdentityError::InvalidToken)?;
+        let Some(row) = store::lock_one_time_token(tx.conn(), id, purpose).await? else {
+            return Err(IdentityError::InvalidToken);
         };
-        if !self.inner().peppers.matches(&pepper, &secret, &hash) {
-            return Err(invalid_token());
+        if !self
+            .inner()
+            .peppers
+            .matches(&row.pepper_id, &secret, &row.hash)
+        {
+            return Err(IdentityError::InvalidToken);
         }
-        sqlx::query("UPDATE one_time_tokens SET used_at = now() WHERE id = $1")
-            .bind(id)
-            .execute(tx.conn())
-            .await?;
-        Ok(UserId::from_uuid(user))
+        store::spend_one_time_token(tx.conn(), id).await?;
+        Ok(UserId::from_uuid(row.user_id))
     }
 
-    /// `POST /auth/verify-email`.
-    pub async fn verify_email(&self, token: &str) -> Result<(), Problem> {
+    /// `POST /auth/verify-email` (throttled per client address).
+    pub(crate) async fn verify_email(&self, token: &str) -> Result<(), IdentityError> {
         let (ip, _) = client();
         self.inner()
             .ips
             .hit("verify_ip", self.inner().limits.verify_ip, ip)?;
         let mut tx = SystemTx::begin(&self.inner().db, Actor::System).await?;
-        let user = self
-            .spend_token(&mut tx, "verify_email", "bvt", token)
-            .await?;
-        sqlx::query("UPDATE users SET email_verified_at = coalesce(email_verified_at, now()), updated_at = now() WHERE id = $1")
-            .bind(user)
-            .execute(tx.conn())
-            .await?;
+        self.verify_email_in(&mut tx, token).await?;
+        Ok(tx.commit().await?)
+    }
+
+    /// Verifies the email address a verification token was sent to, in the caller's
+    /// transaction.
+    pub async fn verify_email_in(
+        &self,
+        tx: &mut SystemTx,
+        token: &str,
+    ) -> Result<UserId, IdentityError> {
+        let user = self.spend_token(tx, "verify_email", "bvt", token).await?;
+        store::mark_email_verified(tx.conn(), user).await?;
         tx.record(NewEvent::new("auth.email_verified").resource("user", user));
-        tx.commit().await
+        Ok(user)
     }
 
     /// Writes a security event in a transaction of its own: it must outlive the failing request.
@@ -354,7 +310,7 @@ impl Identity {
         email: &str,
         password: String,
         totp_code: Option<String>,
-    ) -> Result<TokenPair, Problem> {
+    ) -> Result<TokenPair, IdentityError> {
         let inner = self.inner();
         let (ip, user_agent) = client();
         inner.ips.hit("login_ip", inner.limits.login_ip, ip)?;
@@ -362,31 +318,28 @@ impl Identity {
         let account_key = format!("login:{digest}");
         limits::check_account(&inner.db, &account_key, inner.limits.login_account).await?;
 
-        let user: Option<(UserId, Option<String>)> = match Email::parse(email) {
+        let user = match Email::parse(email) {
             Err(_) => None,
             Ok(email) => {
                 let mut tx = SystemTx::begin(&inner.db, Actor::System).await?;
-                let row = sqlx::query_as("SELECT id, password_hash FROM users WHERE email = $1")
-                    .bind(email.as_str())
-                    .fetch_optional(tx.conn())
-                    .await?;
+                let row = store::credentials_by_email(tx.conn(), email.as_str()).await?;
                 tx.commit().await?;
                 row
             }
         };
         let passwords = inner.passwords.clone();
-        let stored = user.as_ref().and_then(|u| u.1.clone());
+        let stored = user.as_ref().and_then(|u| u.password_hash.clone());
         let candidate = password.clone();
         let (ok, rehash) = blocking(move || passwords.verify(&candidate, stored.as_deref())).await;
-        let Some(user_id) = user.as_ref().filter(|_| ok).map(|u| u.0) else {
+        let Some(user_id) = user.as_ref().filter(|_| ok).map(|u| u.id) else {
             limits::count_account(&inner.db, &account_key, inner.limits.login_account).await?;
             let event = NewEvent::new("auth.login_failed").payload(json!({ "email_hmac": digest }));
             let event = match user {
-                Some((id, _)) => event.resource("user", id),
+                Some(u) => event.resource("user", u.id),
                 None => event,
             };
             self.security_event(event).await?;
-            return Err(invalid_credentials());
+            return Err(IdentityError::InvalidCredentials);
         };
         limits::reset_account(&inner.db, &account_key).await?;
 
@@ -396,21 +349,16 @@ impl Identity {
         if rehash {
             let passwords = inner.passwords.clone();
             let new_hash = blocking(move || passwords.hash(&password)).await;
-            sqlx::query("UPDATE users SET password_hash = $2 WHERE id = $1")
-                .bind(user_id)
-                .bind(new_hash)
-                .execute(tx.conn())
-                .await?;
+            store::set_password_hash(tx.conn(), user_id, &new_hash).await?;
         }
         let session = Uuid::now_v7();
-        sqlx::query(
-            "INSERT INTO user_sessions (id, user_id, ip, user_agent) VALUES ($1, $2, $3::inet, $4)",
+        store::insert_session(
+            tx.conn(),
+            session,
+            user_id,
+            ip.map(|i| i.to_string()),
+            user_agent,
         )
-        .bind(session)
-        .bind(user_id)
-        .bind(ip.map(|i| i.to_string()))
-        .bind(user_agent)
-        .execute(tx.conn())
         .await?;
         let refresh = self.new_refresh(&mut tx, session).await?;
         tx.record(
@@ -422,18 +370,18 @@ impl Identity {
         Ok(self.pair(user_id, session, refresh))
     }
 
-    async fn new_refresh(&self, tx: &mut SystemTx, session: Uuid) -> Result<String, Problem> {
+    async fn new_refresh(&self, tx: &mut SystemTx, session: Uuid) -> Result<String, IdentityError> {
         let minted = self.inner().peppers.mint("brt");
-        sqlx::query(
-            "INSERT INTO refresh_tokens (id, session_id, pepper_id, hash, expires_at)
-             VALUES ($1, $2, $3, $4, now() + make_interval(secs => $5))",
+        store::insert_refresh(
+            tx.conn(),
+            store::NewRefresh {
+                id: minted.id,
+                session,
+                pepper_id: &minted.pepper_id,
+                hash: &minted.hash,
+                ttl_secs: self.inner().refresh_ttl_secs as f64,
+            },
         )
-        .bind(minted.id)
-        .bind(session)
-        .bind(&minted.pepper_id)
-        .bind(&minted.hash)
-        .bind(self.inner().refresh_ttl_secs as f64)
-        .execute(tx.conn())
         .await?;
         Ok(minted.token)
     }
@@ -448,74 +396,50 @@ impl Identity {
     }
 
     /// `POST /auth/refresh`: a new pair; a spent token revokes its whole family.
-    pub async fn refresh(&self, token: &str) -> Result<TokenPair, Problem> {
+    pub async fn refresh(&self, token: &str) -> Result<TokenPair, IdentityError> {
         let inner = self.inner();
-        let (id, secret) = Peppers::parse("brt", token).ok_or_else(invalid_refresh)?;
+        let (id, secret) = Peppers::parse("brt", token).ok_or(IdentityError::InvalidRefresh)?;
         let mut tx = SystemTx::begin(&inner.db, Actor::System).await?;
-        let row: Option<RefreshRow> = sqlx::query_as(
-            "SELECT t.session_id, t.pepper_id, t.hash, t.used_at IS NOT NULL, t.expires_at > now(), s.user_id, s.revoked_at IS NULL
-             FROM refresh_tokens t JOIN user_sessions s ON s.id = t.session_id WHERE t.id = $1",
-        )
-        .bind(id)
-        .fetch_optional(tx.conn())
-        .await?;
-        let Some((session, pepper, hash, used, fresh, user, live)) = row else {
-            return Err(invalid_refresh());
+        let Some(row) = store::refresh_token(tx.conn(), id).await? else {
+            return Err(IdentityError::InvalidRefresh);
         };
-        if !inner.peppers.matches(&pepper, &secret, &hash) {
-            return Err(invalid_refresh());
+        if !inner.peppers.matches(&row.pepper_id, &secret, &row.hash) {
+            return Err(IdentityError::InvalidRefresh);
         }
-        let user = UserId::from_uuid(user);
         // The one atomic step: only one presentation of a token can spend it.
-        let spent = used
-            || sqlx::query(
-                "UPDATE refresh_tokens SET used_at = now() WHERE id = $1 AND used_at IS NULL",
-            )
-            .bind(id)
-            .execute(tx.conn())
-            .await?
-            .rows_affected()
-                == 0;
+        let spent = row.used || !store::spend_refresh(tx.conn(), id).await?;
         if spent {
             drop(tx);
-            if live {
-                self.reuse_detected(user, session).await?;
+            if row.session_live {
+                self.reuse_detected(row.user_id, row.session_id).await?;
             }
-            return Err(invalid_refresh());
+            return Err(IdentityError::InvalidRefresh);
         }
-        if !live || !fresh {
-            return Err(invalid_refresh());
+        if !row.session_live || !row.fresh {
+            return Err(IdentityError::InvalidRefresh);
         }
-        let refresh = self.new_refresh(&mut tx, session).await?;
-        sqlx::query("UPDATE user_sessions SET last_used_at = now() WHERE id = $1")
-            .bind(session)
-            .execute(tx.conn())
-            .await?;
+        let refresh = self.new_refresh(&mut tx, row.session_id).await?;
+        store::touch_session(tx.conn(), row.session_id).await?;
         tx.commit().await?;
-        Ok(self.pair(user, session, refresh))
+        Ok(self.pair(row.user_id, row.session_id, refresh))
     }
 
     /// A spent refresh token came back: someone else may hold the family. Revoke it, record
     /// it, and tell the owner.
-    async fn reuse_detected(&self, user: UserId, session: Uuid) -> Result<(), Problem> {
+    async fn reuse_detected(&self, user: UserId, session: Uuid) -> Result<(), IdentityError> {
         let mut tx = SystemTx::begin(&self.inner().db, Actor::System).await?;
-        sqlx::query("UPDATE user_sessions SET revoked_at = now(), revoked_reason = 'refresh_reuse' WHERE id = $1 AND revoked_at IS NULL")
-            .bind(session)
-            .execute(tx.conn())
-            .await?;
-        let who: Option<(String, String)> =
-            sqlx::query_as("SELECT email, name FROM users WHERE id = $1")
-                .bind(user)
-                .fetch_optional(tx.conn())
-                .await?;
-        if let Some((email, name)) = who
-            && let Ok(email) = Email::parse(&email)
+        store::revoke_session(tx.conn(), session, None, "refresh_reuse").await?;
+        if let Some(who) = store::addressee(tx.conn(), user).await?
+            && let Ok(email) = Email::parse(&who.email)
         {
             let what = "A refresh token of one of your sessions was used twice, so that session was signed out everywhere.".to_string();
             mail::queue(
                 &mut tx,
                 &email,
-                &mail::Template::SecurityAlert { name, what },
+                &mail::Template::SecurityAlert {
+                    name: who.name,
+                    what,
+                },
             )
             .await?;
         }
@@ -524,112 +448,105 @@ impl Identity {
                 .resource("user", user)
                 .payload(json!({ "session_id": session })),
         );
-        tx.commit().await
+        Ok(tx.commit().await?)
     }
 
-    /// Revokes one of `principal`'s sessions; `404` when it is not theirs or already revoked.
+    /// Revokes one of the transaction's user's sessions for `reason`; `NotFound` when it is
+    /// not theirs or already revoked.
     pub async fn revoke_session(
         &self,
-        principal: Principal,
+        tx: &mut UserTx,
         session: Uuid,
         reason: &str,
-    ) -> Result<(), Problem> {
-        let mut tx = UserTx::begin(&self.inner().db, principal.user_id).await?;
-        let revoked = sqlx::query(
-            "UPDATE user_sessions SET revoked_at = now(), revoked_reason = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL",
-        )
-        .bind(session)
-        .bind(principal.user_id)
-        .bind(reason)
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        if revoked == 0 {
-            return Err(Problem::not_found());
+    ) -> Result<(), IdentityError> {
+        let user = tx.user_id();
+        if !store::revoke_session(tx.conn(), session, Some(user), reason).await? {
+            return Err(IdentityError::NotFound);
         }
         tx.record(
             NewEvent::new("session.revoked")
                 .resource("session", session)
                 .payload(json!({ "reason": reason })),
         );
-        tx.commit().await
+        Ok(())
     }
 
     /// `POST /auth/password-reset`: always `202`; mails a link when the account exists.
-    pub async fn request_reset(&self, email: &str) -> Result<(), Problem> {
+    pub async fn request_reset(&self, email: &str) -> Result<(), IdentityError> {
         let inner = self.inner();
         let digest = inner.peppers.email_digest(email.trim());
         let key = format!("reset:{digest}");
         limits::check_account(&inner.db, &key, inner.limits.reset_account).await?;
         limits::count_account(&inner.db, &key, inner.limits.reset_account).await?;
         let mut tx = SystemTx::begin(&inner.db, Actor::System).await?;
-        let user: Option<(UserId, String)> = match Email::parse(email) {
-            Ok(e) => {
-                sqlx::query_as("SELECT id, name FROM users WHERE email = $1")
-                    .bind(e.as_str())
-                    .fetch_optional(tx.conn())
-                    .await?
-            }
-            Err(_) => None,
-        };
         let event =
             NewEvent::new("auth.password_reset_requested").payload(json!({ "email_hmac": digest }));
-        match (user, Email::parse(email)) {
-            (Some((id, name)), Ok(email)) => {
+        let found = match Email::parse(email) {
+            Ok(email) => store::addressee_by_email(tx.conn(), email.as_str())
+                .await?
+                .map(|who| (who, email)),
+            Err(_) => None,
+        };
+        match found {
+            Some((who, email)) => {
                 let token = self
-                    .one_time_token(&mut tx, id, "password_reset", "bpr", 3600)
+                    .one_time_token(&mut tx, who.id, "password_reset", "bpr", 3600)
                     .await?;
                 mail::queue(
                     &mut tx,
                     &email,
-                    &mail::Template::PasswordReset { name, token },
+                    &mail::Template::PasswordReset {
+                        name: who.name,
+                        token,
+                    },
                 )
                 .await?;
-                tx.record(event.resource("user", id));
+                tx.record(event.resource("user", who.id));
             }
-            _ => tx.record(event),
+            None => tx.record(event),
         }
-        tx.commit().await
+        Ok(tx.commit().await?)
     }
 
     /// `POST /auth/password-reset/confirm`: the new password; every session is revoked.
-    pub async fn confirm_reset(&self, token: &str, new_password: String) -> Result<(), Problem> {
-        let inner = self.inner();
-        let mut tx = SystemTx::begin(&inner.db, Actor::System).await?;
-        let user = self
-            .spend_token(&mut tx, "password_reset", "bpr", token)
-            .await?;
-        let (email, name): (String, String) =
-            sqlx::query_as("SELECT email, name FROM users WHERE id = $1")
-                .bind(user)
-                .fetch_one(tx.conn())
-                .await?;
-        password::check_strength("new_password", &new_password, &[&email, &name])
-            .map_err(|e| Problem::validation(vec![e]))?;
-        let passwords = inner.passwords.clone();
+    pub(crate) async fn confirm_reset(
+        &self,
+        token: &str,
+        new_password: String,
+    ) -> Result<(), IdentityError> {
+        let mut tx = SystemTx::begin(&self.inner().db, Actor::System).await?;
+        self.confirm_reset_in(&mut tx, token, new_password).await?;
+        Ok(tx.commit().await?)
+    }
+
+    /// Sets the new password of a reset link in the caller's transaction: every session is
+    /// revoked and the owner alerted.
+    pub async fn confirm_reset_in(
+        &self,
+        tx: &mut SystemTx,
+        token: &str,
+        new_password: String,
+    ) -> Result<UserId, IdentityError> {
+        let user = self.spend_token(tx, "password_reset", "bpr", token).await?;
+        let who = store::addressee(tx.conn(), user)
+            .await?
+            .ok_or(IdentityError::InvalidToken)?;
+        password::check_strength("new_password", &new_password, &[&who.email, &who.name])
+            .map_err(IdentityError::Invalid)?;
+        let passwords = self.inner().passwords.clone();
         let hash = blocking(move || passwords.hash(&new_password)).await;
-        sqlx::query("UPDATE users SET password_hash = $2, password_changed_at = now(), updated_at = now() WHERE id = $1")
-            .bind(user)
-            .bind(hash)
-            .execute(tx.conn())
-            .await?;
-        sqlx::query("UPDATE one_time_tokens SET used_at = now() WHERE user_id = $1 AND purpose = 'password_reset' AND used_at IS NULL")
-            .bind(user)
-            .execute(tx.conn())
-            .await?;
-        let revoked = sqlx::query(
-            "UPDATE user_sessions SET revoked_at = now(), revoked_reason = 'password_reset' WHERE user_id = $1 AND revoked_at IS NULL",
-        )
-        .bind(user)
-        .execute(tx.conn())
-        .await?
-        .rows_affected();
-        if let Ok(email) = Email::parse(&email) {
+        store::change_password(tx.conn(), user, &hash).await?;
+        store::spend_reset_tokens(tx.conn(), user).await?;
+        let revoked = store::revoke_sessions(tx.conn(), user, "password_reset").await?;
+        if let Ok(email) = Email::parse(&who.email) {
             let what = "The password of your account was changed with a reset link, and every session was signed out.".to_string();
             mail::queue(
-                &mut tx,
+                tx,
                 &email,
-                &mail::Template::SecurityAlert { name, what },
+                &mail::Template::SecurityAlert {
+                    name: who.name,
+                    what,
+                },
             )
             .await?;
         }
@@ -638,107 +555,80 @@ impl Identity {
                 .resource("user", user)
                 .payload(json!({ "sessions_revoked": revoked })),
         );
-        tx.commit().await
+        Ok(user)
     }
 
-    /// `GET /me`.
-    pub async fn me(&self, bearer: &str) -> Result<Me, Problem> {
-        let (principal, mut tx) = self.begin_authenticated(bearer).await?;
-        let me = me_in(&mut tx, principal.user_id).await?;
+    /// `GET /me`: the session check and the profile in one transaction.
+    pub(crate) async fn me_of(&self, bearer: &str) -> Result<Me, IdentityError> {
+        let (_, mut tx) = self.begin_authenticated(bearer).await?;
+        let me = self.me(&mut tx).await?;
         tx.commit().await?;
         Ok(me)
     }
 
-    /// `PATCH /me`.
+    /// The transaction's user: profile, two-factor state and tenants with roles.
+    pub async fn me(&self, tx: &mut UserTx) -> Result<Me, IdentityError> {
+        let user = tx.user_id();
+        let profile = store::profile(tx.conn(), user).await?;
+        // The user policy on memberships shows this user's rows across tenants (no tenant set).
+        let tenants = store::tenants_of(tx.conn(), user).await?;
+        Ok(Me {
+            id: user,
+            email: profile.email,
+            name: profile.name,
+            email_verified: profile.email_verified,
+            time_zone: profile.time_zone,
+            totp_enabled: profile.totp_enabled,
+            tenants: tenants
+                .into_iter()
+                .map(|t| MeTenant {
+                    id: t.id,
+                    name: t.name,
+                    roles: t.roles,
+                })
+                .collect(),
+        })
+    }
+
+    /// Changes the transaction's user's name and time zone (each only when given).
     pub async fn update_me(
         &self,
-        principal: Principal,
+        tx: &mut UserTx,
         name: Option<String>,
         time_zone: Option<String>,
-    ) -> Result<Me, Problem> {
-        let mut tx = UserTx::begin(&self.inner().db, principal.user_id).await?;
-        sqlx::query("UPDATE users SET name = coalesce($2, name), time_zone = coalesce($3, time_zone), updated_at = now() WHERE id = $1")
-            .bind(principal.user_id)
-            .bind(&name)
-            .bind(&time_zone)
-            .execute(tx.conn())
-            .await?;
+    ) -> Result<Me, IdentityError> {
+        let user = tx.user_id();
+        store::update_profile(tx.conn(), user, name.as_deref(), time_zone.as_deref()).await?;
         let changed: Vec<&str> = [("name", name.is_some()), ("time_zone", time_zone.is_some())]
             .into_iter()
             .filter_map(|(f, c)| c.then_some(f))
             .collect();
         tx.record(
             NewEvent::new("user.updated")
-                .resource("user", principal.user_id)
+                .resource("user", user)
                 .payload(json!({ "fields": changed })),
         );
-        let me = me_in(&mut tx, principal.user_id).await?;
-        tx.commit().await?;
-        Ok(me)
+        self.me(tx).await
     }
 
-    /// `GET /me/sessions`: live sessions, newest first.
-    pub async fn sessions(&self, principal: Principal) -> Result<Vec<SessionView>, Problem> {
-        let mut tx = UserTx::begin(&self.inner().db, principal.user_id).await?;
-        let rows: Vec<SessionRow> = sqlx::query_as(
-            "SELECT id, created_at, last_used_at, host(ip), user_agent FROM user_sessions
-             WHERE user_id = $1 AND revoked_at IS NULL ORDER BY created_at DESC LIMIT 200",
-        )
-        .bind(principal.user_id)
-        .fetch_all(tx.conn())
-        .await?;
-        tx.commit().await?;
+    /// The transaction's user's live sessions, newest first; `current` marks the caller's.
+    pub async fn sessions(
+        &self,
+        tx: &mut UserTx,
+        current: Option<Uuid>,
+    ) -> Result<Vec<SessionView>, IdentityError> {
+        let user = tx.user_id();
+        let rows = store::live_sessions(tx.conn(), user).await?;
         Ok(rows
             .into_iter()
-            .map(
-                |(id, created_at, last_used_at, ip, user_agent)| SessionView {
-                    id,
-                    created_at,
-                    last_used_at,
-                    ip,
-                    user_agent,
-                    current: id == principal.session_id,
-                },
-            )
+            .map(|r| SessionView {
+                id: r.id,
+                created_at: r.created_at,
+                last_used_at: r.last_used_at,
+                ip: r.ip,
+                user_agent: r.user_agent,
+                current: Some(r.id) == current,
+            })
             .collect())
     }
-}
-
-async fn me_in(tx: &mut UserTx, user: UserId) -> Result<Me, Problem> {
-    let (email, name, verified, time_zone): (String, String, bool, String) = sqlx::query_as(
-        "SELECT email, name, email_verified_at IS NOT NULL, time_zone FROM users WHERE id = $1",
-    )
-    .bind(user)
-    .fetch_one(tx.conn())
-    .await?;
-    let totp_enabled: bool = sqlx::query_scalar(
-        "SELECT EXISTS (SELECT FROM user_totp WHERE user_id = $1 AND enabled_at IS NOT NULL)",
-    )
-    .bind(user)
-    .fetch_one(tx.conn())
-    .await?;
-    // The user policy on memberships shows this user's rows across tenants (no tenant set).
-    let tenants: Vec<(Uuid, String, Vec<String>)> = sqlx::query_as(
-        "SELECT t.id, t.name, m.roles FROM memberships m JOIN tenants t ON t.id = m.tenant_id
-         WHERE m.user_id = $1 ORDER BY t.name",
-    )
-    .bind(user)
-    .fetch_all(tx.conn())
-    .await?;
-    Ok(Me {
-        id: user,
-        email,
-        name,
-        email_verified: verified,
-        time_zone,
-        totp_enabled,
-        tenants: tenants
-            .into_iter()
-            .map(|(id, name, roles)| MeTenant {
-                id: kernel::TenantId::from_uuid(id),
-                name,
-                roles,
-            })
-            .collect(),
-    })
 }

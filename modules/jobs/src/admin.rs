@@ -29,46 +29,48 @@ pub struct JobView {
     pub finished_at: Option<DateTime<Utc>>,
 }
 
-type Row = (
-    Uuid,
-    String,
-    String,
-    String,
-    i32,
-    i32,
-    f32,
-    Value,
-    Option<String>,
-    DateTime<Utc>,
-    Option<DateTime<Utc>>,
-);
-const COLUMNS: &str = "id, queue, kind, status, attempts, max_attempts, progress, payload, last_error, created_at, finished_at";
+/// A job's row, in `jobs` or `platform_jobs` (the same columns).
+struct Row {
+    id: Uuid,
+    queue: String,
+    kind: String,
+    status: String,
+    attempts: i32,
+    max_attempts: i32,
+    progress: f32,
+    payload: Value,
+    last_error: Option<String>,
+    created_at: DateTime<Utc>,
+    finished_at: Option<DateTime<Utc>>,
+}
 
 fn view(tenant: Option<TenantId>, r: Row) -> JobView {
     JobView {
-        id: r.0,
+        id: r.id,
         tenant_id: tenant.map(|t| t.as_uuid()),
-        queue: r.1,
-        kind: r.2,
-        status: r.3,
-        attempts: r.4,
-        max_attempts: r.5,
-        progress: r.6,
-        payload: r.7,
-        last_error: r.8,
-        created_at: r.9,
-        finished_at: r.10,
+        queue: r.queue,
+        kind: r.kind,
+        status: r.status,
+        attempts: r.attempts,
+        max_attempts: r.max_attempts,
+        progress: r.progress,
+        payload: r.payload,
+        last_error: r.last_error,
+        created_at: r.created_at,
+        finished_at: r.finished_at,
     }
 }
 
 /// A tenant's job (`GET /tenants/{tenant_id}/jobs/{id}`).
 pub async fn get(tx: &mut TenantTx, id: Uuid) -> Result<Option<JobView>, Problem> {
     let tenant = tx.tenant_id();
-    let row: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM jobs WHERE tenant_id = $1 AND id = $2"
-    )))
-    .bind(tenant)
-    .bind(id)
+    let row = sqlx::query_as!(
+        Row,
+        "SELECT id, queue, kind, status, attempts, max_attempts, progress, payload, last_error, created_at, finished_at
+         FROM jobs WHERE tenant_id = $1 AND id = $2",
+        tenant.as_uuid(),
+        id,
+    )
     .fetch_optional(tx.conn())
     .await?;
     Ok(row.map(|r| view(Some(tenant), r)))
@@ -88,17 +90,19 @@ pub async fn list_all(db: &Db, filter: &JobFilter, limit: i64) -> Result<Vec<Job
     let tenants: Vec<Uuid> = match filter.tenant {
         Some(t) => vec![t.as_uuid()],
         None => {
-            sqlx::query_scalar("SELECT id FROM tenants ORDER BY id")
+            sqlx::query_scalar!("SELECT id FROM tenants ORDER BY id")
                 .fetch_all(tx.conn())
                 .await?
         }
     };
     if filter.tenant.is_none() {
-        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM platform_jobs WHERE ($1::text IS NULL OR status = $1) ORDER BY created_at DESC LIMIT $2"
-        )))
-        .bind(&filter.status)
-        .bind(limit)
+        let rows = sqlx::query_as!(
+            Row,
+            "SELECT id, queue, kind, status, attempts, max_attempts, progress, payload, last_error, created_at, finished_at
+             FROM platform_jobs WHERE ($1::text IS NULL OR status = $1) ORDER BY created_at DESC LIMIT $2",
+            filter.status.as_deref(),
+            limit,
+        )
         .fetch_all(tx.conn())
         .await?;
         out.extend(rows.into_iter().map(|r| view(None, r)));
@@ -106,13 +110,15 @@ pub async fn list_all(db: &Db, filter: &JobFilter, limit: i64) -> Result<Vec<Job
     tx.commit().await?;
     for tenant in tenants.into_iter().map(TenantId::from_uuid) {
         let mut tx = TenantTx::begin(db, tenant, Actor::System).await?;
-        let rows: Vec<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT {COLUMNS} FROM jobs WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
-             ORDER BY created_at DESC LIMIT $3"
-        )))
-        .bind(tenant)
-        .bind(&filter.status)
-        .bind(limit)
+        let rows = sqlx::query_as!(
+            Row,
+            "SELECT id, queue, kind, status, attempts, max_attempts, progress, payload, last_error, created_at, finished_at
+             FROM jobs WHERE tenant_id = $1 AND ($2::text IS NULL OR status = $2)
+             ORDER BY created_at DESC LIMIT $3",
+            tenant.as_uuid(),
+            filter.status.as_deref(),
+            limit,
+        )
         .fetch_all(tx.conn())
         .await?;
         tx.commit().await?;
@@ -126,20 +132,22 @@ pub async fn list_all(db: &Db, filter: &JobFilter, limit: i64) -> Result<Vec<Job
 /// Any job by id: the queue entry's envelope names its tenant.
 pub async fn show(db: &Db, id: Uuid) -> Result<Option<JobView>, Problem> {
     let mut tx = SystemTx::begin(db, Actor::System).await?;
-    let platform: Option<Row> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-        "SELECT {COLUMNS} FROM platform_jobs WHERE id = $1"
-    )))
-    .bind(id)
+    let platform = sqlx::query_as!(
+        Row,
+        "SELECT id, queue, kind, status, attempts, max_attempts, progress, payload, last_error, created_at, finished_at
+         FROM platform_jobs WHERE id = $1",
+        id,
+    )
     .fetch_optional(tx.conn())
     .await?;
     if let Some(r) = platform {
         return Ok(Some(view(None, r)));
     }
-    let tenant: Option<Option<Uuid>> = sqlx::query_scalar(
+    let tenant = sqlx::query_scalar!(
         "SELECT (convert_from(job, 'UTF8')::jsonb ->> 'tenant_id')::uuid FROM apalis.jobs
          WHERE convert_from(job, 'UTF8')::jsonb ->> 'job_id' = $1::text",
+        id.to_string(),
     )
-    .bind(id)
     .fetch_optional(tx.conn())
     .await?;
     tx.commit().await?;
@@ -164,24 +172,32 @@ pub async fn retry(db: &Db, id: Uuid) -> Result<bool, Problem> {
         return Ok(false);
     }
     let tenant = job.tenant_id.map(TenantId::from_uuid);
-    let (table, key) = crate::store::table(tenant);
     for _ in 0..40 {
         let redriven = crate::store::with_row(db, tenant, async |conn: &mut sqlx::PgConnection| {
-            let task: Option<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "UPDATE {table} SET status = 'queued', attempts = 0, progress = 0, finished_at = NULL, updated_at = now()
-                 WHERE {key} AND status = 'dead' RETURNING task_id"
-            )))
-            .bind(tenant)
-            .bind(id)
-            .fetch_optional(&mut *conn)
-            .await?
+            let task = match tenant {
+                Some(t) => sqlx::query_scalar!(
+                    "UPDATE jobs SET status = 'queued', attempts = 0, progress = 0, finished_at = NULL, updated_at = now()
+                     WHERE tenant_id = $1 AND id = $2 AND status = 'dead' RETURNING task_id",
+                    t.as_uuid(),
+                    id,
+                )
+                .fetch_optional(&mut *conn)
+                .await?,
+                None => sqlx::query_scalar!(
+                    "UPDATE platform_jobs SET status = 'queued', attempts = 0, progress = 0, finished_at = NULL, updated_at = now()
+                     WHERE id = $1 AND status = 'dead' RETURNING task_id",
+                    id,
+                )
+                .fetch_optional(&mut *conn)
+                .await?,
+            }
             .flatten();
-            let redriven = sqlx::query(
+            let redriven = sqlx::query!(
                 "UPDATE apalis.jobs SET status = 'Pending', attempts = 0, run_at = now(),
                         lock_by = NULL, lock_at = NULL, done_at = NULL, last_result = NULL
                  WHERE id = $1 AND status IN ('Failed', 'Killed')",
+                task,
             )
-            .bind(task)
             .execute(&mut *conn)
             .await?
             .rows_affected();
@@ -222,14 +238,15 @@ pub async fn purge_finished(
     let seconds = age.as_secs_f64();
     let mut purged = 0;
     let mut tx = SystemTx::begin(db, Actor::System).await?;
-    let tenants: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM tenants")
+    let tenants = sqlx::query_scalar!("SELECT id FROM tenants")
         .fetch_all(tx.conn())
         .await?;
-    let tasks: Vec<Option<String>> = sqlx::query_scalar(
-        "DELETE FROM platform_jobs WHERE status = $1 AND finished_at < now() - make_interval(secs => $2) RETURNING task_id",
+    let tasks = sqlx::query_scalar!(
+        "DELETE FROM platform_jobs WHERE status = $1 AND finished_at < now() - make_interval(secs => $2)
+         RETURNING task_id",
+        status,
+        seconds,
     )
-    .bind(status)
-    .bind(seconds)
     .fetch_all(tx.conn())
     .await?;
     purged += tasks.len() as u64;
@@ -237,13 +254,13 @@ pub async fn purge_finished(
     tx.commit().await?;
     for tenant in tenants.into_iter().map(TenantId::from_uuid) {
         let mut tx = TenantTx::begin(db, tenant, Actor::System).await?;
-        let tasks: Vec<Option<String>> = sqlx::query_scalar(
+        let tasks = sqlx::query_scalar!(
             "DELETE FROM jobs WHERE tenant_id = $1 AND status = $2 AND finished_at < now() - make_interval(secs => $3)
              RETURNING task_id",
+            tenant.as_uuid(),
+            status,
+            seconds,
         )
-        .bind(tenant)
-        .bind(status)
-        .bind(seconds)
         .fetch_all(tx.conn())
         .await?;
         purged += tasks.len() as u64;
@@ -259,8 +276,7 @@ async fn delete_tasks(
 ) -> Result<(), Problem> {
     let ids: Vec<String> = tasks.into_iter().flatten().collect();
     if !ids.is_empty() {
-        sqlx::query("DELETE FROM apalis.jobs WHERE id = ANY($1)")
-            .bind(&ids)
+        sqlx::query!("DELETE FROM apalis.jobs WHERE id = ANY($1)", &ids)
             .execute(conn)
             .await?;
     }

@@ -211,9 +211,38 @@ impl JobError {
     }
 }
 
+/// An error and its causes, outermost first: `a: b: c`.
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+impl JobError {
+    /// A retryable failure that records `e` with its whole cause chain.
+    pub fn caused_by(e: &(dyn std::error::Error + 'static)) -> JobError {
+        JobError::Retry(chain(e))
+    }
+}
+
 impl From<kernel::Problem> for JobError {
+    /// A job has no request id to quote: what is kept is the problem's real cause (a
+    /// database error, a module's error) when it has one, else the problem itself.
     fn from(p: kernel::Problem) -> JobError {
-        JobError::Retry(p.to_string())
+        match p.cause() {
+            Some(cause) => JobError::Retry(format!(
+                "{} {}: {}",
+                p.status().as_u16(),
+                p.code(),
+                chain(cause)
+            )),
+            None => JobError::Retry(p.to_string()),
+        }
     }
 }
 

@@ -1,4 +1,6 @@
-//! SQL of the job runner: our rows, and the apalis queue entries they mirror.
+//! SQL of the job runner: our rows, and the apalis queue entries they mirror. A tenant's
+//! job has its row in `jobs`, a platform job in `platform_jobs` (the same shape); each
+//! statement exists once per table, so sqlx checks both.
 
 use std::time::Duration;
 
@@ -25,17 +27,17 @@ pub(crate) async fn insert(
     // Our own insert instead of apalis's push_tasks: a duplicate idempotency key is ignored
     // (push_tasks would abort the transaction), and run_at uses the database's clock, so
     // the NOTIFY trigger (run_at <= now()) fires for every immediate job.
-    let task_id: Option<String> = sqlx::query_scalar(
+    let task_id = sqlx::query_scalar!(
         "INSERT INTO apalis.jobs (id, job_type, job, max_attempts, run_at, priority, idempotency_key)
          VALUES (apalis.generate_ulid(), $1, $2, $3, now() + make_interval(secs => $4), 0, $5)
          ON CONFLICT (job_type, idempotency_key) DO NOTHING
          RETURNING id",
+        job.queue,
+        envelope(job.id, tenant),
+        max_attempts,
+        job.delay.unwrap_or_default().as_secs_f64(),
+        job.idempotency_key.as_deref(),
     )
-    .bind(job.queue)
-    .bind(envelope(job.id, tenant))
-    .bind(max_attempts)
-    .bind(job.delay.unwrap_or_default().as_secs_f64())
-    .bind(&job.idempotency_key)
     .fetch_optional(&mut *conn)
     .await?;
     let Some(task_id) = task_id else {
@@ -43,31 +45,37 @@ pub(crate) async fn insert(
         return Ok(());
     };
     match tenant {
-        Some(tenant) => sqlx::query(
-            "INSERT INTO jobs (tenant_id, id, queue, kind, payload, max_attempts, task_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(tenant),
-        None => sqlx::query(
-            "INSERT INTO platform_jobs (id, queue, kind, payload, max_attempts, task_id) VALUES ($1, $2, $3, $4, $5, $6)",
-        ),
-    }
-    .bind(job.id)
-    .bind(job.queue)
-    .bind(&job.kind)
-    .bind(&job.payload)
-    .bind(max_attempts)
-    .bind(task_id)
-    .execute(&mut *conn)
-    .await?;
+        Some(tenant) => {
+            sqlx::query!(
+                "INSERT INTO jobs (tenant_id, id, queue, kind, payload, max_attempts, task_id)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                tenant.as_uuid(),
+                job.id,
+                job.queue,
+                job.kind,
+                job.payload,
+                max_attempts,
+                task_id,
+            )
+            .execute(&mut *conn)
+            .await?
+        }
+        None => {
+            sqlx::query!(
+                "INSERT INTO platform_jobs (id, queue, kind, payload, max_attempts, task_id)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+                job.id,
+                job.queue,
+                job.kind,
+                job.payload,
+                max_attempts,
+                task_id,
+            )
+            .execute(&mut *conn)
+            .await?
+        }
+    };
     Ok(())
-}
-
-/// The table of a job's row and the condition on its key.
-pub(crate) fn table(tenant: Option<TenantId>) -> (&'static str, &'static str) {
-    match tenant {
-        Some(_) => ("jobs", "tenant_id = $1 AND id = $2"),
-        None => ("platform_jobs", "$1::uuid IS NULL AND id = $2"),
-    }
 }
 
 /// Runs `f` on the job's row in a transaction of the right scope.
@@ -98,22 +106,30 @@ pub(crate) async fn set_progress(
     id: Uuid,
     progress: f32,
 ) -> Result<(), Problem> {
-    let (table, key) = table(tenant);
     with_row(db, tenant, async |conn: &mut PgConnection| {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE {table} SET progress = $3, updated_at = now() WHERE {key}"
-        )))
-        .bind(tenant)
-        .bind(id)
-        .bind(progress)
-        .execute(conn)
-        .await?;
+        match tenant {
+            Some(t) => sqlx::query!(
+                "UPDATE jobs SET progress = $3, updated_at = now() WHERE tenant_id = $1 AND id = $2",
+                t.as_uuid(),
+                id,
+                progress,
+            )
+            .execute(conn)
+            .await?,
+            None => sqlx::query!(
+                "UPDATE platform_jobs SET progress = $2, updated_at = now() WHERE id = $1",
+                id,
+                progress,
+            )
+            .execute(conn)
+            .await?,
+        };
         Ok(())
     })
     .await
 }
 
-/// The row a run needs: kind, payload, status, max attempts.
+/// The row a run needs: kind, payload, status.
 pub(crate) struct RunRow {
     pub kind: String,
     pub payload: Value,
@@ -127,27 +143,47 @@ pub(crate) async fn start(
     id: Uuid,
     attempt: i32,
 ) -> Result<Option<RunRow>, Problem> {
-    let (table, key) = table(tenant);
     with_row(db, tenant, async |conn: &mut PgConnection| {
-        let row: Option<(String, Value, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT kind, payload, status FROM {table} WHERE {key} FOR UPDATE"
-        )))
-        .bind(tenant)
-        .bind(id)
-        .fetch_optional(&mut *conn)
-        .await?;
-        let Some((kind, payload, status)) = row else { return Ok(None) };
-        if status != "succeeded" && status != "dead" {
-            sqlx::query(sqlx::AssertSqlSafe(format!(
-                "UPDATE {table} SET status = 'running', attempts = $3, started_at = now(), updated_at = now() WHERE {key}"
-            )))
-            .bind(tenant)
-            .bind(id)
-            .bind(attempt)
-            .execute(&mut *conn)
-            .await?;
+        let row = match tenant {
+            Some(t) => sqlx::query_as!(
+                RunRow,
+                "SELECT kind, payload, status FROM jobs WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
+                t.as_uuid(),
+                id,
+            )
+            .fetch_optional(&mut *conn)
+            .await?,
+            None => sqlx::query_as!(
+                RunRow,
+                "SELECT kind, payload, status FROM platform_jobs WHERE id = $1 FOR UPDATE",
+                id,
+            )
+            .fetch_optional(&mut *conn)
+            .await?,
+        };
+        let Some(row) = row else { return Ok(None) };
+        if row.status != "succeeded" && row.status != "dead" {
+            match tenant {
+                Some(t) => sqlx::query!(
+                    "UPDATE jobs SET status = 'running', attempts = $3, started_at = now(), updated_at = now()
+                     WHERE tenant_id = $1 AND id = $2",
+                    t.as_uuid(),
+                    id,
+                    attempt,
+                )
+                .execute(&mut *conn)
+                .await?,
+                None => sqlx::query!(
+                    "UPDATE platform_jobs SET status = 'running', attempts = $2, started_at = now(), updated_at = now()
+                     WHERE id = $1",
+                    id,
+                    attempt,
+                )
+                .execute(&mut *conn)
+                .await?,
+            };
         }
-        Ok(Some(RunRow { kind, payload, status }))
+        Ok(Some(row))
     })
     .await
 }
@@ -168,32 +204,50 @@ pub(crate) async fn finish(
     task_id: &str,
     outcome: Outcome<'_>,
 ) -> Result<(), Problem> {
-    let (table, key) = table(tenant);
     with_row(db, tenant, async |conn: &mut PgConnection| {
         let (status, error, finished) = match &outcome {
             Outcome::Succeeded => ("succeeded", None, true),
             Outcome::Failed(e, _) => ("failed", Some(*e), false),
             Outcome::Dead(e) => ("dead", Some(*e), true),
         };
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "UPDATE {table} SET status = $3, last_error = coalesce($4, last_error),
-                    progress = CASE WHEN $3 = 'succeeded' THEN 1 ELSE progress END,
-                    finished_at = CASE WHEN $5 THEN now() END, updated_at = now()
-             WHERE {key}"
-        )))
-        .bind(tenant)
-        .bind(id)
-        .bind(status)
-        .bind(error.map(|e| truncate(e, 2000)))
-        .bind(finished)
-        .execute(&mut *conn)
-        .await?;
+        let error = error.map(|e| truncate(e, 2000));
+        match tenant {
+            Some(t) => {
+                sqlx::query!(
+                    "UPDATE jobs SET status = $3, last_error = coalesce($4, last_error),
+                        progress = CASE WHEN $3 = 'succeeded' THEN 1 ELSE progress END,
+                        finished_at = CASE WHEN $5 THEN now() END, updated_at = now()
+                 WHERE tenant_id = $1 AND id = $2",
+                    t.as_uuid(),
+                    id,
+                    status,
+                    error,
+                    finished,
+                )
+                .execute(&mut *conn)
+                .await?
+            }
+            None => {
+                sqlx::query!(
+                    "UPDATE platform_jobs SET status = $2, last_error = coalesce($3, last_error),
+                        progress = CASE WHEN $2 = 'succeeded' THEN 1 ELSE progress END,
+                        finished_at = CASE WHEN $4 THEN now() END, updated_at = now()
+                 WHERE id = $1",
+                    id,
+                    status,
+                    error,
+                    finished,
+                )
+                .execute(&mut *conn)
+                .await?
+            }
+        };
         if let Outcome::Failed(_, delay) = outcome {
-            sqlx::query(
+            sqlx::query!(
                 "UPDATE apalis.jobs SET run_at = now() + make_interval(secs => $2) WHERE id = $1",
+                task_id,
+                delay.as_secs_f64(),
             )
-            .bind(task_id)
-            .bind(delay.as_secs_f64())
             .execute(&mut *conn)
             .await?;
         }
@@ -221,36 +275,29 @@ pub struct QueueStats {
     pub running: i64,
 }
 
-/// Every queue's state, for `/metrics` at scrape time.
-pub async fn queue_stats(db: &Db) -> Result<Vec<QueueStats>, Problem> {
+/// The state of `queues` (each one, even when empty, so dashboards and alerts always have a
+/// series) and of any other queue that holds jobs, for `/metrics` at scrape time.
+pub async fn queue_stats(db: &Db, queues: &[&str]) -> Result<Vec<QueueStats>, Problem> {
+    let queues: Vec<String> = queues.iter().map(|q| q.to_string()).collect();
     let mut tx = SystemTx::begin(db, Actor::System).await?;
-    let rows: Vec<(String, i64, f64, i64, i64, i64, i64)> = sqlx::query_as(
-        "SELECT job_type,
-                count(*) FILTER (WHERE status IN ('Pending', 'Queued') OR (status = 'Failed' AND attempts < max_attempts)),
-                coalesce(extract(epoch FROM now() - min(run_at) FILTER (
-                    WHERE (status IN ('Pending', 'Queued') OR (status = 'Failed' AND attempts < max_attempts)) AND run_at <= now()
-                )), 0)::float8,
-                count(*) FILTER (WHERE status = 'Done'),
-                count(*) FILTER (WHERE status = 'Failed' AND attempts < max_attempts),
-                count(*) FILTER (WHERE status = 'Killed' OR (status = 'Failed' AND attempts >= max_attempts)),
-                count(*) FILTER (WHERE status = 'Running')
-         FROM apalis.jobs GROUP BY job_type ORDER BY job_type",
+    let stats = sqlx::query_as!(
+        QueueStats,
+        r#"SELECT q.job_type AS "queue!",
+                count(*) FILTER (WHERE j.status IN ('Pending', 'Queued') OR (j.status = 'Failed' AND j.attempts < j.max_attempts)) AS "queued!",
+                coalesce(extract(epoch FROM now() - min(j.run_at) FILTER (
+                    WHERE (j.status IN ('Pending', 'Queued') OR (j.status = 'Failed' AND j.attempts < j.max_attempts)) AND j.run_at <= now()
+                )), 0)::float8 AS "oldest_queued_seconds!",
+                count(*) FILTER (WHERE j.status = 'Done') AS "succeeded!",
+                count(*) FILTER (WHERE j.status = 'Failed' AND j.attempts < j.max_attempts) AS "failed!",
+                count(*) FILTER (WHERE j.status = 'Killed' OR (j.status = 'Failed' AND j.attempts >= j.max_attempts)) AS "dead!",
+                count(*) FILTER (WHERE j.status = 'Running') AS "running!"
+         FROM (SELECT unnest($1::text[]) AS job_type UNION SELECT DISTINCT job_type FROM apalis.jobs) q
+         LEFT JOIN apalis.jobs j ON j.job_type = q.job_type
+         GROUP BY q.job_type ORDER BY q.job_type"#,
+        &queues,
     )
     .fetch_all(tx.conn())
     .await?;
     tx.commit().await?;
-    Ok(rows
-        .into_iter()
-        .map(
-            |(queue, queued, oldest, succeeded, failed, dead, running)| QueueStats {
-                queue,
-                queued,
-                oldest_queued_seconds: oldest,
-                succeeded,
-                failed,
-                dead,
-                running,
-            },
-        )
-        .collect())
+    Ok(stats)
 }

@@ -102,18 +102,27 @@ fn decide(
     }
 }
 
+/// Whose keys: a tenant's (`idempotency_keys`), or a user's on tenant-less endpoints
+/// (`user_idempotency_keys`).
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy)]
+pub enum Keys {
+    Tenant(Uuid),
+    User(Uuid),
+}
+
 /// The handles a key can be scoped to: a tenant's keys, or a user's on tenant-less endpoints.
 pub trait IdempotencyScope: Tx + Sized {
-    /// The table and its owner column, and the owner.
+    /// Whose keys this handle claims.
     #[doc(hidden)]
-    fn keys_of(&self) -> (&'static str, &'static str, Uuid);
+    fn keys_of(&self) -> Keys;
     #[doc(hidden)]
     fn finish(self) -> impl Future<Output = Result<(), Problem>> + Send;
 }
 
 impl IdempotencyScope for TenantTx {
-    fn keys_of(&self) -> (&'static str, &'static str, Uuid) {
-        ("idempotency_keys", "tenant_id", self.tenant_id().as_uuid())
+    fn keys_of(&self) -> Keys {
+        Keys::Tenant(self.tenant_id().as_uuid())
     }
     async fn finish(self) -> Result<(), Problem> {
         self.commit().await
@@ -121,51 +130,95 @@ impl IdempotencyScope for TenantTx {
 }
 
 impl IdempotencyScope for UserTx {
-    fn keys_of(&self) -> (&'static str, &'static str, Uuid) {
-        ("user_idempotency_keys", "user_id", self.user_id().as_uuid())
+    fn keys_of(&self) -> Keys {
+        Keys::User(self.user_id().as_uuid())
     }
     async fn finish(self) -> Result<(), Problem> {
         self.commit().await
     }
 }
 
+/// A stored claim: the request's fingerprint and, once committed, its response.
+struct ClaimRow {
+    fingerprint: Vec<u8>,
+    status: Option<i16>,
+    body: Option<serde_json::Value>,
+}
+
 /// Inserts the claim row, or reads the row a previous (or concurrent, once it commits)
-/// request left.
+/// request left. The two key tables have the same shape; each gets its own checked
+/// statements.
 async fn claim_row<S: IdempotencyScope>(
     tx: &mut S,
     key: &IdempotencyKey,
     fingerprint: &Fingerprint,
 ) -> Result<Claim, Problem> {
-    let (table, owner_column, owner) = tx.keys_of();
-    let sql = |text: String| sqlx::AssertSqlSafe(text);
-    sqlx::query(sql(format!(
-        "DELETE FROM {table} WHERE {owner_column} = $1 AND key = $2 AND expires_at <= now()"
-    )))
-    .bind(owner)
-    .bind(key.as_str())
-    .execute(tx.conn())
-    .await?;
-    let inserted = sqlx::query(sql(format!(
-        "INSERT INTO {table} ({owner_column}, key, fingerprint, expires_at) VALUES ($1, $2, $3, now() + interval '24 hours')
-         ON CONFLICT ({owner_column}, key) DO NOTHING"
-    )))
-    .bind(owner)
-    .bind(key.as_str())
-    .bind(&fingerprint.0[..])
-    .execute(tx.conn())
-    .await?
-    .rows_affected();
-    if inserted == 1 {
-        return Ok(Claim::Fresh);
-    }
-    let row = sqlx::query_as(sql(format!(
-        "SELECT fingerprint, status, body FROM {table} WHERE {owner_column} = $1 AND key = $2"
-    )))
-    .bind(owner)
-    .bind(key.as_str())
-    .fetch_optional(tx.conn())
-    .await?;
-    decide(row, fingerprint)
+    let (key, print) = (key.as_str(), &fingerprint.0[..]);
+    let row = match tx.keys_of() {
+        Keys::Tenant(owner) => {
+            sqlx::query!(
+                "DELETE FROM idempotency_keys WHERE tenant_id = $1 AND key = $2 AND expires_at <= now()",
+                owner,
+                key,
+            )
+            .execute(tx.conn())
+            .await?;
+            let inserted = sqlx::query!(
+                "INSERT INTO idempotency_keys (tenant_id, key, fingerprint, expires_at)
+                 VALUES ($1, $2, $3, now() + interval '24 hours')
+                 ON CONFLICT (tenant_id, key) DO NOTHING",
+                owner,
+                key,
+                print,
+            )
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                return Ok(Claim::Fresh);
+            }
+            sqlx::query_as!(
+                ClaimRow,
+                "SELECT fingerprint, status, body FROM idempotency_keys WHERE tenant_id = $1 AND key = $2",
+                owner,
+                key,
+            )
+            .fetch_optional(tx.conn())
+            .await?
+        }
+        Keys::User(owner) => {
+            sqlx::query!(
+                "DELETE FROM user_idempotency_keys WHERE user_id = $1 AND key = $2 AND expires_at <= now()",
+                owner,
+                key,
+            )
+            .execute(tx.conn())
+            .await?;
+            let inserted = sqlx::query!(
+                "INSERT INTO user_idempotency_keys (user_id, key, fingerprint, expires_at)
+                 VALUES ($1, $2, $3, now() + interval '24 hours')
+                 ON CONFLICT (user_id, key) DO NOTHING",
+                owner,
+                key,
+                print,
+            )
+            .execute(tx.conn())
+            .await?
+            .rows_affected();
+            if inserted == 1 {
+                return Ok(Claim::Fresh);
+            }
+            sqlx::query_as!(
+                ClaimRow,
+                "SELECT fingerprint, status, body FROM user_idempotency_keys WHERE user_id = $1 AND key = $2",
+                owner,
+                key,
+            )
+            .fetch_optional(tx.conn())
+            .await?
+        }
+    };
+    decide(row.map(|r| (r.fingerprint, r.status, r.body)), fingerprint)
 }
 
 async fn store_row<S: IdempotencyScope>(
@@ -174,16 +227,26 @@ async fn store_row<S: IdempotencyScope>(
     status: i16,
     body: &serde_json::Value,
 ) -> Result<(), Problem> {
-    let (table, owner_column, owner) = tx.keys_of();
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "UPDATE {table} SET status = $3, body = $4 WHERE {owner_column} = $1 AND key = $2"
-    )))
-    .bind(owner)
-    .bind(key.as_str())
-    .bind(status)
-    .bind(body)
-    .execute(tx.conn())
-    .await?;
+    match tx.keys_of() {
+        Keys::Tenant(owner) => sqlx::query!(
+            "UPDATE idempotency_keys SET status = $3, body = $4 WHERE tenant_id = $1 AND key = $2",
+            owner,
+            key.as_str(),
+            status,
+            body,
+        )
+        .execute(tx.conn())
+        .await?,
+        Keys::User(owner) => sqlx::query!(
+            "UPDATE user_idempotency_keys SET status = $3, body = $4 WHERE user_id = $1 AND key = $2",
+            owner,
+            key.as_str(),
+            status,
+            body,
+        )
+        .execute(tx.conn())
+        .await?,
+    };
     Ok(())
 }
 
@@ -253,8 +316,8 @@ impl Tx for UserKeyed {
 }
 
 impl IdempotencyScope for UserKeyed {
-    fn keys_of(&self) -> (&'static str, &'static str, Uuid) {
-        ("user_idempotency_keys", "user_id", self.1.as_uuid())
+    fn keys_of(&self) -> Keys {
+        Keys::User(self.1.as_uuid())
     }
     async fn finish(self) -> Result<(), Problem> {
         self.0.commit().await

@@ -132,13 +132,13 @@ impl Mailer {
 pub async fn queue<T: Tx>(tx: &mut T, to: &Email, template: &Template) -> Result<Uuid, Problem> {
     let id = Uuid::now_v7();
     let params = serde_json::to_value(template).map_err(|_| Problem::internal())?;
-    sqlx::query(
+    sqlx::query!(
         "INSERT INTO mail_outbox (id, recipient, template, params) VALUES ($1, $2, $3, $4)",
+        id,
+        to.as_str(),
+        template.kind(),
+        params,
     )
-    .bind(id)
-    .bind(to.as_str())
-    .bind(template.kind())
-    .bind(params)
     .execute(tx.conn())
     .await?;
     tx.enqueue(NewJob::new(
@@ -155,17 +155,18 @@ async fn send_queued(mailer: &Mailer, job: JobContext) -> Result<(), JobError> {
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| JobError::fatal("no message_id in the payload"))?;
     let mut tx = SystemTx::begin(&job.db, Actor::System).await?;
-    let row: Option<(String, serde_json::Value, Option<String>)> = sqlx::query_as(
-        "SELECT recipient, params, sent_at::text FROM mail_outbox WHERE id = $1 FOR UPDATE",
+    let row = sqlx::query!(
+        r#"SELECT recipient, params, sent_at IS NOT NULL AS "sent!" FROM mail_outbox WHERE id = $1 FOR UPDATE"#,
+        id,
     )
-    .bind(id)
     .fetch_optional(tx.conn())
     .await
-    .map_err(JobError::retry)?;
-    let Some((recipient, params, sent)) = row else {
+    .map_err(|e| JobError::caused_by(&e))?;
+    let Some(row) = row else {
         return Err(JobError::fatal("no such message"));
     };
-    if sent.is_some() {
+    let (recipient, params) = (row.recipient, row.params);
+    if row.sent {
         return Ok(());
     }
     let template: Template = serde_json::from_value(params).map_err(JobError::fatal)?;
@@ -175,11 +176,13 @@ async fn send_queued(mailer: &Mailer, job: JobContext) -> Result<(), JobError> {
         .await
         .map_err(JobError::retry)?;
     // Sent: keep the record, drop what it carried (links with single-use tokens).
-    sqlx::query("UPDATE mail_outbox SET sent_at = now(), params = '{}' WHERE id = $1")
-        .bind(id)
-        .execute(tx.conn())
-        .await
-        .map_err(JobError::retry)?;
+    sqlx::query!(
+        "UPDATE mail_outbox SET sent_at = now(), params = '{}' WHERE id = $1",
+        id
+    )
+    .execute(tx.conn())
+    .await
+    .map_err(|e| JobError::caused_by(&e))?;
     tx.commit().await?;
     tracing::info!(message = %id, template = template.kind(), "mail sent");
     Ok(())

@@ -146,6 +146,8 @@ pub(crate) struct AppState {
     pub spec: String,
     pub docs: ops::DocsPage,
     pub metrics_on_main: bool,
+    /// The platform's queues: `/metrics` reports each, even when empty.
+    pub queues: Vec<&'static str>,
 }
 
 /// A running HTTP server.
@@ -185,6 +187,7 @@ impl Server {
             spec: serde_json::to_string_pretty(&spec)?,
             docs,
             metrics_on_main: config.admin_listen.is_none(),
+            queues: jobs::default_queues().iter().map(|q| q.name).collect(),
         });
 
         let (shutdown, rx) = watch::channel(false);

@@ -34,7 +34,12 @@ pub async fn ready(state: Data<&Arc<AppState>>) -> Response {
 pub async fn metrics(state: Data<&Arc<AppState>>) -> Response {
     let mut text = state.metrics.render();
     let db = kernel::Db::new(state.pool.clone());
-    match tokio::time::timeout(std::time::Duration::from_secs(3), jobs::queue_stats(&db)).await {
+    match tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        jobs::queue_stats(&db, &state.queues),
+    )
+    .await
+    {
         Ok(Ok(stats)) => {
             let body = text.strip_suffix("# EOF\n").unwrap_or(&text).to_string();
             text = format!("{body}{}# EOF\n", jobs_metrics(&stats));

@@ -56,6 +56,18 @@ async fn metrics_show_the_job_queues_computed_from_the_database() {
 }
 
 #[tokio::test]
+async fn an_empty_queue_reports_zero_instead_of_no_series() {
+    let app = TestApp::spawn().await;
+    let text = app.get("/metrics").await.text().await.unwrap();
+    for queue in jobs::default_queues() {
+        for gauge in ["balance_jobs_queued", "balance_jobs_oldest_queued_seconds"] {
+            let series = format!("{gauge}{{queue=\"{}\"}} 0\n", queue.name);
+            assert!(text.contains(&series), "no `{series}` in:\n{text}");
+        }
+    }
+}
+
+#[tokio::test]
 async fn operators_list_show_retry_and_purge_dead_jobs_run_by_balance_worker() {
     let app = TestApp::spawn().await;
     let tenant = seed::tenant(&app.kernel_db, "A").await;

@@ -306,18 +306,52 @@ async fn queue_stats_count_waiting_and_finished_jobs_per_queue() {
     for _ in 0..3 {
         env.enqueue(tenant, "slow", "test.noop", json!({})).await;
     }
-    let stats = jobs::queue_stats(&env.kdb).await.unwrap();
+    let stats = jobs::queue_stats(&env.kdb, &["slow", "idle"])
+        .await
+        .unwrap();
     let slow = stats.iter().find(|s| s.queue == "slow").unwrap();
     assert_eq!((slow.queued, slow.succeeded), (3, 0));
+    let idle = stats
+        .iter()
+        .find(|s| s.queue == "idle")
+        .expect("an empty queue has stats");
+    assert_eq!((idle.queued, idle.oldest_queued_seconds), (0, 0.0));
     assert!(slow.oldest_queued_seconds >= 0.0);
     let registry = Registry::default().handle("test.noop", |_job| async { Ok(()) });
     let (_stop, _runner) = env.start(registry, fast_config());
     let done = testkit::eventually(Duration::from_secs(30), || async {
-        let stats = jobs::queue_stats(&env.kdb).await.unwrap();
+        let stats = jobs::queue_stats(&env.kdb, &["slow"]).await.unwrap();
         stats
             .into_iter()
             .find(|s| s.queue == "slow" && s.succeeded == 3 && s.queued == 0)
     })
     .await;
     assert!(done.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_run_keeps_its_real_cause_not_a_request_id_to_quote() {
+    let env = Env::new().await;
+    let tenant = env.tenant().await;
+    let registry = Registry::default().handle("test.sql_error", |job| async move {
+        let tenant = job.tenant_id.expect("a tenant job");
+        let mut tx = kernel::TenantTx::begin(&job.db, tenant, kernel::Actor::System).await?;
+        // Any database failure a handler meets travels as a Problem through `?`.
+        sqlx::query("SELECT 1 / 0")
+            .execute(tx.conn())
+            .await
+            .map_err(kernel::Problem::from)?;
+        Ok(())
+    });
+    let (_stop, _runner) = env.start(registry, fast_config());
+    let id = env
+        .enqueue(tenant, "work", "test.sql_error", json!({}))
+        .await;
+    let error = testkit::eventually(Duration::from_secs(30), || async {
+        env.job(tenant, id).await.and_then(|(_, _, _, e)| e)
+    })
+    .await
+    .expect("the run failed and recorded why");
+    assert!(error.contains("division by zero"), "{error}");
+    assert!(!error.contains("request id"), "{error}");
 }
