@@ -81,6 +81,30 @@ impl TestDb {
         Self::clone_from(&urls, Some(&template)).await
     }
 
+    /// A fresh database with the platform's own migrations (`migrations/`, no job queue
+    /// schema): what a module's service tests need.
+    pub async fn with_migrations() -> anyhow::Result<TestDb> {
+        Self::migrated("", |t| async move {
+            Ok(kernel::migrate::migrate(&t.owner_url, &t.runtime_url).await?)
+        })
+        .await
+    }
+
+    /// The kernel's handle on this database, as the runtime role, with `hooks` installed
+    /// (the audit log, the job outbox), in that order.
+    pub async fn kernel_db(
+        &self,
+        hooks: impl IntoIterator<Item = std::sync::Arc<dyn kernel::CommitHook>>,
+    ) -> anyhow::Result<kernel::Db> {
+        let pool = sqlx::postgres::PgPoolOptions::new()
+            .max_connections(20)
+            .connect(&self.runtime_url)
+            .await?;
+        Ok(hooks
+            .into_iter()
+            .fold(kernel::Db::new(pool), kernel::Db::with_hook))
+    }
+
     /// A fresh database with no migrations applied.
     pub async fn empty() -> anyhow::Result<TestDb> {
         let urls = cluster_urls()?;

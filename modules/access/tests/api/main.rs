@@ -7,7 +7,6 @@ use access::{AccessError, Authorizer, Policy, PolicyStore, RoleDefinition, RoleN
 use audit::{AuditLog, Keys};
 use identity::{Identity, IdentityConfig};
 use kernel::{Actor, Db, Problem, TenantId, TenantTx, UserId, auth::Authorize};
-use sqlx::postgres::PgPoolOptions;
 use testkit::{db::TestDb, seed};
 
 struct Env {
@@ -19,18 +18,10 @@ struct Env {
 
 impl Env {
     async fn new() -> Env {
-        let db = TestDb::migrated("", |t| async move {
-            Ok(kernel::migrate::migrate(&t.owner_url, &t.runtime_url).await?)
-        })
-        .await
-        .unwrap();
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .connect(&db.runtime_url)
-            .await
-            .unwrap();
+        let db = TestDb::with_migrations().await.unwrap();
         let keys = Keys::from_seeds([("test-1", &[11u8; 32][..])]).unwrap();
-        let kdb = Db::new(pool).with_hook(Arc::new(AuditLog::new(keys)));
+        let audit: Arc<dyn kernel::CommitHook> = Arc::new(AuditLog::new(keys));
+        let kdb = db.kernel_db([audit]).await.unwrap();
         let identity = Identity::new(
             kdb.clone(),
             IdentityConfig::ephemeral("http://balance.test".parse().unwrap()),

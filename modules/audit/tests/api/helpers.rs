@@ -2,7 +2,6 @@ use std::sync::Arc;
 
 use audit::{AuditLog, Keys, NewEvent, Record};
 use kernel::{Actor, Db, TenantId, TenantTx};
-use sqlx::postgres::PgPoolOptions;
 use testkit::db::TestDb;
 
 pub struct Env {
@@ -17,18 +16,10 @@ pub fn keys() -> Keys {
 
 impl Env {
     pub async fn new() -> Env {
-        let db = TestDb::migrated("", |t| async move {
-            Ok(kernel::migrate::migrate(&t.owner_url, &t.runtime_url).await?)
-        })
-        .await
-        .unwrap();
-        let pool = PgPoolOptions::new()
-            .max_connections(20)
-            .connect(&db.runtime_url)
-            .await
-            .unwrap();
+        let db = TestDb::with_migrations().await.unwrap();
         let log = AuditLog::new(keys());
-        let kdb = Db::new(pool).with_hook(Arc::new(log.clone()));
+        let hook: Arc<dyn kernel::CommitHook> = Arc::new(log.clone());
+        let kdb = db.kernel_db([hook]).await.unwrap();
         Env { db, kdb, log }
     }
 

@@ -6,22 +6,13 @@ use std::sync::Arc;
 use audit::{AuditLog, Keys};
 use identity::{Identity, IdentityConfig, IdentityError};
 use kernel::{Db, Email, Problem, UserTx};
-use sqlx::postgres::PgPoolOptions;
 use testkit::db::TestDb;
 
 async fn env() -> (TestDb, Db, Identity) {
-    let db = TestDb::migrated("", |t| async move {
-        Ok(kernel::migrate::migrate(&t.owner_url, &t.runtime_url).await?)
-    })
-    .await
-    .unwrap();
-    let pool = PgPoolOptions::new()
-        .max_connections(10)
-        .connect(&db.runtime_url)
-        .await
-        .unwrap();
+    let db = TestDb::with_migrations().await.unwrap();
     let keys = Keys::from_seeds([("test-1", &[11u8; 32][..])]).unwrap();
-    let kdb = Db::new(pool).with_hook(Arc::new(AuditLog::new(keys)));
+    let audit: Arc<dyn kernel::CommitHook> = Arc::new(AuditLog::new(keys));
+    let kdb = db.kernel_db([audit]).await.unwrap();
     let identity = Identity::new(
         kdb.clone(),
         IdentityConfig::ephemeral("http://balance.test".parse().unwrap()),

@@ -4,9 +4,12 @@ use access::{Authorizer, Policy, PolicyStore};
 use audit::{AuditLog, Keys};
 use identity::{Identity, IdentityConfig};
 use kernel::{Db, TenantId, UserId};
-use sqlx::postgres::PgPoolOptions;
 use tenancy::Tenancy;
 use testkit::{db::TestDb, seed};
+
+fn audit_hook(keys: Keys) -> Arc<dyn kernel::CommitHook> {
+    Arc::new(AuditLog::new(keys))
+}
 
 /// A migrated database, the kernel's handle on it with the audit log installed, and the
 /// services a job or the bot would get from the platform.
@@ -19,18 +22,9 @@ pub struct Env {
 
 impl Env {
     pub async fn new() -> Env {
-        let db = TestDb::migrated("", |t| async move {
-            Ok(kernel::migrate::migrate(&t.owner_url, &t.runtime_url).await?)
-        })
-        .await
-        .unwrap();
-        let pool = PgPoolOptions::new()
-            .max_connections(10)
-            .connect(&db.runtime_url)
-            .await
-            .unwrap();
+        let db = TestDb::with_migrations().await.unwrap();
         let keys = Keys::from_seeds([("test-1", &[11u8; 32][..])]).unwrap();
-        let kdb = Db::new(pool).with_hook(Arc::new(AuditLog::new(keys)));
+        let kdb = db.kernel_db([audit_hook(keys)]).await.unwrap();
         let identity = Identity::new(
             kdb.clone(),
             IdentityConfig::ephemeral("http://balance.test".parse().unwrap()),
