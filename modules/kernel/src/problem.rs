@@ -68,7 +68,8 @@ pub struct ProblemBody {
     /// A stable machine-readable code, e.g. `validation_failed`.
     pub code: String,
     /// The invalid fields, for `validation_failed`.
-    #[oai(skip_serializing_if_is_empty)]
+    // `default`: absent means none, so the spec does not list it as required.
+    #[oai(default, skip_serializing_if_is_empty)]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
 }
@@ -407,6 +408,10 @@ const DOCUMENTED: &[(u16, &str)] = &[
     (422, "Some fields are invalid; see `errors`."),
     (429, "Too many requests; see `Retry-After`."),
     (500, "A failure on our side; quote the `request_id`."),
+    (
+        503,
+        "The database is not reachable right now; retry after `Retry-After` seconds.",
+    ),
 ];
 
 impl ApiResponse for Problem {
