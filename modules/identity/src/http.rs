@@ -1,6 +1,6 @@
 //! The identity routes (API.md, Identity).
 
-use kernel::{ApiResult, Email, FieldErrors, JsonBody, Problem, Validate};
+use kernel::{ApiResult, Email, FieldErrors, JsonBody, Problem, RawEmail, Validate};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -46,9 +46,12 @@ fn too_long(errors: &mut FieldErrors, field: &str, value: &str, max: usize) {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
-    pub email: String,
+    pub email: RawEmail,
     /// 12–256 characters, not weak or common.
+    #[oai(validator(min_length = 12, max_length = 256))]
     pub password: String,
+    /// 1–200 characters.
+    #[oai(validator(min_length = 1, max_length = 200))]
     pub name: String,
     /// IANA zone (default `UTC`), used for quiet hours and daily summaries.
     pub time_zone: Option<String>,
@@ -79,9 +82,13 @@ impl Validate for SignupRequest {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    // Not `RawEmail`: any other text is simply no account's address (`401`).
+    #[oai(validator(max_length = 254))]
     pub email: String,
+    #[oai(validator(max_length = 256))]
     pub password: String,
     /// A TOTP code, or a recovery code, when two-factor sign-in is on.
+    #[oai(validator(max_length = 64))]
     pub totp_code: Option<String>,
 }
 
@@ -99,6 +106,7 @@ impl Validate for LoginRequest {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
+    #[oai(validator(max_length = 512))]
     pub token: String,
 }
 
@@ -112,6 +120,7 @@ impl Validate for TokenRequest {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
+    #[oai(validator(max_length = 512))]
     pub refresh_token: String,
 }
 
@@ -125,6 +134,8 @@ impl Validate for RefreshRequest {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
+    // Not `RawEmail`: any other text is no account's address, and the answer is `202` alike.
+    #[oai(validator(max_length = 254))]
     pub email: String,
 }
 
@@ -138,7 +149,10 @@ impl Validate for ResetRequest {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResetConfirmRequest {
+    #[oai(validator(max_length = 512))]
     pub token: String,
+    /// 12–256 characters, not weak or common.
+    #[oai(validator(min_length = 12, max_length = 256))]
     pub new_password: String,
 }
 
@@ -155,6 +169,8 @@ impl Validate for ResetConfirmRequest {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MePatch {
+    /// 1–200 characters.
+    #[oai(validator(min_length = 1, max_length = 200))]
     pub name: Option<String>,
     pub time_zone: Option<String>,
 }
@@ -182,6 +198,7 @@ impl Validate for MePatch {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordRequest {
+    #[oai(validator(max_length = 256))]
     pub password: String,
 }
 
@@ -195,6 +212,7 @@ impl Validate for PasswordRequest {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CodeRequest {
+    #[oai(validator(max_length = 64))]
     pub code: String,
 }
 
