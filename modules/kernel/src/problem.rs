@@ -74,6 +74,11 @@ pub struct ProblemBody {
     pub errors: Vec<FieldError>,
 }
 
+/// The response fields that are left out when they have no value, as `(schema, property)`.
+/// Every other optional field of a response is sent as `null` (docs/ARCHITECTURE.md, "The
+/// spec's rules"); the spec post-processing reads this list to tell the two apart.
+pub const OMITTED_WHEN_ABSENT: &[(&str, &str)] = &[("Problem", "detail"), ("Problem", "errors")];
+
 /// The error a streamed body raises when it passes its limit; reading it becomes a 413.
 #[derive(Debug, Clone, Copy)]
 pub struct BodyTooLarge(pub usize);

@@ -4,6 +4,7 @@
 
 mod edge;
 mod ops;
+mod spec_rules;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -86,7 +87,8 @@ pub fn spec_of<A: OpenApi>(api: A) -> String {
     text
 }
 
-/// Adds what poem-openapi cannot emit: each tenant operation's `x-permission`.
+/// Adds what poem-openapi cannot emit: each tenant operation's `x-permission`, and the spec's
+/// rules of [`spec_rules`] (nullable fields, request rules).
 fn post_process(mut spec: serde_json::Value) -> serde_json::Value {
     let permissions: std::collections::HashMap<_, _> = permissions().collect();
     if let Some(paths) = spec["paths"].as_object_mut() {
@@ -105,6 +107,7 @@ fn post_process(mut spec: serde_json::Value) -> serde_json::Value {
             }
         }
     }
+    spec_rules::apply(&mut spec);
     spec
 }
 
