@@ -182,6 +182,7 @@ impl Server {
         let docs = ops::DocsPage::new(&service.scalar_html());
         let spec = post_process(serde_json::from_str(&service.spec())?);
         let routes = Arc::new(routes_by_operation(&spec));
+        let allowed = Arc::new(edge::Allowed::from_spec(&spec));
         let state = Arc::new(AppState {
             pool,
             metrics: metrics.clone(),
@@ -198,6 +199,7 @@ impl Server {
             config,
             metrics.clone(),
             routes.clone(),
+            allowed.clone(),
         );
         let acceptor = TcpListener::bind(config.listen).into_acceptor().await?;
         let addr = local_addr(&acceptor)?;
@@ -210,6 +212,7 @@ impl Server {
                 config,
                 metrics.clone(),
                 routes.clone(),
+                allowed.clone(),
             );
             let acceptor = TcpListener::bind(admin).into_acceptor().await?;
             admin_addr = Some(local_addr(&acceptor)?);
