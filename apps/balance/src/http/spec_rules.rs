@@ -34,10 +34,7 @@ pub(super) fn apply(spec: &mut Value) {
 /// request's `Option` field may also be left out, so it stays optional there.
 fn optional_fields(name: &str, schema: &mut Value, response_only: bool) {
     let required: BTreeSet<String> = strings(&schema["required"]);
-    let Some(properties) = schema
-        .get_mut("properties")
-        .and_then(Value::as_object_mut)
-    else {
+    let Some(properties) = schema.get_mut("properties").and_then(Value::as_object_mut) else {
         return;
     };
     let mut always_sent = Vec::new();
@@ -103,7 +100,11 @@ fn page_limits(spec: &mut Value) {
 /// to, directly or through other schemas.
 fn reachable(spec: &Value, part: &str) -> BTreeSet<String> {
     let mut todo = Vec::new();
-    for item in spec["paths"].as_object().into_iter().flat_map(|p| p.values()) {
+    for item in spec["paths"]
+        .as_object()
+        .into_iter()
+        .flat_map(|p| p.values())
+    {
         for op in item.as_object().into_iter().flat_map(|ops| ops.values()) {
             refs(&op[part], &mut todo);
         }
@@ -122,7 +123,9 @@ fn refs(v: &Value, out: &mut Vec<String>) {
     match v {
         Value::Object(o) => {
             for (k, x) in o {
-                let target = x.as_str().and_then(|r| r.strip_prefix("#/components/schemas/"));
+                let target = x
+                    .as_str()
+                    .and_then(|r| r.strip_prefix("#/components/schemas/"));
                 match target {
                     Some(name) if k == "$ref" => out.push(name.to_string()),
                     _ => refs(x, out),
@@ -174,7 +177,8 @@ mod tests {
         });
         apply(&mut spec);
         let s = &spec["components"]["schemas"];
-        let nullable_ref = json!({ "allOf": [{ "$ref": "#/components/schemas/Owner" }], "nullable": true });
+        let nullable_ref =
+            json!({ "allOf": [{ "$ref": "#/components/schemas/Owner" }], "nullable": true });
         assert_eq!(s["Thing"]["required"], json!(["id", "gone_at", "owner"]));
         assert_eq!(s["Thing"]["properties"]["gone_at"]["nullable"], true);
         assert_eq!(s["Thing"]["properties"]["owner"], nullable_ref);
@@ -188,7 +192,10 @@ mod tests {
 
         // Left out when absent: neither required nor nullable.
         assert_eq!(s["Problem"]["required"], json!(["title"]));
-        assert_eq!(s["Problem"]["properties"]["detail"], json!({ "type": "string" }));
+        assert_eq!(
+            s["Problem"]["properties"]["detail"],
+            json!({ "type": "string" })
+        );
         assert_eq!(s["Problem"]["properties"]["errors"].get("nullable"), None);
 
         let params = &spec["paths"]["/things"]["get"]["parameters"];
