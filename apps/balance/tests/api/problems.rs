@@ -57,7 +57,11 @@ async fn a_known_path_with_another_method_answers_405_naming_the_methods_it_allo
     let tenant = format!("/api/v1/tenants/{}", uuid::Uuid::now_v7());
     for (method, path, allow) in [
         (reqwest::Method::DELETE, "/api/v1/_test/echo", "POST"),
-        (reqwest::Method::PUT, tenant.as_str(), "DELETE, GET, HEAD, PATCH"),
+        (
+            reqwest::Method::PUT,
+            tenant.as_str(),
+            "DELETE, GET, HEAD, PATCH",
+        ),
         (reqwest::Method::POST, "/health", "GET, HEAD"),
     ] {
         let resp = app
