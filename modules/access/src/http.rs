@@ -104,11 +104,14 @@ kernel::page_object!(
 pub struct NewRole {
     /// 1-40 characters: lowercase letters, digits, `_` and `-`, starting with a letter; not
     /// a built-in role's name.
+    #[oai(validator(min_length = 1, max_length = 40, pattern = "^[a-z][a-z0-9_-]*$"))]
     pub name: String,
     /// Up to 500 characters.
     #[serde(default)]
+    #[oai(validator(max_length = 500))]
     pub description: Option<String>,
     /// Permissions from `GET /api/v1/permissions`, none that the caller lacks.
+    #[oai(validator(min_items = 1))]
     pub permissions: Vec<String>,
 }
 
@@ -116,10 +119,13 @@ pub struct NewRole {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RolePatch {
+    /// Up to 500 characters.
     #[serde(default)]
+    #[oai(validator(max_length = 500))]
     pub description: Option<String>,
     /// The complete new set of permissions.
     #[serde(default)]
+    #[oai(validator(min_items = 1))]
     pub permissions: Option<Vec<String>>,
 }
 

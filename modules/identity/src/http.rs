@@ -1,6 +1,6 @@
 //! The identity routes (API.md, Identity).
 
-use kernel::{ApiResult, Email, FieldErrors, JsonBody, Problem, UserTx, Validate};
+use kernel::{ApiResult, Email, FieldErrors, JsonBody, Problem, RawEmail, UserTx, Validate};
 use poem_openapi::{ApiResponse, Object, OpenApi, param::Path, payload::Json};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -51,9 +51,12 @@ fn too_long(errors: &mut FieldErrors, field: &str, value: &str, max: usize) {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SignupRequest {
-    pub email: String,
+    pub email: RawEmail,
     /// 12–256 characters, not weak or common.
+    #[oai(validator(min_length = 12, max_length = 256))]
     pub password: String,
+    /// 1–200 characters.
+    #[oai(validator(min_length = 1, max_length = 200))]
     pub name: String,
     /// IANA zone (default `UTC`), used for quiet hours and daily summaries.
     pub time_zone: Option<String>,
@@ -84,9 +87,13 @@ impl Validate for SignupRequest {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LoginRequest {
+    // Not `RawEmail`: any other text is simply no account's address (`401`).
+    #[oai(validator(max_length = 254))]
     pub email: String,
+    #[oai(validator(max_length = 256))]
     pub password: String,
     /// A TOTP code, or a recovery code, when two-factor sign-in is on.
+    #[oai(validator(max_length = 64))]
     pub totp_code: Option<String>,
 }
 
@@ -104,6 +111,7 @@ impl Validate for LoginRequest {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenRequest {
+    #[oai(validator(max_length = 512))]
     pub token: String,
 }
 
@@ -117,6 +125,7 @@ impl Validate for TokenRequest {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RefreshRequest {
+    #[oai(validator(max_length = 512))]
     pub refresh_token: String,
 }
 
@@ -130,6 +139,8 @@ impl Validate for RefreshRequest {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResetRequest {
+    // Not `RawEmail`: any other text is no account's address, and the answer is `202` alike.
+    #[oai(validator(max_length = 254))]
     pub email: String,
 }
 
@@ -143,7 +154,10 @@ impl Validate for ResetRequest {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResetConfirmRequest {
+    #[oai(validator(max_length = 512))]
     pub token: String,
+    /// 12–256 characters, not weak or common.
+    #[oai(validator(min_length = 12, max_length = 256))]
     pub new_password: String,
 }
 
@@ -160,6 +174,8 @@ impl Validate for ResetConfirmRequest {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MePatch {
+    /// 1–200 characters.
+    #[oai(validator(min_length = 1, max_length = 200))]
     pub name: Option<String>,
     pub time_zone: Option<String>,
 }
@@ -187,6 +203,7 @@ impl Validate for MePatch {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordRequest {
+    #[oai(validator(max_length = 256))]
     pub password: String,
 }
 
@@ -200,6 +217,7 @@ impl Validate for PasswordRequest {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CodeRequest {
+    #[oai(validator(max_length = 64))]
     pub code: String,
 }
 

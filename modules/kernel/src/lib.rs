@@ -31,7 +31,7 @@ pub use context::RequestContext;
 pub use db::{
     Actor, CommitHook, CommitParts, Db, Scope, SystemTx, TenantTx, Tx, TxContext, UserTx,
 };
-pub use email::Email;
+pub use email::{Email, RawEmail};
 pub use ids::{TenantId, UserId};
 pub use json::{FieldErrors, JsonBody, LazyJson, Validate};
 pub use money::{Currency, Money, MoneyError};

@@ -68,10 +68,16 @@ pub struct ProblemBody {
     /// A stable machine-readable code, e.g. `validation_failed`.
     pub code: String,
     /// The invalid fields, for `validation_failed`.
-    #[oai(skip_serializing_if_is_empty)]
+    // `default`: absent means none, so the spec does not list it as required.
+    #[oai(default, skip_serializing_if_is_empty)]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
 }
+
+/// The response fields that are left out when they have no value, as `(schema, property)`.
+/// Every other optional field of a response is sent as `null` (docs/ARCHITECTURE.md, "The
+/// spec's rules"); the spec post-processing reads this list to tell the two apart.
+pub const OMITTED_WHEN_ABSENT: &[(&str, &str)] = &[("Problem", "detail"), ("Problem", "errors")];
 
 /// The error a streamed body raises when it passes its limit; reading it becomes a 413.
 #[derive(Debug, Clone, Copy)]
@@ -407,6 +413,10 @@ const DOCUMENTED: &[(u16, &str)] = &[
     (422, "Some fields are invalid; see `errors`."),
     (429, "Too many requests; see `Retry-After`."),
     (500, "A failure on our side; quote the `request_id`."),
+    (
+        503,
+        "The database is not reachable right now; retry after `Retry-After` seconds.",
+    ),
 ];
 
 impl ApiResponse for Problem {

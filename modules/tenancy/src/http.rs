@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use identity::Identity;
 use kernel::{
     Actor, ApiResult, DisplayName, Email, FieldErrors, JsonBody, Keyset, LazyJson, Problem,
-    RoleNames, TenantId, TenantTx, UserId, UserTx, Validate,
+    RawEmail, RoleNames, TenantId, TenantTx, UserId, UserTx, Validate,
     auth::{Authorize, BearerAuth},
     concurrency,
     idempotency::{self, Fingerprint, IdempotencyKey, UserKeyed},
@@ -80,6 +80,7 @@ kernel::page_object!(
 #[serde(deny_unknown_fields)]
 pub struct TenantName {
     /// 1–200 characters.
+    #[oai(validator(min_length = 1, max_length = 200))]
     pub name: String,
 }
 
@@ -95,8 +96,9 @@ impl Validate for TenantName {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct NewInvitation {
-    pub email: String,
+    pub email: RawEmail,
     /// Roles the invitee gets, built-in or custom (no more than the inviter holds).
+    #[oai(validator(min_items = 1, max_items = 10))]
     pub roles: Vec<String>,
 }
 
@@ -115,6 +117,7 @@ impl Validate for NewInvitation {
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AcceptInvitation {
+    #[oai(validator(max_length = 512))]
     pub token: String,
 }
 
@@ -133,8 +136,10 @@ impl Validate for AcceptInvitation {
 #[serde(deny_unknown_fields)]
 pub struct NewApiKey {
     /// 1–200 characters, to recognise it later.
+    #[oai(validator(min_length = 1, max_length = 200))]
     pub name: String,
     /// Roles it acts with, built-in or custom (no more than its creator holds).
+    #[oai(validator(min_items = 1, max_items = 10))]
     pub roles: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
 }
@@ -160,6 +165,7 @@ impl Validate for NewApiKey {
 #[serde(deny_unknown_fields)]
 pub struct MemberRoles {
     /// Built-in roles (owner, admin, accountant, viewer, billing) or custom ones.
+    #[oai(validator(min_items = 1, max_items = 10))]
     pub roles: Vec<String>,
 }
 

@@ -9,6 +9,7 @@ use kernel::{Problem, RequestContext};
 use opentelemetry::trace::TraceContextExt;
 use poem::{
     Body, Endpoint, EndpointExt, IntoResponse, PathPattern, Request, Response,
+    error::MethodNotAllowedError,
     http::{HeaderValue, Method, header},
 };
 use poem_openapi::OperationId;
@@ -41,11 +42,58 @@ struct EdgeState {
     metrics: Arc<Metrics>,
     hsts: bool,
     routes: Arc<Routes>,
+    allowed: Arc<Allowed>,
 }
 
 /// The spec's path template of each operation id (`/api/v1/tenants/{tenant_id}`), used as
 /// the route label: poem's own patterns name parameters `:param0`.
 pub type Routes = std::collections::HashMap<String, String>;
+
+/// The methods each route answers, for the `Allow` header every `405` carries (RFC 9110),
+/// keyed by the route's shape: poem's patterns name parameters `:param0`, the spec's
+/// `{tenant_id}`, so both become `*`.
+pub struct Allowed(std::collections::HashMap<String, HeaderValue>);
+
+impl Allowed {
+    /// The methods of each path of the spec, and `HEAD` wherever `GET` is (poem answers it
+    /// with the `GET` handler, without the body).
+    pub fn from_spec(spec: &serde_json::Value) -> Allowed {
+        let mut table = std::collections::HashMap::new();
+        for (path, item) in spec["paths"].as_object().into_iter().flatten() {
+            let mut methods: Vec<String> = item
+                .as_object()
+                .into_iter()
+                .flat_map(|ops| ops.keys())
+                .map(|m| m.to_ascii_uppercase())
+                .collect();
+            if methods.iter().any(|m| m == "GET") {
+                methods.push("HEAD".into());
+            }
+            methods.sort();
+            let value = HeaderValue::from_str(&methods.join(", ")).expect("method names");
+            table.insert(shape(path), value);
+        }
+        Allowed(table)
+    }
+
+    /// The `Allow` value of the route poem matched. Outside the spec only the operations
+    /// endpoints are routed, and each of them is a `GET`.
+    fn of(&self, pattern: &str) -> HeaderValue {
+        self.0
+            .get(&shape(pattern))
+            .cloned()
+            .unwrap_or(HeaderValue::from_static("GET, HEAD"))
+    }
+}
+
+fn shape(pattern: &str) -> String {
+    let param = |s: &str| s.starts_with(':') || s.starts_with('{');
+    let segments: Vec<&str> = pattern
+        .split('/')
+        .map(|s| if param(s) { "*" } else { s })
+        .collect();
+    segments.join("/")
+}
 
 /// Wraps an app in the edge.
 pub(crate) fn wrap(
@@ -53,11 +101,13 @@ pub(crate) fn wrap(
     config: &HttpConfig,
     metrics: Arc<Metrics>,
     routes: Arc<Routes>,
+    allowed: Arc<Allowed>,
 ) -> impl Endpoint<Output = Response> + 'static {
     let state = Arc::new(EdgeState {
         metrics,
         hsts: config.is_https(),
         routes,
+        allowed,
     });
     let cors = super::cors(config);
     let app = app
@@ -123,6 +173,10 @@ async fn handle(
                     Err(err) => {
                         let mut resp = Problem::from_poem_error(&err).into_response();
                         if let Some(pattern) = err.data::<PathPattern>() {
+                            if err.is::<MethodNotAllowedError>() {
+                                let allow = state.allowed.of(&pattern.0);
+                                resp.headers_mut().insert(header::ALLOW, allow);
+                            }
                             resp.set_data(pattern.clone());
                         }
                         if let Some(operation) = err.data::<OperationId>() {

@@ -4,6 +4,7 @@
 
 mod edge;
 mod ops;
+mod spec_rules;
 
 use std::{net::SocketAddr, sync::Arc, time::Duration};
 
@@ -86,7 +87,8 @@ pub fn spec_of<A: OpenApi>(api: A) -> String {
     text
 }
 
-/// Adds what poem-openapi cannot emit: each tenant operation's `x-permission`.
+/// Adds what poem-openapi cannot emit: each tenant operation's `x-permission`, and the spec's
+/// rules of [`spec_rules`] (nullable fields, request rules).
 fn post_process(mut spec: serde_json::Value) -> serde_json::Value {
     let permissions: std::collections::HashMap<_, _> = permissions().collect();
     if let Some(paths) = spec["paths"].as_object_mut() {
@@ -105,6 +107,7 @@ fn post_process(mut spec: serde_json::Value) -> serde_json::Value {
             }
         }
     }
+    spec_rules::apply(&mut spec);
     spec
 }
 
@@ -181,6 +184,7 @@ impl Server {
         let docs = ops::DocsPage::new(&service.scalar_html());
         let spec = post_process(serde_json::from_str(&service.spec())?);
         let routes = Arc::new(routes_by_operation(&spec));
+        let allowed = Arc::new(edge::Allowed::from_spec(&spec));
         let state = Arc::new(AppState {
             pool,
             metrics: metrics.clone(),
@@ -198,6 +202,7 @@ impl Server {
             config,
             metrics.clone(),
             routes.clone(),
+            allowed.clone(),
         );
         let acceptor = TcpListener::bind(config.listen).into_acceptor().await?;
         let addr = local_addr(&acceptor)?;
@@ -210,6 +215,7 @@ impl Server {
                 config,
                 metrics.clone(),
                 routes.clone(),
+                allowed.clone(),
             );
             let acceptor = TcpListener::bind(admin).into_acceptor().await?;
             admin_addr = Some(local_addr(&acceptor)?);

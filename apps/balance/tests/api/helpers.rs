@@ -1,12 +1,18 @@
-//! Spawning the app on port 0 against a database of its own, and a small HTTP client.
+//! Spawning the app on port 0 against a database of its own, and a small HTTP client that
+//! holds every response to the committed spec.
 
-use std::{collections::BTreeMap, net::SocketAddr, path::PathBuf};
+use std::{
+    collections::BTreeMap,
+    net::SocketAddr,
+    path::PathBuf,
+    sync::{Mutex, OnceLock},
+};
 
 use balance::{Config, http};
 use kernel::{UserId, migrate as db};
-use reqwest::{Response, StatusCode, header::HeaderMap};
+use reqwest::{RequestBuilder, Response, StatusCode, header::HeaderMap};
 use serde_json::Value;
-use testkit::db::TestDb;
+use testkit::{db::TestDb, openapi::Spec};
 
 use crate::test_api::TestApi;
 
@@ -38,6 +44,28 @@ pub struct TestApp {
     /// The SMTP sink mail goes to (with [`TestApp::spawn_with_worker`]).
     pub smtp: Option<testkit::smtp::SmtpSink>,
     pub data_dir: PathBuf,
+    /// Every response held to the spec, in order.
+    pub answered: Mutex<Vec<Answer>>,
+}
+
+/// A response that was held to the spec: its operation and status.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// Lower-case, as the spec's `paths` name it.
+    pub method: String,
+    /// The spec's path template.
+    pub path: String,
+    pub status: u16,
+}
+
+/// `openapi/openapi.json`, what clients are generated from.
+pub fn committed_spec() -> &'static Spec {
+    static SPEC: OnceLock<Spec> = OnceLock::new();
+    SPEC.get_or_init(|| {
+        let path = testkit::repo_root().join("openapi/openapi.json");
+        let text = std::fs::read_to_string(&path).expect("openapi/openapi.json");
+        Spec::new(serde_json::from_str(&text).expect("the committed spec is JSON"))
+    })
 }
 
 impl TestApp {
@@ -141,6 +169,7 @@ impl TestApp {
             data_dir,
             worker: None,
             smtp: None,
+            answered: Mutex::default(),
         }
     }
 
@@ -149,20 +178,58 @@ impl TestApp {
     }
 
     pub async fn get(&self, path: &str) -> Response {
-        self.client
-            .get(self.url(path))
-            .send()
+        self.send(self.client.get(self.url(path)))
             .await
             .expect("request")
     }
 
     pub async fn post_json(&self, path: &str, body: &Value) -> Response {
-        self.client
-            .post(self.url(path))
-            .json(body)
-            .send()
+        self.send(self.client.post(self.url(path)).json(body))
             .await
             .expect("request")
+    }
+
+    /// Sends `req` and holds the response to the committed spec: a response that
+    /// contradicts it fails the test with every violation listed. Responses of routes the
+    /// spec does not have (the test-only routes, the operations endpoints, a 405 for a
+    /// method the path lacks) are passed on unchecked.
+    pub async fn send(&self, req: RequestBuilder) -> reqwest::Result<Response> {
+        let (client, req) = req.build_split();
+        let req = req?;
+        let (method, path) = (req.method().clone(), req.url().path().to_string());
+        let resp = client.execute(req).await?;
+        let Some((template, _)) = committed_spec().operation(method.as_str(), &path) else {
+            return Ok(resp);
+        };
+        let (status, version, headers) = (resp.status(), resp.version(), resp.headers().clone());
+        let body = resp.bytes().await?;
+        let content_type = headers
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok());
+        let violations = committed_spec().check_response(
+            method.as_str(),
+            &path,
+            status.as_u16(),
+            content_type,
+            &body,
+        );
+        assert!(
+            violations.is_empty(),
+            "{method} {path} -> {status}: the response contradicts openapi/openapi.json:\n{}\nbody: {}",
+            violations.join("\n"),
+            String::from_utf8_lossy(&body)
+        );
+        self.answered.lock().unwrap().push(Answer {
+            method: method.as_str().to_ascii_lowercase(),
+            path: template,
+            status: status.as_u16(),
+        });
+        // The same response again, for the test to read as it was.
+        let mut rebuilt = ::http::Response::builder().status(status).version(version);
+        *rebuilt.headers_mut().expect("a fresh builder") = headers;
+        Ok(Response::from(
+            rebuilt.body(body).expect("parts of a response"),
+        ))
     }
 
     /// Stops the server gracefully.
@@ -216,16 +283,15 @@ pub async fn assert_problem(resp: Response, status: u16, code: &str) -> Value {
 pub use testkit::seed;
 
 impl TestApp {
-    /// A request with a bearer token.
-    pub fn authed(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        token: &str,
-    ) -> reqwest::RequestBuilder {
-        self.client
-            .request(method, self.url(path))
-            .bearer_auth(token)
+    /// A request with a bearer token; its response is held to the spec ([`TestApp::send`]).
+    pub fn authed(&self, method: reqwest::Method, path: &str, token: &str) -> Call<'_> {
+        Call {
+            app: self,
+            req: self
+                .client
+                .request(method, self.url(path))
+                .bearer_auth(token),
+        }
     }
 
     /// Signs up `email` with a strong password; returns the password.
@@ -311,6 +377,39 @@ impl TestApp {
             .fetch_all(tx.conn())
             .await
             .unwrap()
+    }
+}
+
+/// A request being built, whose response [`TestApp::send`] holds to the spec.
+pub struct Call<'a> {
+    app: &'a TestApp,
+    req: RequestBuilder,
+}
+
+impl Call<'_> {
+    pub fn header(self, name: &str, value: impl std::fmt::Display) -> Self {
+        Call {
+            req: self.req.header(name, value.to_string()),
+            ..self
+        }
+    }
+
+    pub fn json(self, body: &Value) -> Self {
+        Call {
+            req: self.req.json(body),
+            ..self
+        }
+    }
+
+    pub fn body(self, body: impl Into<reqwest::Body>) -> Self {
+        Call {
+            req: self.req.body(body),
+            ..self
+        }
+    }
+
+    pub async fn send(self) -> reqwest::Result<Response> {
+        self.app.send(self.req).await
     }
 }
 

@@ -1,6 +1,7 @@
 //! The isolation matrix: every tenant endpoint, discovered from the generated spec (so later
 //! endpoints are covered without editing this), refuses every caller who must not reach it,
-//! and a refused request changes nothing of the tenant.
+//! and a refused request changes nothing of the tenant. Every answer, refusal or not, is
+//! held to the committed spec (`TestApp::send`).
 
 use reqwest::Method;
 use serde_json::{Value, json};
@@ -9,7 +10,7 @@ use sqlx::{Connection, PgConnection};
 use crate::helpers::{TestApp, parts, seed};
 
 /// A body for a request schema: required fields with plausible values.
-fn body_for(spec: &Value, schema: &Value) -> Value {
+pub(crate) fn body_for(spec: &Value, schema: &Value) -> Value {
     let schema = match schema["$ref"].as_str() {
         Some(r) => &spec["components"]["schemas"][r.trim_start_matches("#/components/schemas/")],
         None => schema,
@@ -234,7 +235,7 @@ async fn every_tenant_endpoint_refuses_strangers_and_members_without_its_permiss
                             .header("content-type", "application/json")
                             .body(b.clone());
                     }
-                    req.send()
+                    app.send(req)
                 };
                 let cases: Vec<(Option<&str>, u16)> = [
                     (None, 401),

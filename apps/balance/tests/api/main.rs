@@ -15,6 +15,7 @@ mod problems;
 mod roles;
 mod schema;
 mod spec;
+mod spec_conformance;
 mod tenant_routes;
 mod tenants;
 mod test_api;

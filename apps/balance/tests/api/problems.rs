@@ -52,17 +52,27 @@ async fn a_valid_incoming_request_id_is_echoed_and_anything_else_replaced() {
 }
 
 #[tokio::test]
-async fn a_known_path_with_another_method_answers_405() {
+async fn a_known_path_with_another_method_answers_405_naming_the_methods_it_allows() {
     let app = TestApp::spawn().await;
-    let resp = app
-        .client
-        .delete(app.url("/api/v1/_test/echo"))
-        .send()
-        .await
-        .unwrap();
-    assert_problem(resp, 405, "method_not_allowed").await;
-    let resp = app.client.post(app.url("/health")).send().await.unwrap();
-    assert_problem(resp, 405, "method_not_allowed").await;
+    let tenant = format!("/api/v1/tenants/{}", uuid::Uuid::now_v7());
+    for (method, path, allow) in [
+        (reqwest::Method::DELETE, "/api/v1/_test/echo", "POST"),
+        (
+            reqwest::Method::PUT,
+            tenant.as_str(),
+            "DELETE, GET, HEAD, PATCH",
+        ),
+        (reqwest::Method::POST, "/health", "GET, HEAD"),
+    ] {
+        let resp = app
+            .client
+            .request(method.clone(), app.url(path))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.headers()["allow"], allow, "{method} {path}");
+        assert_problem(resp, 405, "method_not_allowed").await;
+    }
 }
 
 #[tokio::test]

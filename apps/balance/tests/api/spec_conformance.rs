@@ -1,0 +1,530 @@
+//! The committed spec tells the truth: every operation, called for real, answers what the
+//! spec says (`TestApp::send` holds each response to it), and the request rules the spec
+//! declares are the ones the server enforces. Operations are read from the spec, so a new
+//! module's operations are held to this too: the test fails until each is called here.
+
+use identity::totp;
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::{
+    helpers::{TestApp, committed_spec, parts},
+    isolation_matrix::body_for,
+};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+/// Operations no request can make fail: public, without parameters or a body.
+const CANNOT_FAIL: &[(&str, &str)] = &[("get", "/api/v1/audit/public-key")];
+
+/// A call as `token` (or without credentials); its status and JSON body.
+async fn call(
+    app: &TestApp,
+    method: Method,
+    path: &str,
+    token: Option<&str>,
+    body: Option<&Value>,
+) -> (u16, Value) {
+    let mut req = app.client.request(method, app.url(path));
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    if let Some(b) = body {
+        req = req.json(b);
+    }
+    let (status, _, body) = parts(app.send(req).await.unwrap()).await;
+    (status.as_u16(), body)
+}
+
+/// A call that must answer `want` (as `token`, or without credentials when it is empty);
+/// its body.
+async fn expect(
+    app: &TestApp,
+    want: u16,
+    method: Method,
+    path: &str,
+    token: &str,
+    body: Option<Value>,
+) -> Value {
+    let token = Some(token).filter(|t| !t.is_empty());
+    let (status, got) = call(app, method.clone(), path, token, body.as_ref()).await;
+    assert_eq!(status, want, "{method} {path}: {got}");
+    got
+}
+
+fn str_of(v: &Value, key: &str) -> String {
+    v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {v}"))
+        .to_string()
+}
+
+fn totp_now(secret_b32: &str) -> String {
+    let secret = totp::from_base32(secret_b32).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    totp::code_at(&secret, totp::step_of(now), 6)
+}
+
+/// Every operation succeeds once, in an order that builds what the next one needs, with
+/// optional fields both `null` and set (the last page and a next page, a key used and
+/// revoked, an invitation accepted, a tenant deleted).
+async fn succeed_everywhere(app: &TestApp) -> (String, String) {
+    use Method as M;
+    let signup = |email: &str| json!({"email": email, "password": PASSWORD, "name": "Ada"});
+    expect(
+        app,
+        201,
+        M::POST,
+        "/api/v1/auth/signup",
+        "",
+        Some(signup("ada@example.com")),
+    )
+    .await;
+    let token = app.mailed_token("ada@example.com", "verify-email").await;
+    let verify = json!({"token": token});
+    expect(
+        app,
+        204,
+        M::POST,
+        "/api/v1/auth/verify-email",
+        "",
+        Some(verify),
+    )
+    .await;
+    let (_, refresh) = app.login("ada@example.com", PASSWORD).await;
+    let pair = expect(
+        app,
+        200,
+        M::POST,
+        "/api/v1/auth/refresh",
+        "",
+        Some(json!({"refresh_token": refresh})),
+    )
+    .await;
+    let ada = str_of(&pair, "access_token");
+
+    expect(app, 200, M::GET, "/api/v1/me", &ada, None).await;
+    let patch = json!({"name": "Ada Lovelace", "time_zone": null});
+    expect(app, 200, M::PATCH, "/api/v1/me", &ada, Some(patch)).await;
+    expect(app, 200, M::GET, "/api/v1/permissions", &ada, None).await;
+    expect(app, 200, M::GET, "/api/v1/audit/public-key", &ada, None).await;
+
+    let enrolled = expect(
+        app,
+        200,
+        M::POST,
+        "/api/v1/me/2fa/enroll",
+        &ada,
+        Some(json!({"password": PASSWORD})),
+    )
+    .await;
+    let code = totp_now(&str_of(&enrolled, "secret"));
+    let codes = expect(
+        app,
+        200,
+        M::POST,
+        "/api/v1/me/2fa/activate",
+        &ada,
+        Some(json!({"code": code})),
+    )
+    .await;
+    let recovery = codes["recovery_codes"][0].clone();
+    expect(
+        app,
+        204,
+        M::POST,
+        "/api/v1/me/2fa/disable",
+        &ada,
+        Some(json!({"code": recovery})),
+    )
+    .await;
+
+    // Another session to revoke.
+    app.login("ada@example.com", PASSWORD).await;
+    let sessions = expect(app, 200, M::GET, "/api/v1/me/sessions", &ada, None).await;
+    let mine = sessions.as_array().unwrap().iter();
+    let mut not_current = mine
+        .filter(|s| s["current"] == false)
+        .map(|s| str_of(s, "id"));
+    let victim = not_current.next().expect("another session");
+    expect(
+        app,
+        204,
+        M::DELETE,
+        &format!("/api/v1/me/sessions/{victim}"),
+        &ada,
+        None,
+    )
+    .await;
+    let (spare, _) = app.login("ada@example.com", PASSWORD).await;
+    expect(app, 204, M::POST, "/api/v1/auth/logout", &spare, None).await;
+
+    let created = expect(
+        app,
+        201,
+        M::POST,
+        "/api/v1/tenants",
+        &ada,
+        Some(json!({"name": "Acme"})),
+    )
+    .await;
+    let acme = str_of(&created, "id");
+    let beta = str_of(
+        &expect(
+            app,
+            201,
+            M::POST,
+            "/api/v1/tenants",
+            &ada,
+            Some(json!({"name": "Beta"})),
+        )
+        .await,
+        "id",
+    );
+    let first = expect(app, 200, M::GET, "/api/v1/tenants?limit=1", &ada, None).await;
+    let cursor = str_of(&first, "next_cursor");
+    expect(
+        app,
+        200,
+        M::GET,
+        &format!("/api/v1/tenants?limit=1&cursor={cursor}"),
+        &ada,
+        None,
+    )
+    .await;
+    let t = format!("/api/v1/tenants/{acme}");
+    expect(app, 200, M::GET, &t, &ada, None).await;
+    expect(
+        app,
+        200,
+        M::PATCH,
+        &t,
+        &ada,
+        Some(json!({"name": "Acme GmbH"})),
+    )
+    .await;
+
+    expect(app, 200, M::GET, &format!("{t}/roles"), &ada, None).await;
+    let role = json!({"name": "auditor", "description": null, "permissions": ["tenant:read", "events:read"]});
+    expect(app, 201, M::POST, &format!("{t}/roles"), &ada, Some(role)).await;
+    expect(app, 200, M::GET, &format!("{t}/roles/auditor"), &ada, None).await;
+    let change = json!({"description": "Reads the audit log", "permissions": null});
+    expect(
+        app,
+        200,
+        M::PATCH,
+        &format!("{t}/roles/auditor"),
+        &ada,
+        Some(change),
+    )
+    .await;
+
+    let invite = |email: &str| json!({"email": email, "roles": ["viewer"]});
+    expect(
+        app,
+        201,
+        M::POST,
+        &format!("{t}/invitations"),
+        &ada,
+        Some(invite("bob@example.com")),
+    )
+    .await;
+    let (bob, bob_id) = app.new_user("bob@example.com").await;
+    let token = app
+        .mailed_token("bob@example.com", "invitations/accept")
+        .await;
+    expect(
+        app,
+        200,
+        M::POST,
+        "/api/v1/invitations/accept",
+        &bob,
+        Some(json!({"token": token})),
+    )
+    .await;
+    let carol = expect(
+        app,
+        201,
+        M::POST,
+        &format!("{t}/invitations"),
+        &ada,
+        Some(invite("carol@example.com")),
+    )
+    .await;
+    expect(
+        app,
+        204,
+        M::DELETE,
+        &format!("{t}/invitations/{}", str_of(&carol, "id")),
+        &ada,
+        None,
+    )
+    .await;
+    expect(app, 200, M::GET, &format!("{t}/invitations"), &ada, None).await;
+
+    expect(
+        app,
+        200,
+        M::GET,
+        &format!("{t}/members?limit=1"),
+        &ada,
+        None,
+    )
+    .await;
+    let member = format!("{t}/members/{bob_id}");
+    expect(
+        app,
+        200,
+        M::PATCH,
+        &member,
+        &ada,
+        Some(json!({"roles": ["auditor"]})),
+    )
+    .await;
+
+    let key = json!({"name": "ci", "roles": ["viewer"], "expires_at": null});
+    let key = expect(app, 201, M::POST, &format!("{t}/api-keys"), &ada, Some(key)).await;
+    expect(app, 200, M::GET, &t, &str_of(&key, "secret"), None).await;
+    expect(app, 200, M::GET, &format!("{t}/api-keys"), &ada, None).await;
+    expect(
+        app,
+        204,
+        M::DELETE,
+        &format!("{t}/api-keys/{}", str_of(&key, "id")),
+        &ada,
+        None,
+    )
+    .await;
+    expect(app, 200, M::GET, &format!("{t}/api-keys"), &ada, None).await;
+
+    expect(app, 200, M::GET, &format!("{t}/events?limit=2"), &ada, None).await;
+    expect(app, 200, M::GET, &format!("{t}/events/verify"), &ada, None).await;
+    expect(
+        app,
+        200,
+        M::GET,
+        &format!("{t}/events/checkpoints"),
+        &ada,
+        None,
+    )
+    .await;
+    expect(app, 200, M::GET, &format!("{t}/events/export"), &ada, None).await;
+    let job = {
+        let tenant = acme.parse().unwrap();
+        let mut tx = kernel::TenantTx::begin(&app.kernel_db, tenant, kernel::Actor::System)
+            .await
+            .unwrap();
+        let job = jobs::Enqueue::enqueue(
+            &mut tx,
+            jobs::NewJob::new("default", "test.kind", json!({})),
+        );
+        tx.commit().await.unwrap();
+        job
+    };
+    expect(app, 200, M::GET, &format!("{t}/jobs/{job}"), &ada, None).await;
+
+    expect(app, 204, M::DELETE, &member, &ada, None).await;
+    expect(
+        app,
+        204,
+        M::DELETE,
+        &format!("{t}/roles/auditor"),
+        &ada,
+        None,
+    )
+    .await;
+    expect(app, 204, M::DELETE, &t, &ada, None).await;
+    // The deleted tenant stays listed, with deleted_at set.
+    expect(app, 200, M::GET, "/api/v1/tenants", &ada, None).await;
+
+    let reset = json!({"email": "ada@example.com"});
+    expect(
+        app,
+        202,
+        M::POST,
+        "/api/v1/auth/password-reset",
+        "",
+        Some(reset),
+    )
+    .await;
+    let token = app.mailed_token("ada@example.com", "reset-password").await;
+    let confirm = json!({"token": token, "new_password": "another horse battery staple"});
+    expect(
+        app,
+        204,
+        M::POST,
+        "/api/v1/auth/password-reset/confirm",
+        "",
+        Some(confirm),
+    )
+    .await;
+    let (ada, _) = app
+        .login("ada@example.com", "another horse battery staple")
+        .await;
+    (ada, beta)
+}
+
+/// Values of `schema` that each break one rule it declares (`pattern` aside: no regex here).
+fn breaking(schema: &Value) -> Vec<Value> {
+    let n = |k: &str| schema[k].as_u64().map(|n| n as usize);
+    let mut bad = Vec::new();
+    if let Some(max) = n("maxLength") {
+        bad.push(json!("x".repeat(max + 1)));
+    }
+    if let Some(min) = n("minLength").filter(|m| *m > 0) {
+        bad.push(json!("x".repeat(min - 1)));
+    }
+    if schema["format"] == "email" {
+        bad.push(json!("not an address"));
+    }
+    if let Some(max) = n("maxItems") {
+        bad.push(json!(vec!["viewer"; max + 1]));
+    }
+    if n("minItems").is_some_and(|m| m > 0) {
+        bad.push(json!([]));
+    }
+    bad
+}
+
+/// Every operation fails in each way the spec lets a client provoke: no credentials (401),
+/// an unknown resource (404), an unknown field in the body (422, as `additionalProperties:
+/// false` says), each declared rule of a body field broken (422 naming it), `?limit=0`.
+async fn fail_everywhere(app: &TestApp, spec: &Value, token: &str, tenant: &str) {
+    let mut probed = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for (method, op) in item.as_object().unwrap() {
+            let method: Method = method.to_uppercase().parse().unwrap();
+            let m = method.clone();
+            let unknown = uuid::Uuid::now_v7().to_string();
+            let own = path
+                .replace("{tenant_id}", tenant)
+                .replace("{role}", "no-such-role");
+            let own = own.replace("{user_id}", &unknown).replace("{id}", &unknown);
+            let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+            let body = (!schema.is_null()).then(|| body_for(spec, schema));
+
+            if op.get("security").is_some() {
+                let (status, got) = call(app, m.clone(), &own, None, body.as_ref()).await;
+                assert_eq!(status, 401, "{m} {own} without credentials: {got}");
+            }
+            if path.contains('{') {
+                // Nothing there: an unknown tenant (never the caller's) or an unknown id.
+                let gone = path
+                    .replace("{tenant_id}", &unknown)
+                    .replace("{role}", "no-such-role");
+                let gone = gone
+                    .replace("{user_id}", &unknown)
+                    .replace("{id}", &unknown);
+                let (status, got) = call(app, m.clone(), &gone, Some(token), body.as_ref()).await;
+                assert_eq!(status, 404, "{m} {gone}: {got}");
+            }
+            if let Some(valid) = &body {
+                let mut extra = valid.clone();
+                extra["unexpected"] = json!(true);
+                let got = expect(app, 422, m.clone(), &own, token, Some(extra)).await;
+                assert_eq!(got["errors"][0]["field"], "unexpected", "{m} {own}: {got}");
+                let name = schema["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
+                let properties = &spec["components"]["schemas"][name]["properties"];
+                for (field, rules) in properties.as_object().unwrap() {
+                    for bad in breaking(rules) {
+                        let mut broken = valid.clone();
+                        broken[field] = bad.clone();
+                        let got = expect(app, 422, m.clone(), &own, token, Some(broken)).await;
+                        let fields: Vec<&str> = got["errors"]
+                            .as_array()
+                            .unwrap()
+                            .iter()
+                            .filter_map(|e| e["field"].as_str())
+                            .collect();
+                        assert!(
+                            fields.contains(&field.as_str()),
+                            "{m} {own} with {field} = {bad}: {got}"
+                        );
+                    }
+                }
+            }
+            let parameters = op["parameters"].as_array().into_iter().flatten();
+            if parameters.into_iter().any(|p| p["name"] == "limit") {
+                let got = expect(app, 422, m.clone(), &format!("{own}?limit=0"), token, None).await;
+                assert_eq!(got["errors"][0]["field"], "limit", "{m} {own}: {got}");
+            }
+            probed += 1;
+        }
+    }
+    assert!(probed >= 40, "{probed} operations");
+}
+
+#[tokio::test]
+async fn every_operation_answers_what_the_spec_says() {
+    let app = TestApp::spawn_with_worker(&[]).await;
+    let (ada, beta) = succeed_everywhere(&app).await;
+    let spec: Value = serde_json::from_str(
+        &std::fs::read_to_string(testkit::repo_root().join("openapi/openapi.json")).unwrap(),
+    )
+    .unwrap();
+    fail_everywhere(&app, &spec, &ada, &beta).await;
+
+    let answered = app.answered.lock().unwrap().clone();
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        for method in item.as_object().unwrap().keys() {
+            let statuses: Vec<u16> = answered
+                .iter()
+                .filter(|a| a.path == *path && a.method == *method)
+                .map(|a| a.status)
+                .collect();
+            assert!(
+                statuses.iter().any(|s| (200..300).contains(s)),
+                "{method} {path} never succeeded here: {statuses:?}"
+            );
+            assert!(
+                statuses.iter().any(|s| (400..500).contains(s))
+                    || CANNOT_FAIL.contains(&(method.as_str(), path.as_str())),
+                "{method} {path} never failed here: {statuses:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_response_that_contradicts_the_spec_is_reported() {
+    let spec = committed_spec();
+    let path = format!("/api/v1/tenants/{}", uuid::Uuid::now_v7());
+    let tenant = json!({"id": uuid::Uuid::now_v7(), "name": "Acme", "plan": "free",
+        "roles": ["owner"], "created_at": "2026-01-05T10:00:00Z", "deleted_at": null, "version": 1});
+    let check = |status: u16, content_type: &str, body: &Value| {
+        spec.check_response(
+            "GET",
+            &path,
+            status,
+            Some(content_type),
+            body.to_string().as_bytes(),
+        )
+    };
+    let json_type = "application/json; charset=utf-8";
+    assert_eq!(check(200, json_type, &tenant), Vec::<String>::new());
+
+    let mut wrong = tenant.clone();
+    wrong["deleted_at"] = json!(5);
+    wrong.as_object_mut().unwrap().remove("version");
+    assert_eq!(
+        check(200, json_type, &wrong),
+        [
+            "$: missing required property \"version\"",
+            "$.deleted_at: expected string, got 5"
+        ]
+    );
+    let problem = json!({"type": "urn:balance:problem:not_found", "title": "Not found",
+        "status": 404, "instance": path, "request_id": "r"});
+    assert_eq!(
+        check(404, "application/problem+json", &problem),
+        ["$: missing required property \"code\""]
+    );
+    assert_eq!(
+        check(418, "application/problem+json", &problem).len(),
+        1,
+        "an undeclared status"
+    );
+}
