@@ -19,6 +19,7 @@ pub mod chain;
 mod http;
 mod service;
 pub mod signing;
+mod store;
 
 use std::sync::Arc;
 

@@ -12,44 +12,21 @@ use kernel::{
 };
 use poem_openapi::Object;
 use serde_json::{Value, json};
-use sqlx::{PgConnection, Row};
+use sqlx::PgConnection;
 use uuid::Uuid;
 
 use crate::{
     CHECKPOINT_EVERY, Keys, NewEvent,
     chain::{self, Checkpoint, Facts, StoredEvent, Verification, Verifier},
-    signing, timestamp,
+    signing, store, timestamp,
 };
 
-/// Which chain, and the names of its tables.
+/// Which chain: a tenant's, or the platform's.
 #[derive(Debug, Clone, Copy)]
-enum Chain {
+pub(crate) enum Chain {
     Tenant(Uuid),
     Platform,
 }
-
-struct Tables {
-    key: &'static str,
-    heads: &'static str,
-    events: &'static str,
-    clients: &'static str,
-    checkpoints: &'static str,
-}
-
-const TENANT: Tables = Tables {
-    key: "tenant_id",
-    heads: "audit_heads",
-    events: "events",
-    clients: "event_clients",
-    checkpoints: "audit_checkpoints",
-};
-const PLATFORM: Tables = Tables {
-    key: "chain_id",
-    heads: "platform_audit_head",
-    events: "platform_events",
-    clients: "platform_event_clients",
-    checkpoints: "platform_checkpoints",
-};
 
 impl Chain {
     fn of(scope: Scope) -> Chain {
@@ -59,15 +36,8 @@ impl Chain {
         }
     }
 
-    fn tables(&self) -> &'static Tables {
-        match self {
-            Chain::Tenant(_) => &TENANT,
-            Chain::Platform => &PLATFORM,
-        }
-    }
-
     /// The value of the key column: the tenant, or the platform chain's constant id.
-    fn key(&self) -> Uuid {
+    pub(crate) fn key(&self) -> Uuid {
         match self {
             Chain::Tenant(t) => *t,
             Chain::Platform => Uuid::nil(),
@@ -87,10 +57,6 @@ impl Chain {
             .map(|t| t.to_string())
             .unwrap_or_else(|| "platform".into())
     }
-}
-
-fn sql(text: String) -> sqlx::AssertSqlSafe<String> {
-    sqlx::AssertSqlSafe(text)
 }
 
 fn internal(what: &str, detail: impl std::fmt::Display) -> Problem {
@@ -121,21 +87,21 @@ fn contains_email(value: &Value) -> bool {
 
 /// The columns of a batch of events, for one `INSERT … SELECT FROM UNNEST`.
 #[derive(Default)]
-struct EventRows {
-    seq: Vec<i64>,
-    id: Vec<Uuid>,
-    occurred_at: Vec<DateTime<Utc>>,
-    kind: Vec<String>,
-    actor_kind: Vec<String>,
-    actor_id: Vec<Option<Uuid>>,
-    source_agent: Vec<String>,
-    resource_type: Vec<Option<String>>,
-    resource_id: Vec<Option<String>>,
-    request_id: Vec<Option<String>>,
-    canonical: Vec<String>,
-    hash_version: Vec<i16>,
-    prev_hash: Vec<Vec<u8>>,
-    hash: Vec<Vec<u8>>,
+pub(crate) struct EventRows {
+    pub seq: Vec<i64>,
+    pub id: Vec<Uuid>,
+    pub occurred_at: Vec<DateTime<Utc>>,
+    pub kind: Vec<String>,
+    pub actor_kind: Vec<String>,
+    pub actor_id: Vec<Option<Uuid>>,
+    pub source_agent: Vec<String>,
+    pub resource_type: Vec<Option<String>>,
+    pub resource_id: Vec<Option<String>>,
+    pub request_id: Vec<Option<String>>,
+    pub canonical: Vec<String>,
+    pub hash_version: Vec<i16>,
+    pub prev_hash: Vec<Vec<u8>>,
+    pub hash: Vec<Vec<u8>>,
 }
 
 impl EventRows {
@@ -172,22 +138,12 @@ pub(crate) async fn append(
     keys: &Keys,
 ) -> Result<(), Problem> {
     let chain = Chain::of(ctx.scope);
-    let t = chain.tables();
-    sqlx::query(sql(format!(
-        "INSERT INTO {} ({}) VALUES ($1) ON CONFLICT DO NOTHING",
-        t.heads, t.key
-    )))
-    .bind(chain.key())
-    .execute(&mut *conn)
-    .await?;
+    store::ensure_head(conn, chain).await?;
     // The per-chain lock: only this tail of the transaction is serialised.
-    let (mut seq, mut prev): (i64, Vec<u8>) = sqlx::query_as(sql(format!(
-        "SELECT seq, hash FROM {} WHERE {} = $1 FOR UPDATE",
-        t.heads, t.key
-    )))
-    .bind(chain.key())
-    .fetch_one(&mut *conn)
-    .await?;
+    let store::Head {
+        mut seq,
+        hash: mut prev,
+    } = store::lock_head(conn, chain).await?;
     let request_id = Some(ctx.request_id.clone()).filter(|r| !r.is_empty());
     let mut rows = EventRows::default();
     let mut due = Vec::new();
@@ -235,56 +191,21 @@ pub(crate) async fn append(
             hash.to_vec(),
         );
     }
-    // One statement for the whole unit of work, however many events it recorded.
-    sqlx::query(sql(format!(
-        "INSERT INTO {} ({}, seq, id, occurred_at, type, actor_kind, actor_id, source_agent,
-                        resource_type, resource_id, request_id, canonical, hash_version, prev_hash, hash)
-         SELECT $1, * FROM UNNEST($2::bigint[], $3::uuid[], $4::timestamptz[], $5::text[], $6::text[], $7::uuid[],
-                                  $8::text[], $9::text[], $10::text[], $11::text[], $12::text[], $13::int2[],
-                                  $14::bytea[], $15::bytea[])",
-        t.events, t.key
-    )))
-    .bind(chain.key())
-    .bind(&rows.seq)
-    .bind(&rows.id)
-    .bind(&rows.occurred_at)
-    .bind(&rows.kind)
-    .bind(&rows.actor_kind)
-    .bind(&rows.actor_id)
-    .bind(&rows.source_agent)
-    .bind(&rows.resource_type)
-    .bind(&rows.resource_id)
-    .bind(&rows.request_id)
-    .bind(&rows.canonical)
-    .bind(&rows.hash_version)
-    .bind(&rows.prev_hash)
-    .bind(&rows.hash)
-    .execute(&mut *conn)
-    .await?;
+    store::insert_events(conn, chain, &rows).await?;
     if ctx.client_ip.is_some() || ctx.user_agent.is_some() {
-        sqlx::query(sql(format!(
-            "INSERT INTO {} ({}, event_id, ip, user_agent) SELECT $1, unnest($2::uuid[]), $3::inet, $4",
-            t.clients, t.key
-        )))
-        .bind(chain.key())
-        .bind(&rows.id)
-        .bind(ctx.client_ip.map(|ip| ip.to_string()))
-        .bind(&ctx.user_agent)
-        .execute(&mut *conn)
+        store::insert_clients(
+            conn,
+            chain,
+            &rows.id,
+            ctx.client_ip.map(|ip| ip.to_string()),
+            ctx.user_agent.as_deref(),
+        )
         .await?;
     }
     for (seq, hash) in due {
         sign(conn, chain, seq, &hash, keys).await?;
     }
-    sqlx::query(sql(format!(
-        "UPDATE {} SET seq = $2, hash = $3, updated_at = now() WHERE {} = $1",
-        t.heads, t.key
-    )))
-    .bind(chain.key())
-    .bind(seq)
-    .bind(&prev)
-    .execute(&mut *conn)
-    .await?;
+    store::update_head(conn, chain, seq, &prev).await?;
     Ok(())
 }
 
@@ -296,26 +217,18 @@ async fn sign(
     hash: &[u8],
     keys: &Keys,
 ) -> Result<(), Problem> {
-    let t = chain.tables();
     let signed_at = Utc::now().trunc_subsecs(6);
     let key = keys.current();
     let message = signing::message(&key.key_id, &chain.name(), seq, hash, &timestamp(signed_at));
     let signature = key.sign(&message);
-    let inserted = sqlx::query(sql(format!(
-        "INSERT INTO {} ({}, seq, hash, signed_at, key_id, signature) VALUES ($1, $2, $3, $4, $5, $6)
-         ON CONFLICT DO NOTHING",
-        t.checkpoints, t.key
-    )))
-    .bind(chain.key())
-    .bind(seq)
-    .bind(hash)
-    .bind(signed_at)
-    .bind(&key.key_id)
-    .bind(&signature)
-    .execute(&mut *conn)
-    .await?
-    .rows_affected();
-    if inserted == 1 {
+    let checkpoint = store::CheckpointRow {
+        seq,
+        hash: hash.to_vec(),
+        signed_at,
+        key_id: key.key_id.clone(),
+        signature: signature.to_vec(),
+    };
+    if store::insert_checkpoint(conn, chain, &checkpoint).await? {
         tracing::info!(
             target: "balance::audit",
             chain = %chain.name(),
@@ -334,9 +247,7 @@ async fn sign(
 /// Returns how many were signed.
 pub async fn checkpoint_due(db: &Db, keys: &Keys) -> Result<u64, Problem> {
     let mut tx = SystemTx::begin(db, kernel::Actor::System).await?;
-    let tenants: Vec<Uuid> = sqlx::query_scalar("SELECT id FROM tenants ORDER BY id")
-        .fetch_all(tx.conn())
-        .await?;
+    let tenants = store::tenant_ids(tx.conn()).await?;
     let mut signed = u64::from(checkpoint_if_due(tx.conn(), Chain::Platform, keys).await?);
     tx.commit().await?;
     for tenant in tenants {
@@ -353,24 +264,11 @@ async fn checkpoint_if_due(
     chain: Chain,
     keys: &Keys,
 ) -> Result<bool, Problem> {
-    let t = chain.tables();
-    let head: Option<(i64, Vec<u8>)> = sqlx::query_as(sql(format!(
-        "SELECT seq, hash FROM {} WHERE {} = $1",
-        t.heads, t.key
-    )))
-    .bind(chain.key())
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some((seq, hash)) = head.filter(|(seq, _)| *seq > 0) else {
+    let Some(store::Head { seq, hash }) = store::head(conn, chain).await?.filter(|h| h.seq > 0)
+    else {
         return Ok(false);
     };
-    let last: Option<i64> = sqlx::query_scalar(sql(format!(
-        "SELECT max(seq) FROM {} WHERE {} = $1",
-        t.checkpoints, t.key
-    )))
-    .bind(chain.key())
-    .fetch_one(&mut *conn)
-    .await?;
+    let last = store::last_checkpoint(conn, chain).await?;
     if last.is_some_and(|l| l >= seq) {
         return Ok(false);
     }
@@ -378,51 +276,18 @@ async fn checkpoint_if_due(
     Ok(true)
 }
 
-/// `seq, hash, signed_at, key_id, signature`.
-type CheckpointRow = (i64, Vec<u8>, DateTime<Utc>, String, Vec<u8>);
-/// `seq, canonical, hash_version, prev_hash, hash`.
-type ExportRow = (i64, String, i16, Vec<u8>, Vec<u8>);
-
 async fn checkpoints(conn: &mut PgConnection, chain: Chain) -> Result<Vec<Checkpoint>, Problem> {
-    let t = chain.tables();
-    let rows: Vec<CheckpointRow> = sqlx::query_as(sql(format!(
-        "SELECT seq, hash, signed_at, key_id, signature FROM {} WHERE {} = $1 ORDER BY seq",
-        t.checkpoints, t.key
-    )))
-    .bind(chain.key())
-    .fetch_all(&mut *conn)
-    .await?;
-    Ok(rows
+    Ok(store::checkpoints(conn, chain)
+        .await?
         .into_iter()
-        .map(|(seq, hash, signed_at, key_id, signature)| Checkpoint {
-            seq,
-            hash: hex(&hash),
-            signed_at: timestamp(signed_at),
-            key_id,
-            signature: B64.encode(signature),
+        .map(|cp| Checkpoint {
+            seq: cp.seq,
+            hash: hex(&cp.hash),
+            signed_at: timestamp(cp.signed_at),
+            key_id: cp.key_id,
+            signature: B64.encode(cp.signature),
         })
         .collect())
-}
-
-const EVENT_COLUMNS: &str =
-    "seq, id, occurred_at, type, actor_kind, actor_id, source_agent, resource_type, resource_id,
-                             request_id, canonical, hash_version, prev_hash, hash";
-
-fn columns_of(row: &sqlx::postgres::PgRow, chain: Chain) -> Result<Facts, sqlx::Error> {
-    Ok(Facts {
-        seq: row.try_get("seq")?,
-        id: row.try_get("id")?,
-        tenant_id: chain.tenant(),
-        occurred_at: timestamp(row.try_get("occurred_at")?),
-        kind: row.try_get("type")?,
-        actor_kind: row.try_get("actor_kind")?,
-        actor_id: row.try_get("actor_id")?,
-        source_agent: row.try_get("source_agent")?,
-        resource_type: row.try_get("resource_type")?,
-        resource_id: row.try_get("resource_id")?,
-        request_id: row.try_get("request_id")?,
-        payload: Value::Null,
-    })
 }
 
 /// Checks the whole chain of `chain` in `seq` order, streaming (constant memory).
@@ -431,36 +296,38 @@ async fn verify_chain(
     chain: Chain,
     keys: Vec<signing::PublicKey>,
 ) -> Result<Verification, Problem> {
-    let t = chain.tables();
     let cps = checkpoints(conn, chain).await?;
-    let head: Option<(i64, Vec<u8>)> = sqlx::query_as(sql(format!(
-        "SELECT seq, hash FROM {} WHERE {} = $1",
-        t.heads, t.key
-    )))
-    .bind(chain.key())
-    .fetch_optional(&mut *conn)
-    .await?;
+    let head = store::head(conn, chain)
+        .await?
+        .map(|h| (h.seq, h.hash))
+        .unwrap_or((0, chain::GENESIS.to_vec()));
     let mut verifier = Verifier::new(chain.tenant(), keys, cps);
-    let query = format!(
-        "SELECT {EVENT_COLUMNS} FROM {} WHERE {} = $1 ORDER BY seq",
-        t.events, t.key
-    );
-    let mut rows = sqlx::query(sql(query)).bind(chain.key()).fetch(&mut *conn);
+    let mut rows = store::chain_events(conn, chain);
     while let Some(row) = rows.try_next().await? {
-        let columns = columns_of(&row, chain)?;
-        let canonical: String = row.try_get("canonical")?;
-        let prev_hash: Vec<u8> = row.try_get("prev_hash")?;
-        let hash: Vec<u8> = row.try_get("hash")?;
+        let columns = Facts {
+            seq: row.seq,
+            id: row.id,
+            tenant_id: chain.tenant(),
+            occurred_at: timestamp(row.occurred_at),
+            kind: row.kind,
+            actor_kind: row.actor_kind,
+            actor_id: row.actor_id,
+            source_agent: row.source_agent,
+            resource_type: row.resource_type,
+            resource_id: row.resource_id,
+            request_id: row.request_id,
+            payload: Value::Null,
+        };
         verifier.event(StoredEvent {
             seq: columns.seq,
-            canonical: &canonical,
-            hash_version: row.try_get("hash_version")?,
-            prev_hash: &prev_hash,
-            hash: &hash,
+            canonical: &row.canonical,
+            hash_version: row.hash_version,
+            prev_hash: &row.prev_hash,
+            hash: &row.hash,
             columns: Some(&columns),
         });
     }
-    Ok(verifier.finish(Some(head.unwrap_or((0, chain::GENESIS.to_vec())))))
+    Ok(verifier.finish(Some(head)))
 }
 
 /// A tenant's signed checkpoints, oldest first.
@@ -550,61 +417,32 @@ pub async fn list(
     params: &PageParams,
 ) -> Result<Vec<EventView>, Problem> {
     let before: Option<i64> = params.after.as_ref().and_then(|p| p.key.as_i64());
-    let rows = sqlx::query(
-        "SELECT e.seq, e.id, e.occurred_at, e.type, e.actor_kind, e.actor_id, e.source_agent, e.resource_type,
-                e.resource_id, e.request_id, e.canonical, e.prev_hash, e.hash, host(c.ip) AS ip, c.user_agent
-         FROM events e
-         LEFT JOIN event_clients c ON c.tenant_id = e.tenant_id AND c.event_id = e.id
-         WHERE e.tenant_id = $1
-           AND ($2::text IS NULL OR e.type = $2)
-           AND ($3::uuid IS NULL OR e.actor_id = $3)
-           AND ($4::text IS NULL OR e.resource_type = $4)
-           AND ($5::text IS NULL OR e.resource_id = $5)
-           AND ($6::timestamptz IS NULL OR e.occurred_at >= $6)
-           AND ($7::timestamptz IS NULL OR e.occurred_at < $7)
-           AND ($8::bigint IS NULL OR e.seq < $8)
-         ORDER BY e.seq DESC
-         LIMIT $9",
-    )
-    .bind(tx.tenant_id())
-    .bind(&filter.kind)
-    .bind(filter.actor_id)
-    .bind(&filter.resource_type)
-    .bind(&filter.resource_id)
-    .bind(filter.from)
-    .bind(filter.to)
-    .bind(before)
-    .bind(params.fetch_limit())
-    .fetch_all(tx.conn())
-    .await?;
-    rows.iter()
-        .map(|row| {
-            let canonical: String = row.try_get("canonical")?;
-            let payload = Facts::parse(&canonical)
+    let tenant = tx.tenant_id().as_uuid();
+    let rows = store::list_events(tx.conn(), tenant, filter, before, params.fetch_limit()).await?;
+    Ok(rows
+        .into_iter()
+        .map(|row| EventView {
+            payload: Facts::parse(&row.canonical)
                 .map(|f| f.payload)
-                .unwrap_or(Value::Null);
-            Ok(EventView {
-                seq: row.try_get("seq")?,
-                id: row.try_get("id")?,
-                occurred_at: row.try_get("occurred_at")?,
-                kind: row.try_get("type")?,
-                actor: EventActor {
-                    kind: row.try_get("actor_kind")?,
-                    id: row.try_get("actor_id")?,
-                },
-                source_agent: row.try_get("source_agent")?,
-                resource_type: row.try_get("resource_type")?,
-                resource_id: row.try_get("resource_id")?,
-                request_id: row.try_get("request_id")?,
-                ip: row.try_get("ip")?,
-                user_agent: row.try_get("user_agent")?,
-                payload,
-                prev_hash: hex(&row.try_get::<Vec<u8>, _>("prev_hash")?),
-                hash: hex(&row.try_get::<Vec<u8>, _>("hash")?),
-            })
+                .unwrap_or(Value::Null),
+            seq: row.seq,
+            id: row.id,
+            occurred_at: row.occurred_at,
+            kind: row.kind,
+            actor: EventActor {
+                kind: row.actor_kind,
+                id: row.actor_id,
+            },
+            source_agent: row.source_agent,
+            resource_type: row.resource_type,
+            resource_id: row.resource_id,
+            request_id: row.request_id,
+            ip: row.ip,
+            user_agent: row.user_agent,
+            prev_hash: hex(&row.prev_hash),
+            hash: hex(&row.hash),
         })
-        .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(Problem::from)
+        .collect())
 }
 
 const EXPORT_BATCH: i64 = 1_000;
@@ -629,12 +467,7 @@ pub fn export(tx: TenantTx) -> impl Stream<Item = Result<String, Problem>> + Sen
             ExportState::Start(mut tx) => {
                 let tenant = tx.tenant_id().as_uuid();
                 let chain = Chain::Tenant(tenant);
-                let until: i64 = sqlx::query_scalar(
-                    "SELECT coalesce(max(seq), 0) FROM audit_heads WHERE tenant_id = $1",
-                )
-                .bind(tenant)
-                .fetch_one(tx.conn())
-                .await?;
+                let until = store::last_seq(tx.conn(), tenant).await?;
                 let mut out = json!({
                     "kind": "header",
                     "format": "balance-audit-export-v1",
@@ -668,30 +501,23 @@ pub fn export(tx: TenantTx) -> impl Stream<Item = Result<String, Problem>> + Sen
                     tx.commit().await?;
                     return Ok(None);
                 }
-                let rows: Vec<ExportRow> = sqlx::query_as(
-                    "SELECT seq, canonical, hash_version, prev_hash, hash FROM events
-                     WHERE tenant_id = $1 AND seq > $2 AND seq <= $3 ORDER BY seq LIMIT $4",
-                )
-                .bind(tx.tenant_id())
-                .bind(after)
-                .bind(until)
-                .bind(EXPORT_BATCH)
-                .fetch_all(tx.conn())
-                .await?;
-                let Some(last) = rows.last().map(|r| r.0) else {
+                let tenant = tx.tenant_id().as_uuid();
+                let rows =
+                    store::export_batch(tx.conn(), tenant, after, until, EXPORT_BATCH).await?;
+                let Some(last) = rows.last().map(|r| r.seq) else {
                     tx.commit().await?;
                     return Ok(Some((String::new(), ExportState::Done)));
                 };
                 let mut out = String::with_capacity(rows.len() * 512);
-                for (seq, canonical, hash_version, prev_hash, hash) in rows {
+                for row in rows {
                     out.push_str(
                         &json!({
                             "kind": "event",
-                            "seq": seq,
-                            "hash_version": hash_version,
-                            "canonical": canonical,
-                            "prev_hash": hex(&prev_hash),
-                            "hash": hex(&hash),
+                            "seq": row.seq,
+                            "hash_version": row.hash_version,
+                            "canonical": row.canonical,
+                            "prev_hash": hex(&row.prev_hash),
+                            "hash": hex(&row.hash),
                         })
                         .to_string(),
                     );
