@@ -67,10 +67,7 @@ impl Authorizer {
         permission: &'static str,
     ) -> Result<TenantTx, AccessError> {
         let need = catalogued(permission);
-        let Some(user) = person
-            .user_id()
-            .filter(|_| matches!(person, Actor::User(_) | Actor::Telegram(_)))
-        else {
+        let (Actor::User(user) | Actor::Telegram(user)) = person else {
             return Err(AccessError::Unauthorized);
         };
         let mut tx = TenantTx::begin(&self.db, tenant, person).await?;
@@ -94,7 +91,7 @@ impl Authorizer {
         if !granted.contains(need) {
             return Err(AccessError::Forbidden {
                 permission,
-                who: "member",
+                by_key: false,
             });
         }
         // A deleted tenant (grace period) is read-only.
@@ -131,7 +128,7 @@ impl Authorizer {
         if !granted.contains(need) {
             return Err(AccessError::Forbidden {
                 permission,
-                who: "API key",
+                by_key: true,
             });
         }
         if key.deleted && need.action() != "read" {

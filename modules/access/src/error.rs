@@ -17,11 +17,11 @@ pub enum AccessError {
     /// Not a member of the tenant, or the resource is not there: tenant ids cannot be probed.
     #[error("not found")]
     NotFound,
-    /// A member (or key) whose roles lack `permission`.
-    #[error("the {who}'s roles do not include `{permission}`")]
+    /// A member (or, `by_key`, an API key) whose roles lack `permission`.
+    #[error("the caller's roles do not include `{permission}`")]
     Forbidden {
         permission: &'static str,
-        who: &'static str,
+        by_key: bool,
     },
     /// A write to a tenant in its deletion grace period.
     #[error("the tenant is deleted")]
@@ -85,9 +85,10 @@ impl From<AccessError> for Problem {
                 Problem::unauthorized().with_detail("The API key is unknown, revoked or expired.")
             }
             AccessError::NotFound => Problem::not_found(),
-            AccessError::Forbidden { permission, who } => Problem::forbidden(match who {
-                "API key" => format!("This API key's roles do not include `{permission}`."),
-                _ => format!("Your roles in this tenant do not include `{permission}`."),
+            AccessError::Forbidden { permission, by_key } => Problem::forbidden(if by_key {
+                format!("This API key's roles do not include `{permission}`.")
+            } else {
+                format!("Your roles in this tenant do not include `{permission}`.")
             }),
             AccessError::TenantDeleted => Problem::tenant_deleted(),
             AccessError::UnknownRoles {

@@ -15,8 +15,8 @@ use poem_openapi::{ApiResponse, Object, OpenApi, param::Header, param::Path, pay
 use serde::Deserialize;
 
 use crate::{
-    BUILTIN, Permission, PermissionSet, Policy,
-    service::{Role, RoleChange, RoleDefinition, RoleName, Roles},
+    BUILTIN, Permission, Policy,
+    service::{Role, RoleChange, RoleDefinition, RoleName, Roles, parse_set},
 };
 
 /// The permission of each role operation (spec: `x-permission`).
@@ -181,10 +181,6 @@ impl Validate for RolePatch {
     }
 }
 
-fn parse_set(permissions: &[String]) -> PermissionSet {
-    permissions.iter().filter_map(|p| p.parse().ok()).collect()
-}
-
 #[derive(ApiResponse)]
 pub enum RoleCreated {
     /// Created.
@@ -284,7 +280,8 @@ impl RolesApi {
         }
         let new = body.into_inner();
         let definition = RoleDefinition {
-            name: RoleName::parse(&new.name).map_err(|_| Problem::internal())?,
+            name: RoleName::parse(&new.name)
+                .map_err(|e| Problem::validation(vec![kernel::FieldError::new("name", e)]))?,
             description: new.description.unwrap_or_default(),
             permissions: parse_set(&new.permissions),
         };

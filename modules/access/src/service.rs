@@ -81,7 +81,8 @@ fn names(set: PermissionSet) -> Vec<String> {
     set.iter().map(|p| p.to_string()).collect()
 }
 
-fn parse_set(permissions: &[String]) -> PermissionSet {
+/// The permissions of the catalogue among `permissions` (others grant nothing).
+pub(crate) fn parse_set(permissions: &[String]) -> PermissionSet {
     permissions.iter().filter_map(|p| p.parse().ok()).collect()
 }
 
@@ -117,7 +118,12 @@ fn custom(r: store::RoleRow) -> Role {
 /// The cache does not need that (a member's roles are read at every decision); it keeps one
 /// rule — every change to who holds what moves the version — so the versions in audit
 /// payloads order all access changes of a tenant.
+///
+/// What the access decision found for the actor may no longer hold after the change (an
+/// owner who just stepped down, a narrowed role), so it is dropped from the transaction:
+/// the next grant check in this unit of work reads the actor's roles again.
 pub async fn bump_policy(tx: &mut TenantTx) -> Result<i64, AccessError> {
+    tx.extensions_mut().remove::<crate::Grants>();
     let tenant = tx.tenant_id();
     Ok(store::bump_policy(tx.conn(), tenant, CHANNEL).await?)
 }

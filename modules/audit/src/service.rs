@@ -61,7 +61,7 @@ impl Chain {
 
 fn internal(what: &str, detail: impl std::fmt::Display) -> Problem {
     tracing::error!(error = %detail, "audit: {what}");
-    Problem::internal()
+    Problem::internal().with_cause(std::io::Error::other(format!("audit: {what}: {detail}")))
 }
 
 /// `domain.entity.action`: lower-case words joined by dots, at least two parts.

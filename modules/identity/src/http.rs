@@ -349,7 +349,11 @@ impl IdentityApi {
     #[oai(path = "/me", method = "get", operation_id = "get_me")]
     async fn me(&self, auth: BearerAuth) -> ApiResult<Json<Me>> {
         // The session check and the profile in one transaction.
-        Ok(Json(self.identity.me_of(auth.token()).await?))
+        // The session check and the profile in one transaction.
+        let (_, mut tx) = self.signed_in(&auth).await?;
+        let me = self.identity.me(&mut tx).await?;
+        tx.commit().await?;
+        Ok(Json(me))
     }
 
     /// Changes the signed-in user's name or time zone.
@@ -374,12 +378,13 @@ impl IdentityApi {
         auth: BearerAuth,
         body: JsonBody<PasswordRequest>,
     ) -> ApiResult<Json<crate::TotpEnrollment>> {
-        let me = self.principal(&auth).await?;
-        Ok(Json(
-            self.identity
-                .totp_enroll(me, body.into_inner().password)
-                .await?,
-        ))
+        let (_, mut tx) = self.signed_in(&auth).await?;
+        let enrollment = self
+            .identity
+            .totp_enroll(&mut tx, body.into_inner().password)
+            .await?;
+        tx.commit().await?;
+        Ok(Json(enrollment))
     }
 
     /// Turns two-factor sign-in on with a first code; returns ten recovery codes (shown once).

@@ -58,7 +58,7 @@ impl Identity {
             .decrypt(&ciphertext, &Self::aad(user))
             .map_err(|e| {
                 tracing::error!(error = %e, "a TOTP secret does not open");
-                Problem::internal()
+                Problem::internal().with_cause(e)
             })?;
         if let Some(step) = totp::matching_step(secret.expose(), code, now_step()) {
             // Single use: only a later step than the last one used is accepted.
@@ -109,14 +109,14 @@ impl Identity {
         Err(IdentityError::TotpInvalid)
     }
 
-    /// `POST /me/2fa/enroll`: a new secret (pending until activated).
+    /// A new two-factor secret for the transaction's user, pending until activated; the
+    /// password is checked again first.
     pub async fn totp_enroll(
         &self,
-        principal: Principal,
+        tx: &mut UserTx,
         password: String,
     ) -> Result<TotpEnrollment, IdentityError> {
-        let user = principal.user_id;
-        let mut tx = UserTx::begin(&self.inner().db, user).await?;
+        let user = tx.user_id();
         let store::EmailAndHash {
             email,
             password_hash,
@@ -135,7 +135,6 @@ impl Identity {
         let secret: [u8; 20] = rand::random();
         let ciphertext = self.inner().vault.encrypt(&secret, &Self::aad(user));
         store::enroll_totp(tx.conn(), user, &ciphertext).await?;
-        tx.commit().await?;
         let secret = totp::base32(&secret);
         let label: String =
             url::form_urlencoded::byte_serialize(format!("Balance:{email}").as_bytes()).collect();
@@ -168,7 +167,7 @@ impl Identity {
         let secret = inner
             .vault
             .decrypt(&ciphertext, &Self::aad(user))
-            .map_err(|_| Problem::internal())?;
+            .map_err(|e| Problem::internal().with_cause(e))?;
         let Some(step) = totp::matching_step(secret.expose(), code, now_step()) else {
             drop(tx);
             limits::count_account(&inner.db, &key, inner.limits.totp_account).await?;

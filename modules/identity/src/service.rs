@@ -558,14 +558,6 @@ impl Identity {
         Ok(user)
     }
 
-    /// `GET /me`: the session check and the profile in one transaction.
-    pub(crate) async fn me_of(&self, bearer: &str) -> Result<Me, IdentityError> {
-        let (_, mut tx) = self.begin_authenticated(bearer).await?;
-        let me = self.me(&mut tx).await?;
-        tx.commit().await?;
-        Ok(me)
-    }
-
     /// The transaction's user: profile, two-factor state and tenants with roles.
     pub async fn me(&self, tx: &mut UserTx) -> Result<Me, IdentityError> {
         let user = tx.user_id();

@@ -232,16 +232,19 @@ impl JobError {
 
 impl From<kernel::Problem> for JobError {
     /// A job has no request id to quote: what is kept is the problem's real cause (a
-    /// database error, a module's error) when it has one, else the problem itself.
+    /// database error, a module's error) when it has one, else the problem itself. A client
+    /// error (a deleted resource, a refused rule) fails the same way on every run, so it is
+    /// fatal; throttling (429) and failures on our side are retried.
     fn from(p: kernel::Problem) -> JobError {
-        match p.cause() {
-            Some(cause) => JobError::Retry(format!(
-                "{} {}: {}",
-                p.status().as_u16(),
-                p.code(),
-                chain(cause)
-            )),
-            None => JobError::Retry(p.to_string()),
+        let text = match p.cause() {
+            Some(cause) => format!("{} {}: {}", p.status().as_u16(), p.code(), chain(cause)),
+            None => p.to_string(),
+        };
+        let status = p.status().as_u16();
+        if (400..500).contains(&status) && status != 408 && status != 429 {
+            JobError::Fatal(text)
+        } else {
+            JobError::Retry(text)
         }
     }
 }

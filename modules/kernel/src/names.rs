@@ -67,6 +67,11 @@ impl RoleNames {
         Ok(RoleNames(roles))
     }
 
+    /// Just `owner`.
+    pub fn owner() -> RoleNames {
+        RoleNames(vec!["owner".to_string()])
+    }
+
     pub fn as_slice(&self) -> &[String] {
         &self.0
     }

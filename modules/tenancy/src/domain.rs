@@ -64,7 +64,7 @@ pub struct ApiKey {
 }
 
 /// A created API key, with its secret: shown only now.
-#[derive(Debug, Clone, Object)]
+#[derive(Clone, Object)]
 pub struct CreatedApiKey {
     pub id: Uuid,
     pub name: String,
@@ -75,6 +75,16 @@ pub struct CreatedApiKey {
     /// `null`: it does not expire.
     pub expires_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
+}
+
+impl std::fmt::Debug for CreatedApiKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CreatedApiKey")
+            .field("id", &self.id)
+            .field("prefix", &self.prefix)
+            .field("secret", &"***")
+            .finish_non_exhaustive()
+    }
 }
 
 /// What an `Idempotency-Key` keeps of a created API key: the secret only sealed by the vault

@@ -148,9 +148,7 @@ impl Tenancy {
             return Err(TenancyError::NotFound);
         };
         if current.roles.iter().any(|r| r == "owner") {
-            let owner = RoleNames::parse("roles", &["owner".to_string()])
-                .expect("one role is a valid list");
-            self.check_grant(tx, &owner).await?;
+            self.check_grant(tx, &RoleNames::owner()).await?;
             let stays_owner = new_roles.is_some_and(RoleNames::includes_owner);
             if !stays_owner && store::lock_owners(tx.conn(), id).await? == [user.as_uuid()] {
                 return Err(TenancyError::LastOwner);
@@ -260,13 +258,16 @@ impl Tenancy {
         }
     }
 
-    /// Opens a sealed replay for its caller (the idempotency fingerprint names the caller,
-    /// and the caller has just passed the grant check again); audited.
+    /// Opens a sealed replay for its caller: the idempotency fingerprint names the caller,
+    /// who must still be able to grant the key's roles; audited.
     pub async fn replay_api_key(
         &self,
         tx: &mut TenantTx,
         stored: SealedApiKey,
     ) -> Result<CreatedApiKey, TenancyError> {
+        let roles =
+            RoleNames::parse("roles", &stored.roles).map_err(|_| TenancyError::SealedReplay)?;
+        self.check_grant(tx, &roles).await?;
         let aad = Self::replay_aad(tx.tenant_id(), stored.id);
         let secret = B64
             .decode(&stored.sealed_secret)
@@ -284,15 +285,6 @@ impl Tenancy {
             expires_at: stored.expires_at,
             created_at: stored.created_at,
         })
-    }
-
-    /// Checks that the caller may still grant `roles` (before replaying a key with them).
-    pub async fn may_grant(
-        &self,
-        tx: &mut TenantTx,
-        roles: &RoleNames,
-    ) -> Result<(), TenancyError> {
-        self.check_grant(tx, roles).await
     }
 
     /// The tenant's API keys, newest first (prefix and last use; never a secret).

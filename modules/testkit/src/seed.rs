@@ -44,3 +44,20 @@ pub async fn member(db: &Db, tenant: TenantId, user: UserId, roles: &[&str]) {
         .unwrap();
     tx.commit().await.unwrap();
 }
+
+/// The token in the newest `template` mail queued for `to` (the single-use link a person
+/// would click), read from the outbox.
+pub async fn mailed_token(db: &Db, to: &str, template: &str) -> String {
+    let mut tx = SystemTx::begin(db, Actor::System).await.unwrap();
+    let token: String = sqlx::query_scalar(
+        "SELECT params ->> 'token' FROM mail_outbox WHERE recipient = $1 AND template = $2
+         ORDER BY id DESC LIMIT 1",
+    )
+    .bind(to)
+    .bind(template)
+    .fetch_one(tx.conn())
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    token
+}

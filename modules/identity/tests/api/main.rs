@@ -99,3 +99,64 @@ async fn sessions_are_listed_and_revoked_inside_the_callers_transaction() {
     let refused = identity.authenticate(&pair.access_token).await.unwrap_err();
     assert_eq!(Problem::from(refused).code(), "unauthorized");
 }
+
+#[tokio::test]
+async fn a_verification_link_and_a_reset_link_work_inside_the_callers_transaction() {
+    let (_db, kdb, identity) = env().await;
+    let email = "hopper@example.com";
+    let user = identity
+        .signup(
+            Email::parse(email).unwrap(),
+            "correct horse battery staple".into(),
+            "Grace".into(),
+            "UTC".into(),
+        )
+        .await
+        .unwrap();
+    let verify = testkit::seed::mailed_token(&kdb, email, "verify_email").await;
+    let mut tx = kernel::SystemTx::begin(&kdb, kernel::Actor::System)
+        .await
+        .unwrap();
+    assert_eq!(
+        identity.verify_email_in(&mut tx, &verify).await.unwrap(),
+        user.id
+    );
+    tx.commit().await.unwrap();
+    let mut mine = UserTx::begin(&kdb, user.id).await.unwrap();
+    assert!(identity.me(&mut mine).await.unwrap().email_verified);
+    drop(mine);
+
+    let pair = identity
+        .login(email, "correct horse battery staple".into(), None)
+        .await
+        .unwrap();
+    identity.request_reset(email).await.unwrap();
+    let reset = testkit::seed::mailed_token(&kdb, email, "password_reset").await;
+    let mut tx = kernel::SystemTx::begin(&kdb, kernel::Actor::System)
+        .await
+        .unwrap();
+    let weak = identity
+        .confirm_reset_in(&mut tx, &reset, "password".into())
+        .await
+        .unwrap_err();
+    assert!(matches!(weak, IdentityError::Invalid(_)), "{weak:?}");
+    drop(tx);
+    let mut tx = kernel::SystemTx::begin(&kdb, kernel::Actor::System)
+        .await
+        .unwrap();
+    identity
+        .confirm_reset_in(&mut tx, &reset, "a completely new passphrase".into())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert!(
+        identity.authenticate(&pair.access_token).await.is_err(),
+        "every session was signed out"
+    );
+    assert!(
+        identity
+            .login(email, "a completely new passphrase".into(), None)
+            .await
+            .is_ok()
+    );
+}

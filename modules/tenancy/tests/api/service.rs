@@ -74,7 +74,7 @@ async fn notifications_can_list_a_tenants_members_from_a_system_transaction() {
 }
 
 #[tokio::test]
-async fn the_last_owner_cannot_be_demoted_or_removed_by_any_caller() {
+async fn the_last_owner_cannot_be_demoted_or_removed_even_by_balance_itself() {
     let env = Env::new().await;
     let (tenant, users) = env.tenant_with(&[&["owner"], &["admin"]]).await;
     let mut tx = TenantTx::begin(&env.kdb, tenant, Actor::System)
@@ -145,6 +145,32 @@ async fn the_bot_acts_for_a_member_without_a_token_and_gets_the_same_answers() {
         .unwrap_err();
     assert!(matches!(owner, TenancyError::Access(_)), "{owner:?}");
     assert_eq!(kernel::Problem::from(owner).code(), "cannot_grant");
+    drop(tx);
+
+    // An owner who steps down in a unit of work grants no owner later in it.
+    let mut tx = env
+        .authz
+        .member(Actor::User(users[0]), tenant, "members:write")
+        .await
+        .unwrap();
+    env.tenancy
+        .update_member(&mut tx, users[2], None, &roles(&["owner"]))
+        .await
+        .unwrap();
+    env.tenancy
+        .update_member(&mut tx, users[0], None, &roles(&["admin"]))
+        .await
+        .unwrap();
+    let after = env
+        .tenancy
+        .update_member(&mut tx, users[1], None, &roles(&["owner"]))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        kernel::Problem::from(after).code(),
+        "cannot_grant",
+        "the grants were re-read"
+    );
     drop(tx);
 
     assert_eq!(
@@ -252,22 +278,54 @@ async fn an_api_key_created_by_a_job_opens_its_tenant_and_is_listed_without_its_
 }
 
 #[tokio::test]
-async fn an_invitation_sent_by_a_job_is_accepted_by_the_invitee_only() {
+async fn an_invitation_sent_by_a_job_is_accepted_by_the_invitee_only_and_once() {
     let env = Env::new().await;
     let (tenant, _) = env.tenant_with(&[&["owner"]]).await;
     let invitee = testkit::seed::user(&env.kdb).await;
-    let email = kernel::Email::parse(&format!("{invitee}@example.com")).unwrap();
+    let someone_else = testkit::seed::user(&env.kdb).await;
+    let address = format!("{invitee}@example.com");
     let mut tx = TenantTx::begin(&env.kdb, tenant, Actor::System)
         .await
         .unwrap();
     let invitation = env
         .tenancy
-        .invite(&mut tx, &email, &roles(&["viewer"]))
+        .invite(
+            &mut tx,
+            &kernel::Email::parse(&address).unwrap(),
+            &roles(&["viewer"]),
+        )
         .await
         .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(invitation.roles, ["viewer"]);
-    // The token travels only in the mail; a made-up one names no tenant.
+    let token = testkit::seed::mailed_token(&env.kdb, &address, "invitation").await;
+
+    let accept = |user| {
+        let (env, token) = (&env, token.clone());
+        async move {
+            let (tenant, hashes) = env.tenancy.invitation_tenant(&token)?;
+            let mut tx = TenantTx::begin(&env.kdb, tenant, Actor::User(user)).await?;
+            let joined = env.tenancy.accept_invitation(&mut tx, &hashes).await?;
+            tx.commit().await?;
+            Ok::<_, TenancyError>(joined)
+        }
+    };
+    let wrong = accept(someone_else).await.unwrap_err();
+    assert!(
+        matches!(wrong, TenancyError::InvitationEmailMismatch),
+        "{wrong:?}"
+    );
+    let joined = accept(invitee).await.unwrap();
+    assert_eq!(
+        (joined.id, joined.roles.as_slice()),
+        (tenant, &["viewer".to_string()][..])
+    );
+    let again = accept(invitee).await.unwrap_err();
+    assert!(
+        matches!(again, TenancyError::InvalidInvitation),
+        "used once: {again:?}"
+    );
+    // A made-up token names no tenant.
     assert!(matches!(
         env.tenancy.invitation_tenant("bin_nonsense"),
         Err(TenancyError::InvalidInvitation)
