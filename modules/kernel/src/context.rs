@@ -27,6 +27,10 @@ pub struct RequestContext {
     pub user_agent: Option<String>,
     /// The component acting: `balance` (the API), `worker`, `bot`, `cli`.
     pub source_agent: &'static str,
+    /// The request sent an `Idempotency-Key` that is not visible ASCII. The router reads
+    /// such a header as absent, which would silently run a retry twice; the key's parser
+    /// refuses it instead, after the access decision like every other field.
+    pub unreadable_idempotency_key: bool,
     replayed: AtomicBool,
 }
 
@@ -44,6 +48,7 @@ impl RequestContext {
             client_ip,
             user_agent,
             source_agent: "balance",
+            unreadable_idempotency_key: false,
             replayed: AtomicBool::new(false),
         }
     }

@@ -34,21 +34,30 @@ impl IdempotencyKey {
         if ok {
             Ok(IdempotencyKey(raw.to_string()))
         } else {
-            Err(Problem::validation(vec![FieldError::new(
-                HEADER,
-                "must be 1-255 visible ASCII characters",
-            )]))
+            Err(invalid_key())
         }
     }
 
-    /// Parses an optional header value.
+    /// Parses an optional header value; a header the router could not read as text (see
+    /// [`RequestContext::unreadable_idempotency_key`]) is refused, not taken as absent.
     pub fn parse_optional(raw: Option<&str>) -> Result<Option<IdempotencyKey>, Problem> {
+        let unreadable = RequestContext::current().is_some_and(|c| c.unreadable_idempotency_key);
+        if raw.is_none() && unreadable {
+            return Err(invalid_key());
+        }
         raw.map(IdempotencyKey::parse).transpose()
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+fn invalid_key() -> Problem {
+    Problem::validation(vec![FieldError::new(
+        HEADER,
+        "must be 1-255 visible ASCII characters",
+    )])
 }
 
 /// What identifies a request for replay: the operation and the exact body.

@@ -153,12 +153,12 @@ async fn handle(
         .get(header::USER_AGENT)
         .and_then(|v| v.to_str().ok())
         .map(|ua| ua.chars().take(512).collect());
-    let context = Arc::new(RequestContext::http(
-        request_id.clone(),
-        path.clone(),
-        client_ip,
-        user_agent,
-    ));
+    let mut context = RequestContext::http(request_id.clone(), path.clone(), client_ip, user_agent);
+    context.unreadable_idempotency_key = req
+        .headers()
+        .get(kernel::idempotency::HEADER)
+        .is_some_and(|v| v.to_str().is_err());
+    let context = Arc::new(context);
 
     let mut resp = context
         .clone()

@@ -275,3 +275,23 @@ async fn expired_keys_are_swept_every_tenant_and_user_alike() {
     .unwrap();
     assert_eq!(left, ["new", "new", "new"]);
 }
+
+#[tokio::test]
+async fn a_key_that_is_not_visible_ascii_is_refused_not_ignored() {
+    let app = TestApp::spawn().await;
+    let tenant = seed::tenant(&app.kernel_db, "A").await;
+    let key = reqwest::header::HeaderValue::from_bytes("k\u{e9}y".as_bytes()).unwrap();
+    for _ in 0..2 {
+        let resp = app
+            .client
+            .post(app.url(&format!("/api/v1/_test/tenants/{tenant}/things")))
+            .header("Idempotency-Key", key.clone())
+            .json(&json!({"name": "x"}))
+            .send()
+            .await
+            .unwrap();
+        let body = assert_problem(resp, 422, "validation_failed").await;
+        assert_eq!(body["errors"][0]["field"], "Idempotency-Key", "{body}");
+    }
+    assert_eq!(app.runs.load(Ordering::SeqCst), 0, "nothing ran, twice");
+}
