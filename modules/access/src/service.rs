@@ -19,7 +19,7 @@ use crate::{
 pub const MAX_CUSTOM_ROLES: i64 = 100;
 
 /// A role: built-in (read-only) or custom.
-#[derive(Debug, Clone, Object)]
+#[derive(Debug, Clone, PartialEq, Object)]
 pub struct Role {
     /// `owner`, `admin`, `accountant`, `viewer`, `billing`, or a custom role's name.
     pub name: String,

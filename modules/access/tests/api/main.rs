@@ -158,3 +158,81 @@ async fn a_role_someone_holds_cannot_be_deleted_until_nobody_does() {
         access::BUILTIN.len() + 1
     );
 }
+
+#[tokio::test]
+async fn narrowing_a_role_takes_its_permissions_from_every_holder_at_once() {
+    let env = Env::new().await;
+    let tenant = seed::tenant(&env.kdb, "Acme").await;
+    let mut tx = TenantTx::begin(&env.kdb, tenant, Actor::System)
+        .await
+        .unwrap();
+    let created = env
+        .roles
+        .create(
+            &mut tx,
+            definition("auditor", &["events:read", "jobs:read"]),
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    let auditor = env.member(tenant, &["auditor"]).await;
+    // Warm the cache at this version, as a request would.
+    assert_eq!(
+        code(
+            env.authz
+                .member(Actor::User(auditor), tenant, "events:read")
+                .await
+        ),
+        Ok(())
+    );
+
+    let mut tx = TenantTx::begin(&env.kdb, tenant, Actor::System)
+        .await
+        .unwrap();
+    let stale = env
+        .roles
+        .update(
+            &mut tx,
+            "auditor",
+            Some(created.version + 1),
+            access::RoleChange::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(Problem::from(stale).code(), "precondition_failed");
+    drop(tx);
+    let mut tx = TenantTx::begin(&env.kdb, tenant, Actor::System)
+        .await
+        .unwrap();
+    let narrowed = env
+        .roles
+        .update(
+            &mut tx,
+            "auditor",
+            Some(created.version),
+            access::RoleChange {
+                description: None,
+                permissions: Some(["jobs:read".parse().unwrap()].into_iter().collect()),
+            },
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(narrowed.permissions, ["jobs:read"]);
+    assert_eq!(narrowed.version, created.version + 1);
+
+    assert_eq!(
+        code(
+            env.authz
+                .member(Actor::User(auditor), tenant, "events:read")
+                .await
+        ),
+        Err("forbidden".into()),
+        "the cached grant did not outlive the change"
+    );
+    let mut tx = TenantTx::begin(&env.kdb, tenant, Actor::System)
+        .await
+        .unwrap();
+    assert_eq!(env.roles.get(&mut tx, "auditor").await.unwrap(), narrowed);
+    assert!(env.roles.get(&mut tx, "viewer").await.unwrap().builtin);
+}

@@ -331,3 +331,32 @@ async fn an_invitation_sent_by_a_job_is_accepted_by_the_invitee_only_and_once() 
         Err(TenancyError::InvalidInvitation)
     ));
 }
+
+#[tokio::test]
+async fn a_rename_checks_the_version_it_was_given() {
+    let env = Env::new().await;
+    let (tenant, users) = env.tenant_with(&[&["owner"]]).await;
+    let mut tx = env
+        .authz
+        .member(Actor::User(users[0]), tenant, "tenant:write")
+        .await
+        .unwrap();
+    let before = env.tenancy.get(&mut tx).await.unwrap();
+    let name = DisplayName::parse("name", "Acme GmbH").unwrap();
+    let renamed = env
+        .tenancy
+        .rename(&mut tx, Some(before.version), &name)
+        .await
+        .unwrap();
+    assert_eq!(
+        (renamed.name.as_str(), renamed.version),
+        ("Acme GmbH", before.version + 1)
+    );
+    assert_eq!(renamed.roles, ["owner"], "the acting person's roles");
+    let stale = env
+        .tenancy
+        .rename(&mut tx, Some(before.version), &name)
+        .await
+        .unwrap_err();
+    assert_eq!(kernel::Problem::from(stale).code(), "precondition_failed");
+}
