@@ -360,3 +360,38 @@ async fn a_rename_checks_the_version_it_was_given() {
         .unwrap_err();
     assert_eq!(kernel::Problem::from(stale).code(), "precondition_failed");
 }
+
+#[tokio::test]
+async fn grant_checks_of_a_unit_of_work_use_the_decision_instead_of_reading_the_membership_again() {
+    let env = Env::new().await;
+    let (tenant, users) = env
+        .tenant_with(&[&["owner"], &["admin"], &["viewer"]])
+        .await;
+    let mut tx = env
+        .authz
+        .member(Actor::User(users[1]), tenant, "members:write")
+        .await
+        .unwrap();
+    // Behind the services' back, within this transaction, the admin's own row changes: the
+    // grant check below still answers from the decision, so it read no membership.
+    sqlx::query("UPDATE memberships SET roles = '{viewer}' WHERE tenant_id = $1 AND user_id = $2")
+        .bind(tenant)
+        .bind(users[1])
+        .execute(tx.conn())
+        .await
+        .unwrap();
+    let promoted = env
+        .tenancy
+        .update_member(&mut tx, users[2], None, &roles(&["accountant"]))
+        .await
+        .unwrap();
+    assert_eq!(promoted.roles, ["accountant"]);
+    // A change through the service drops the decision: the next check reads the (now
+    // viewer) roles, which cannot grant accountant's writes.
+    let refused = env
+        .tenancy
+        .update_member(&mut tx, users[2], None, &roles(&["accountant", "viewer"]))
+        .await
+        .unwrap_err();
+    assert_eq!(kernel::Problem::from(refused).code(), "cannot_grant");
+}
