@@ -253,6 +253,7 @@ async fn over_http(base: &str) -> anyhow::Result<()> {
     .bind(&ids)
     .execute(&mut *conn)
     .await?;
+    #[allow(clippy::disallowed_methods)] // the seeding's own connection, no kernel handle
     let mut tx = sqlx::Connection::begin(&mut *conn).await?;
     let per_tenant = MEMBERSHIPS / TENANTS;
     for (t, tenant) in shape.tenants.iter().enumerate() {

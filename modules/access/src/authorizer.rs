@@ -47,12 +47,14 @@ impl Authorizer {
             .identity
             .verify_access_token(bearer)
             .map_err(|_| AccessError::Unauthorized)?;
-        let mut tx = TenantTx::begin(&self.db, tenant, Actor::User(principal.user_id)).await?;
-        // One statement: the session is live (else 401), and the membership with the
-        // tenant's state (none: 404, so tenant ids cannot be probed).
-        let found =
-            store::session_membership(tx.conn(), tenant, principal.user_id, principal.session_id)
+        // One statement, in the round trip of `BEGIN` and the tenant settings: the session is
+        // live (else 401), and the membership with the tenant's state (none: 404, so tenant
+        // ids cannot be probed).
+        let read = store::session_membership(tenant, principal.user_id, principal.session_id);
+        let (tx, rows) =
+            TenantTx::begin_reading(&self.db, tenant, Actor::User(principal.user_id), Some(read))
                 .await?;
+        let found = store::member_grant(&rows)?;
         if !found.live {
             return Err(AccessError::Unauthorized);
         }
@@ -70,8 +72,9 @@ impl Authorizer {
         let (Actor::User(user) | Actor::Telegram(user)) = person else {
             return Err(AccessError::Unauthorized);
         };
-        let mut tx = TenantTx::begin(&self.db, tenant, person).await?;
-        let found = store::membership(tx.conn(), tenant, user).await?;
+        let read = store::membership(tenant, user);
+        let (tx, rows) = TenantTx::begin_reading(&self.db, tenant, person, Some(read)).await?;
+        let found = store::member_grant(&rows)?;
         self.grant_member(tx, found, need, permission).await
     }
 
@@ -117,8 +120,10 @@ impl Authorizer {
         }
         // One transaction for the lookup, the decision and the request's work: a key
         // revoked meanwhile cannot half-apply, and a refusal writes nothing.
-        let mut tx = TenantTx::begin(&self.db, tenant, Actor::System).await?;
-        let Some(key) = store::live_api_key(tx.conn(), tenant, &hashes).await? else {
+        let read = store::live_api_key(tenant, &hashes);
+        let (mut tx, rows) =
+            TenantTx::begin_reading(&self.db, tenant, Actor::System, Some(read)).await?;
+        let Some(key) = store::key_grant(&rows)? else {
             return Err(AccessError::UnknownApiKey);
         };
         let granted = self

@@ -7,12 +7,13 @@
 //! `memberships`, `api_keys` and `invitations`.
 
 use chrono::{DateTime, Utc};
-use kernel::{TenantId, UserId};
-use sqlx::PgConnection;
+use kernel::{FirstRead, Literal, TenantId, UserId};
+use sqlx::{PgConnection, Row, postgres::PgRow};
 use uuid::Uuid;
 
 /// What the decision reads for a member: the session's liveness (only with a token), the
 /// membership's roles and the tenant's state. `None` fields: not a member.
+#[derive(Debug, PartialEq)]
 pub(crate) struct MemberGrant {
     pub live: bool,
     pub roles: Option<Vec<String>>,
@@ -20,51 +21,50 @@ pub(crate) struct MemberGrant {
     pub policy_version: Option<i64>,
 }
 
+// The decision's statements ride in the round trip of `BEGIN` (kernel::FirstRead), which
+// takes no prepared statement; each is also run prepared through sqlx's macros in this
+// module's tests, so the schema checks the very same text at compile time.
+const SESSION_MEMBERSHIP: &str = include_str!("sql/session_membership.sql");
+const MEMBERSHIP: &str = include_str!("sql/membership.sql");
+const LIVE_API_KEY: &str = include_str!("sql/live_api_key.sql");
+
 /// One statement: the session is live, and the membership with the tenant's state.
-pub(crate) async fn session_membership(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    user: UserId,
-    session: Uuid,
-) -> Result<MemberGrant, sqlx::Error> {
-    sqlx::query_as!(
-        MemberGrant,
-        r#"SELECT s.live AS "live!", m.roles AS "roles?", t.deleted_at IS NOT NULL AS "deleted?",
-                  t.policy_version AS "policy_version?"
-           FROM (SELECT EXISTS (SELECT FROM user_sessions
-                   WHERE id = $3 AND user_id = $2 AND revoked_at IS NULL) AS live) s
-           LEFT JOIN memberships m ON m.tenant_id = $1 AND m.user_id = $2
-           LEFT JOIN tenants t ON t.id = m.tenant_id"#,
-        tenant.as_uuid(),
-        user.as_uuid(),
-        session,
+pub(crate) fn session_membership(tenant: TenantId, user: UserId, session: Uuid) -> FirstRead {
+    FirstRead::new(
+        SESSION_MEMBERSHIP,
+        &[
+            Literal::Uuid(tenant.as_uuid()),
+            Literal::Uuid(user.as_uuid()),
+            Literal::Uuid(session),
+        ],
     )
-    .fetch_one(conn)
-    .await
 }
 
 /// The membership with the tenant's state, for a person acting without a session (the bot,
 /// a job acting for someone): the same statement without the session.
-pub(crate) async fn membership(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    user: UserId,
-) -> Result<MemberGrant, sqlx::Error> {
-    sqlx::query_as!(
-        MemberGrant,
-        r#"SELECT true AS "live!", m.roles AS "roles?", t.deleted_at IS NOT NULL AS "deleted?",
-                  t.policy_version AS "policy_version?"
-           FROM (SELECT 1) one
-           LEFT JOIN memberships m ON m.tenant_id = $1 AND m.user_id = $2
-           LEFT JOIN tenants t ON t.id = m.tenant_id"#,
-        tenant.as_uuid(),
-        user.as_uuid(),
+pub(crate) fn membership(tenant: TenantId, user: UserId) -> FirstRead {
+    FirstRead::new(
+        MEMBERSHIP,
+        &[
+            Literal::Uuid(tenant.as_uuid()),
+            Literal::Uuid(user.as_uuid()),
+        ],
     )
-    .fetch_one(conn)
-    .await
+}
+
+/// The one row of [`session_membership`] or [`membership`].
+pub(crate) fn member_grant(rows: &[PgRow]) -> Result<MemberGrant, sqlx::Error> {
+    let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+    Ok(MemberGrant {
+        live: row.try_get(0)?,
+        roles: row.try_get(1)?,
+        deleted: row.try_get(2)?,
+        policy_version: row.try_get(3)?,
+    })
 }
 
 /// A live API key of the tenant with one of `hashes`, and the tenant's state.
+#[derive(Debug, PartialEq)]
 pub(crate) struct KeyGrant {
     pub id: Uuid,
     pub roles: Vec<String>,
@@ -72,22 +72,25 @@ pub(crate) struct KeyGrant {
     pub policy_version: i64,
 }
 
-pub(crate) async fn live_api_key(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    hashes: &[Vec<u8>],
-) -> Result<Option<KeyGrant>, sqlx::Error> {
-    sqlx::query_as!(
-        KeyGrant,
-        r#"SELECT k.id, k.roles, t.deleted_at IS NOT NULL AS "deleted!", t.policy_version
-           FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
-           WHERE k.tenant_id = $1 AND k.hash = ANY($2) AND k.revoked_at IS NULL
-             AND (k.expires_at IS NULL OR k.expires_at > now())"#,
-        tenant.as_uuid(),
-        hashes,
+pub(crate) fn live_api_key(tenant: TenantId, hashes: &[Vec<u8>]) -> FirstRead {
+    FirstRead::new(
+        LIVE_API_KEY,
+        &[Literal::Uuid(tenant.as_uuid()), Literal::ByteaArray(hashes)],
     )
-    .fetch_optional(conn)
-    .await
+}
+
+/// The row of [`live_api_key`], if a key matched.
+pub(crate) fn key_grant(rows: &[PgRow]) -> Result<Option<KeyGrant>, sqlx::Error> {
+    rows.first()
+        .map(|row| {
+            Ok(KeyGrant {
+                id: row.try_get(0)?,
+                roles: row.try_get(1)?,
+                deleted: row.try_get(2)?,
+                policy_version: row.try_get(3)?,
+            })
+        })
+        .transpose()
 }
 
 /// Records a key's use at most once a minute, never waiting on another request of the same
@@ -396,4 +399,193 @@ pub(crate) async fn delete_role(
     .execute(conn)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The decision's statements as they ride in `BEGIN`'s round trip (inlined, text rows)
+    //! against the same files run prepared by sqlx's macros (checked against the schema at
+    //! compile time): every case answers the same.
+
+    use kernel::{Actor, Db, SystemTx, TenantTx};
+    use testkit::seed;
+
+    use super::*;
+
+    /// Arranges rows (plain SQL: set-up only), in `tenant`'s rows or on global tables.
+    async fn exec(db: &Db, tenant: Option<TenantId>, sql: &str, binds: &[Uuid]) {
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in binds {
+            query = query.bind(*b);
+        }
+        match tenant {
+            Some(t) => {
+                let mut tx = TenantTx::begin(db, t, Actor::System).await.unwrap();
+                query.execute(tx.conn()).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+            None => {
+                let mut tx = SystemTx::begin(db, Actor::System).await.unwrap();
+                query.execute(tx.conn()).await.unwrap();
+                tx.commit().await.unwrap();
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn inlined_and_prepared_decisions_agree() {
+        let test = testkit::db::TestDb::with_migrations().await.unwrap();
+        let db = test.kernel_db([]).await.unwrap();
+        let (live, deleted) = (
+            seed::tenant(&db, "Live").await,
+            seed::tenant(&db, "Deleted").await,
+        );
+        let (member, outsider) = (seed::user(&db).await, seed::user(&db).await);
+        seed::member(&db, live, member, &["owner", "custom"]).await;
+        seed::member(&db, deleted, member, &["viewer"]).await;
+        exec(
+            &db,
+            None,
+            "UPDATE tenants SET deleted_at = now() WHERE id = $1",
+            &[deleted.as_uuid()],
+        )
+        .await;
+        let (session, revoked, foreign) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        for (id, user, sql) in [
+            (
+                session,
+                member,
+                "INSERT INTO user_sessions (id, user_id) VALUES ($1, $2)",
+            ),
+            (
+                revoked,
+                member,
+                "INSERT INTO user_sessions (id, user_id, revoked_at) VALUES ($1, $2, now())",
+            ),
+            (
+                foreign,
+                outsider,
+                "INSERT INTO user_sessions (id, user_id) VALUES ($1, $2)",
+            ),
+        ] {
+            exec(&db, None, sql, &[id, user.as_uuid()]).await;
+        }
+        let (key, old_key) = (Uuid::now_v7(), Uuid::now_v7());
+        for (id, hash, extra) in [(key, [1u8; 32], "NULL"), (old_key, [2u8; 32], "now()")] {
+            let sql = format!(
+                "INSERT INTO api_keys (tenant_id, id, name, roles, pepper_id, hash, prefix, revoked_at)
+                 VALUES ($1, $2, 'k', '{{viewer}}', 'p1', decode('{}', 'hex'), 'bal_', {extra})",
+                kernel::hex::encode(&hash)
+            );
+            exec(&db, Some(live), &sql, &[live.as_uuid(), id]).await;
+        }
+
+        let mut n = 0;
+        for tenant in [live, deleted, TenantId::new()] {
+            for user in [member, outsider] {
+                for s in [session, revoked, foreign, Uuid::now_v7()] {
+                    let (mut tx, rows) = TenantTx::begin_reading(
+                        &db,
+                        tenant,
+                        Actor::User(user),
+                        Some(session_membership(tenant, user, s)),
+                    )
+                    .await
+                    .unwrap();
+                    let inlined = member_grant(&rows).unwrap();
+                    let prepared = sqlx::query_file_as!(
+                        MemberGrant,
+                        "src/sql/session_membership.sql",
+                        tenant.as_uuid(),
+                        user.as_uuid(),
+                        s
+                    )
+                    .fetch_one(tx.conn())
+                    .await
+                    .unwrap();
+                    assert_eq!(inlined, prepared, "{tenant} {user} {s}");
+                    n += 1;
+                }
+                let (mut tx, rows) = TenantTx::begin_reading(
+                    &db,
+                    tenant,
+                    Actor::User(user),
+                    Some(membership(tenant, user)),
+                )
+                .await
+                .unwrap();
+                let prepared = sqlx::query_file_as!(
+                    MemberGrant,
+                    "src/sql/membership.sql",
+                    tenant.as_uuid(),
+                    user.as_uuid()
+                )
+                .fetch_one(tx.conn())
+                .await
+                .unwrap();
+                assert_eq!(member_grant(&rows).unwrap(), prepared);
+            }
+            let hash_sets: [Vec<Vec<u8>>; 4] = [
+                vec![vec![1; 32]],
+                vec![vec![9; 32], vec![1; 32]],
+                vec![vec![2; 32]],
+                vec![],
+            ];
+            for hashes in hash_sets {
+                let (mut tx, rows) = TenantTx::begin_reading(
+                    &db,
+                    tenant,
+                    Actor::System,
+                    Some(live_api_key(tenant, &hashes)),
+                )
+                .await
+                .unwrap();
+                let prepared = sqlx::query_file_as!(
+                    KeyGrant,
+                    "src/sql/live_api_key.sql",
+                    tenant.as_uuid(),
+                    &hashes
+                )
+                .fetch_optional(tx.conn())
+                .await
+                .unwrap();
+                assert_eq!(key_grant(&rows).unwrap(), prepared, "{tenant} {hashes:?}");
+            }
+        }
+        assert_eq!(n, 24);
+        // The cases differ: a live member, a revoked session, an outsider, a deleted tenant.
+        let (_, rows) = TenantTx::begin_reading(
+            &db,
+            live,
+            Actor::User(member),
+            Some(session_membership(live, member, session)),
+        )
+        .await
+        .unwrap();
+        let grant = member_grant(&rows).unwrap();
+        assert!(
+            grant.live
+                && grant.roles == Some(vec!["owner".into(), "custom".into()])
+                && grant.deleted == Some(false)
+        );
+        let (_, rows) = TenantTx::begin_reading(
+            &db,
+            deleted,
+            Actor::User(member),
+            Some(session_membership(deleted, member, revoked)),
+        )
+        .await
+        .unwrap();
+        let grant = member_grant(&rows).unwrap();
+        assert!(!grant.live && grant.deleted == Some(true));
+        let (_, rows) = TenantTx::begin_reading(
+            &db,
+            live,
+            Actor::System,
+            Some(live_api_key(live, &[vec![1; 32]])),
+        )
+        .await
+        .unwrap();
+        assert_eq!(key_grant(&rows).unwrap().map(|k| k.id), Some(key));
+    }
 }

@@ -165,8 +165,11 @@ impl Identity {
         bearer: &str,
     ) -> Result<(Principal, UserTx), IdentityError> {
         let principal = self.verify_access_token(bearer)?;
-        let mut tx = UserTx::begin(&self.inner().db, principal.user_id).await?;
-        match store::session_live(tx.conn(), principal.session_id, principal.user_id).await? {
+        // The session check rides in the round trip of `BEGIN`.
+        let read = store::session_live(principal.session_id, principal.user_id);
+        let (tx, rows) =
+            UserTx::begin_reading(&self.inner().db, principal.user_id, Some(read)).await?;
+        match store::live_of(&rows)? {
             Some(true) => Ok((principal, tx)),
             _ => Err(IdentityError::Unauthorized),
         }

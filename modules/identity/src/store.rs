@@ -6,23 +6,25 @@
 //! user policy, in the same transaction as the profile.
 
 use chrono::{DateTime, Utc};
-use kernel::{TenantId, UserId};
-use sqlx::PgConnection;
+use kernel::{FirstRead, Literal, TenantId, UserId};
+use sqlx::{PgConnection, Row, postgres::PgRow};
 use uuid::Uuid;
 
+// Rides in the round trip of `BEGIN` (kernel::FirstRead); run prepared through sqlx's
+// macros in this module's tests, so the schema checks the same text at compile time.
+const SESSION_LIVE: &str = include_str!("sql/session_live.sql");
+
 /// Whether the user's session is live (`None`: no such session of theirs).
-pub(crate) async fn session_live(
-    conn: &mut PgConnection,
-    session: Uuid,
-    user: UserId,
-) -> Result<Option<bool>, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT revoked_at IS NULL AS "live!" FROM user_sessions WHERE id = $1 AND user_id = $2"#,
-        session,
-        user.as_uuid(),
+pub(crate) fn session_live(session: Uuid, user: UserId) -> FirstRead {
+    FirstRead::new(
+        SESSION_LIVE,
+        &[Literal::Uuid(session), Literal::Uuid(user.as_uuid())],
     )
-    .fetch_optional(conn)
-    .await
+}
+
+/// The row of [`session_live`]: `Some(live)`, or `None` for no such session of the user.
+pub(crate) fn live_of(rows: &[PgRow]) -> Result<Option<bool>, sqlx::Error> {
+    rows.first().map(|row| row.try_get(0)).transpose()
 }
 
 /// A new account.
@@ -682,4 +684,58 @@ pub(crate) async fn reset_throttle(conn: &mut PgConnection, key: &str) -> Result
         .execute(conn)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    //! The session check as it rides in `BEGIN`'s round trip (inlined, text rows) against
+    //! the same file run prepared by sqlx's macros (checked against the schema at compile
+    //! time): every case answers the same.
+
+    use kernel::{Actor, SystemTx, UserTx};
+    use testkit::seed;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn inlined_and_prepared_session_checks_agree() {
+        let test = testkit::db::TestDb::with_migrations().await.unwrap();
+        let db = test.kernel_db([]).await.unwrap();
+        let (user, other) = (seed::user(&db).await, seed::user(&db).await);
+        let (live, revoked, foreign) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let mut tx = SystemTx::begin(&db, Actor::System).await.unwrap();
+        for (id, owner, revoked_at) in [
+            (live, user, false),
+            (revoked, user, true),
+            (foreign, other, false),
+        ] {
+            sqlx::query(
+                "INSERT INTO user_sessions (id, user_id, revoked_at)
+                 VALUES ($1, $2, CASE WHEN $3 THEN now() END)",
+            )
+            .bind(id)
+            .bind(owner)
+            .bind(revoked_at)
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        }
+        tx.commit().await.unwrap();
+        let mut answers = Vec::new();
+        for session in [live, revoked, foreign, Uuid::now_v7()] {
+            let (mut tx, rows) =
+                UserTx::begin_reading(&db, user, Some(session_live(session, user)))
+                    .await
+                    .unwrap();
+            let prepared =
+                sqlx::query_file_scalar!("src/sql/session_live.sql", session, user.as_uuid())
+                    .fetch_optional(tx.conn())
+                    .await
+                    .unwrap();
+            let inlined = live_of(&rows).unwrap();
+            assert_eq!(inlined, prepared, "{session}");
+            answers.push(inlined);
+        }
+        assert_eq!(answers, [Some(true), Some(false), None, None]);
+    }
 }

@@ -18,8 +18,15 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("../../migrations");
 /// need to know the deployment's role names.
 pub const RUNTIME_GROUP: &str = "balance_runtime";
 
+/// A pooled connection idle for longer than this is tested (a ping) before it is used.
+pub const PING_AFTER_IDLE: Duration = Duration::from_secs(10);
+
 /// A lazily connecting pool for the runtime role: the server starts (and `/ready` says
 /// why it is not ready) even while the database is down, and reconnects by itself.
+///
+/// sqlx tests every connection as it comes back to the pool (a round trip off the request's
+/// path); testing it again as it goes out would add a round trip to every transaction, so
+/// only a connection idle for more than [`PING_AFTER_IDLE`] is tested before use.
 pub fn runtime_pool(url: &str, max_connections: u32) -> Result<PgPool, MigrateError> {
     let options = PgConnectOptions::from_str(url)
         .map_err(|e| MigrateError::Config(format!("BALANCE_DATABASE_URL: {e}")))?
@@ -29,7 +36,15 @@ pub fn runtime_pool(url: &str, max_connections: u32) -> Result<PgPool, MigrateEr
         .min_connections(0)
         .acquire_timeout(Duration::from_secs(3))
         .idle_timeout(Duration::from_secs(300))
-        .test_before_acquire(true)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PING_AFTER_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .connect_lazy_with(options))
 }
 

@@ -41,6 +41,7 @@ pub enum PurgeError {
 pub async fn purge(owner_url: &str, tenant: TenantId, force: bool) -> Result<u64, PurgeError> {
     use sqlx::Connection;
     let mut conn = sqlx::PgConnection::connect(owner_url).await?;
+    #[allow(clippy::disallowed_methods)] // our own connection, no kernel handle
     let mut tx = conn.begin().await?;
     sqlx::query!(
         r#"SELECT set_config('balance.tenant_id', $1, true) AS "tenant",

@@ -8,8 +8,10 @@ use std::sync::{
 
 use futures_util::{FutureExt, future::BoxFuture};
 use kernel::{
-    Actor, CommitHook, CommitParts, Problem, RequestContext, SystemTx, TenantTx, UserId, UserTx,
+    Actor, CommitHook, CommitParts, FirstRead, Literal, Problem, RequestContext, SystemTx,
+    TenantTx, UserId, UserTx,
 };
+use sqlx::Row;
 
 use crate::helpers::{TestApp, seed};
 
@@ -111,6 +113,100 @@ async fn a_handle_dropped_without_commit_rolls_back() {
         // Dropped here, e.g. by a `?` further down a handler.
     }
     assert_eq!(memberships(&app.kernel_db, tenant).await, 0);
+}
+
+/// Connections of the database left inside a transaction, this one's aside: none once every
+/// handle has ended (an abandoned one rolls back on a task of its own, so wait a little).
+async fn left_in_a_transaction(db: &kernel::Db) -> i64 {
+    testkit::eventually(std::time::Duration::from_secs(5), || async {
+        let mut tx = SystemTx::begin(db, Actor::System).await.unwrap();
+        let n: i64 = sqlx::query_scalar(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()
+               AND state LIKE 'idle in transaction%' AND pid <> pg_backend_pid()",
+        )
+        .fetch_one(tx.conn())
+        .await
+        .unwrap();
+        (n == 0).then_some(0)
+    })
+    .await
+    .unwrap_or(-1)
+}
+
+#[tokio::test]
+async fn a_first_read_runs_inside_the_transaction_after_the_settings() {
+    let app = TestApp::spawn().await;
+    let (a, b) = (
+        seed::tenant(&app.kernel_db, "A").await,
+        seed::tenant(&app.kernel_db, "B").await,
+    );
+    let user = seed::user(&app.kernel_db).await;
+    seed::member(&app.kernel_db, a, user, &["owner"]).await;
+    seed::member(&app.kernel_db, b, user, &["owner"]).await;
+    let read = FirstRead::new(
+        "SELECT current_setting('balance.tenant_id'), current_setting('balance.user_id'),
+                pg_current_xact_id()::text, (SELECT count(*) FROM memberships), $1::text",
+        &[Literal::Uuid(user.as_uuid())],
+    );
+    let (mut tx, rows) = TenantTx::begin_reading(&app.kernel_db, a, Actor::User(user), Some(read))
+        .await
+        .unwrap();
+    let row = &rows[0];
+    assert_eq!(
+        row.get::<String, _>(0),
+        a.to_string(),
+        "the tenant is set first"
+    );
+    assert_eq!(row.get::<String, _>(1), user.to_string());
+    // Row-level security already confines the read to the tenant.
+    assert_eq!(row.get::<i64, _>(3), 1);
+    assert_eq!(row.get::<String, _>(4), user.to_string());
+    let xact: String = sqlx::query_scalar("SELECT pg_current_xact_id()::text")
+        .fetch_one(tx.conn())
+        .await
+        .unwrap();
+    assert_eq!(xact, row.get::<String, _>(2), "one transaction");
+    tx.commit().await.unwrap();
+    assert_eq!(left_in_a_transaction(&app.kernel_db).await, 0);
+}
+
+#[tokio::test]
+async fn a_failed_first_read_or_an_abandoned_handle_leaves_no_connection_in_a_transaction() {
+    let app = TestApp::spawn().await;
+    let tenant = seed::tenant(&app.kernel_db, "A").await;
+    let user = seed::user(&app.kernel_db).await;
+    let read = FirstRead::new("SELECT 1 / 0", &[]);
+    let refused = TenantTx::begin_reading(&app.kernel_db, tenant, Actor::System, Some(read))
+        .await
+        .unwrap_err();
+    assert_eq!(refused.status().as_u16(), 500);
+    // Handles dropped mid-work: one with a write, one whose transaction a failed statement
+    // aborted, one that only read.
+    let mut held = Vec::new();
+    for statement in [
+        "INSERT INTO memberships (tenant_id, user_id) VALUES ($1, $2)",
+        "SELECT $1::uuid, $2::uuid, 1 / 0",
+        "SELECT $1::uuid, $2::uuid",
+    ] {
+        let mut tx = TenantTx::begin(&app.kernel_db, tenant, Actor::System)
+            .await
+            .unwrap();
+        let _ = sqlx::query(statement)
+            .bind(tenant)
+            .bind(user)
+            .execute(tx.conn())
+            .await;
+        held.push(tx);
+    }
+    drop(held);
+    assert_eq!(left_in_a_transaction(&app.kernel_db).await, 0);
+    assert_eq!(memberships(&app.kernel_db, tenant).await, 0);
+    // The pool's connections serve new transactions as before.
+    for _ in 0..30 {
+        let mut tx = UserTx::begin(&app.kernel_db, user).await.unwrap();
+        assert_eq!(setting(tx.conn(), "balance.tenant_id").await, "");
+        tx.commit().await.unwrap();
+    }
 }
 
 #[tokio::test]
