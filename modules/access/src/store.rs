@@ -7,7 +7,7 @@
 //! `memberships`, `api_keys` and `invitations`.
 
 use chrono::{DateTime, Utc};
-use kernel::{FirstRead, Literal, TenantId, UserId};
+use kernel::{FirstRead, Literal, Statement, TenantId, UserId};
 use sqlx::{PgConnection, Row, postgres::PgRow};
 use uuid::Uuid;
 
@@ -21,17 +21,17 @@ pub(crate) struct MemberGrant {
     pub policy_version: Option<i64>,
 }
 
-// The decision's statements ride in the round trip of `BEGIN` (kernel::FirstRead), which
-// takes no prepared statement; each is also run prepared through sqlx's macros in this
-// module's tests, so the schema checks the very same text at compile time.
-const SESSION_MEMBERSHIP: &str = include_str!("sql/session_membership.sql");
-const MEMBERSHIP: &str = include_str!("sql/membership.sql");
-const LIVE_API_KEY: &str = include_str!("sql/live_api_key.sql");
+// The decision's statements ride in the round trip of `BEGIN` (kernel::FirstRead), where
+// sqlx's macros cannot go; this module's tests run the same files through the macros too,
+// so the schema checks the very same text at compile time.
+static SESSION_MEMBERSHIP: Statement = Statement::new(include_str!("sql/session_membership.sql"));
+static MEMBERSHIP: Statement = Statement::new(include_str!("sql/membership.sql"));
+static LIVE_API_KEY: Statement = Statement::new(include_str!("sql/live_api_key.sql"));
 
 /// One statement: the session is live, and the membership with the tenant's state.
 pub(crate) fn session_membership(tenant: TenantId, user: UserId, session: Uuid) -> FirstRead {
     FirstRead::new(
-        SESSION_MEMBERSHIP,
+        &SESSION_MEMBERSHIP,
         &[
             Literal::Uuid(tenant.as_uuid()),
             Literal::Uuid(user.as_uuid()),
@@ -44,7 +44,7 @@ pub(crate) fn session_membership(tenant: TenantId, user: UserId, session: Uuid) 
 /// a job acting for someone): the same statement without the session.
 pub(crate) fn membership(tenant: TenantId, user: UserId) -> FirstRead {
     FirstRead::new(
-        MEMBERSHIP,
+        &MEMBERSHIP,
         &[
             Literal::Uuid(tenant.as_uuid()),
             Literal::Uuid(user.as_uuid()),
@@ -74,7 +74,7 @@ pub(crate) struct KeyGrant {
 
 pub(crate) fn live_api_key(tenant: TenantId, hashes: &[Vec<u8>]) -> FirstRead {
     FirstRead::new(
-        LIVE_API_KEY,
+        &LIVE_API_KEY,
         &[Literal::Uuid(tenant.as_uuid()), Literal::ByteaArray(hashes)],
     )
 }

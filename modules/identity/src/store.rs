@@ -6,18 +6,18 @@
 //! user policy, in the same transaction as the profile.
 
 use chrono::{DateTime, Utc};
-use kernel::{FirstRead, Literal, TenantId, UserId};
+use kernel::{FirstRead, Literal, Statement, TenantId, UserId};
 use sqlx::{PgConnection, Row, postgres::PgRow};
 use uuid::Uuid;
 
-// Rides in the round trip of `BEGIN` (kernel::FirstRead); run prepared through sqlx's
-// macros in this module's tests, so the schema checks the same text at compile time.
-const SESSION_LIVE: &str = include_str!("sql/session_live.sql");
+// Rides in the round trip of `BEGIN` (kernel::FirstRead), where sqlx's macros cannot go;
+// this module's tests run the same file through the macros, so the schema checks it.
+static SESSION_LIVE: Statement = Statement::new(include_str!("sql/session_live.sql"));
 
 /// Whether the user's session is live (`None`: no such session of theirs).
 pub(crate) fn session_live(session: Uuid, user: UserId) -> FirstRead {
     FirstRead::new(
-        SESSION_LIVE,
+        &SESSION_LIVE,
         &[Literal::Uuid(session), Literal::Uuid(user.as_uuid())],
     )
 }

@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use kernel::{Actor, Db, Problem, SystemTx, TenantId, TenantTx};
+use kernel::{Actor, Db, FirstRead, Literal, Problem, Statement, SystemTx, TenantId, TenantTx};
 use serde_json::{Value, json};
-use sqlx::PgConnection;
+use sqlx::{PgConnection, Row};
 use uuid::Uuid;
 
 use crate::NewJob;
@@ -136,56 +136,69 @@ pub(crate) struct RunRow {
     pub status: String,
 }
 
-/// Marks the job running (attempt `attempt`) and returns it; `None` if it has no row.
+// A run's bookkeeping rides in the round trip of `BEGIN` (kernel::FirstRead): starting a
+// run is `BEGIN` + one statement, then a commit that does not wait for the disk; a success
+// is `BEGIN` + one statement, then a durable commit. This module's tests run the same files
+// through sqlx's macros, so the schema checks them.
+static START_PLATFORM: Statement = Statement::new(include_str!("sql/start_platform.sql"));
+static START_TENANT: Statement = Statement::new(include_str!("sql/start_tenant.sql"));
+static SUCCEEDED_PLATFORM: Statement = Statement::new(include_str!("sql/succeeded_platform.sql"));
+static SUCCEEDED_TENANT: Statement = Statement::new(include_str!("sql/succeeded_tenant.sql"));
+
+/// Marks the job running (attempt `attempt`) unless it already ended, and returns it as it
+/// was; `None` if it has no row. The mark is committed without waiting for the disk: a
+/// database crash that loses it loses nothing else (the run itself is re-run from the queue).
 pub(crate) async fn start(
     db: &Db,
     tenant: Option<TenantId>,
     id: Uuid,
     attempt: i32,
 ) -> Result<Option<RunRow>, Problem> {
-    with_row(db, tenant, async |conn: &mut PgConnection| {
-        let row = match tenant {
-            Some(t) => sqlx::query_as!(
-                RunRow,
-                "SELECT kind, payload, status FROM jobs WHERE tenant_id = $1 AND id = $2 FOR UPDATE",
-                t.as_uuid(),
-                id,
-            )
-            .fetch_optional(&mut *conn)
-            .await?,
-            None => sqlx::query_as!(
-                RunRow,
-                "SELECT kind, payload, status FROM platform_jobs WHERE id = $1 FOR UPDATE",
-                id,
-            )
-            .fetch_optional(&mut *conn)
-            .await?,
-        };
-        let Some(row) = row else { return Ok(None) };
-        if row.status != "succeeded" && row.status != "dead" {
-            match tenant {
-                Some(t) => sqlx::query!(
-                    "UPDATE jobs SET status = 'running', attempts = $3, started_at = now(), updated_at = now()
-                     WHERE tenant_id = $1 AND id = $2",
-                    t.as_uuid(),
-                    id,
-                    attempt,
-                )
-                .execute(&mut *conn)
-                .await?,
-                None => sqlx::query!(
-                    "UPDATE platform_jobs SET status = 'running', attempts = $2, started_at = now(), updated_at = now()
-                     WHERE id = $1",
-                    id,
-                    attempt,
-                )
-                .execute(&mut *conn)
-                .await?,
-            };
+    let attempt = Literal::Int(attempt.into());
+    let rows = match tenant {
+        Some(t) => {
+            let read = FirstRead::new(
+                &START_TENANT,
+                &[Literal::Uuid(t.as_uuid()), Literal::Uuid(id), attempt],
+            );
+            let (tx, rows) = TenantTx::begin_reading(db, t, Actor::System, Some(read)).await?;
+            tx.commit_unflushed().await?;
+            rows
         }
-        Ok(Some(row))
-    })
-    .await
+        None => {
+            let read = FirstRead::new(&START_PLATFORM, &[Literal::Uuid(id), attempt]);
+            let (tx, rows) = SystemTx::begin_reading(db, Actor::System, Some(read)).await?;
+            tx.commit_unflushed().await?;
+            rows
+        }
+    };
+    let Some(row) = rows.first() else {
+        return Ok(None);
+    };
+    Ok(Some(RunRow {
+        kind: row.try_get(0)?,
+        payload: row.try_get(1)?,
+        status: row.try_get(2)?,
+    }))
+}
+
+/// Records a success: `BEGIN` and the update in one round trip, then `COMMIT`.
+async fn succeeded(db: &Db, tenant: Option<TenantId>, id: Uuid) -> Result<(), Problem> {
+    match tenant {
+        Some(t) => {
+            let read = FirstRead::new(
+                &SUCCEEDED_TENANT,
+                &[Literal::Uuid(t.as_uuid()), Literal::Uuid(id)],
+            );
+            let (tx, _) = TenantTx::begin_reading(db, t, Actor::System, Some(read)).await?;
+            tx.commit().await
+        }
+        None => {
+            let read = FirstRead::new(&SUCCEEDED_PLATFORM, &[Literal::Uuid(id)]);
+            let (tx, _) = SystemTx::begin_reading(db, Actor::System, Some(read)).await?;
+            tx.commit().await
+        }
+    }
 }
 
 /// How a run ended.
@@ -204,9 +217,12 @@ pub(crate) async fn finish(
     task_id: &str,
     outcome: Outcome<'_>,
 ) -> Result<(), Problem> {
+    if let Outcome::Succeeded = outcome {
+        return succeeded(db, tenant, id).await;
+    }
     with_row(db, tenant, async |conn: &mut PgConnection| {
         let (status, error, finished) = match &outcome {
-            Outcome::Succeeded => ("succeeded", None, true),
+            Outcome::Succeeded => unreachable!("recorded by `succeeded`"),
             Outcome::Failed(e, _) => ("failed", Some(*e), false),
             Outcome::Dead(e) => ("dead", Some(*e), true),
         };
@@ -300,4 +316,128 @@ pub async fn queue_stats(db: &Db, queues: &[&str]) -> Result<Vec<QueueStats>, Pr
     .await?;
     tx.commit().await?;
     Ok(stats)
+}
+
+#[cfg(test)]
+mod tests {
+    //! A run's bookkeeping as it rides in `BEGIN`'s round trip, against the same files run
+    //! prepared by sqlx's macros (checked against the schema at compile time): for a
+    //! platform job and a tenant's, the same answers and the same rows afterwards.
+
+    use std::sync::Arc;
+
+    use testkit::db::TestDb;
+
+    use super::*;
+    use crate::{Enqueue, JobsHook, NewJob, Queue};
+
+    /// Status, attempts, progress and whether it finished, of both tables' rows.
+    async fn state(db: &Db, tenant: TenantId, id: Uuid) -> (String, i32, f32, bool) {
+        let mut tx = TenantTx::begin(db, tenant, Actor::System).await.unwrap();
+        sqlx::query_as(
+            "SELECT status, attempts, progress, finished_at IS NOT NULL FROM jobs WHERE id = $1
+             UNION ALL
+             SELECT status, attempts, progress, finished_at IS NOT NULL FROM platform_jobs WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_one(tx.conn())
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn inlined_and_prepared_run_bookkeeping_agree() {
+        let test = TestDb::migrated(crate::SCHEMA_SALT, |t| async move {
+            kernel::migrate::migrate(&t.owner_url, &t.runtime_url).await?;
+            crate::setup(&t.owner_url).await?;
+            Ok(())
+        })
+        .await
+        .unwrap();
+        let queues = [Queue::new("work", 1, 3, std::time::Duration::from_secs(1))];
+        let db = test
+            .kernel_db([Arc::new(JobsHook::new(&queues)) as Arc<dyn kernel::CommitHook>])
+            .await
+            .unwrap();
+        let tenant = testkit::seed::tenant(&db, "T").await;
+        let mut ids = Vec::new();
+        let mut tx = TenantTx::begin(&db, tenant, Actor::System).await.unwrap();
+        for _ in 0..2 {
+            ids.push(tx.enqueue(NewJob::new("work", "k", serde_json::json!({"n": 1}))));
+        }
+        tx.commit().await.unwrap();
+        let mut tx = SystemTx::begin(&db, Actor::System).await.unwrap();
+        for _ in 0..2 {
+            ids.push(tx.enqueue(NewJob::new("work", "k", serde_json::json!({"n": 2}))));
+        }
+        tx.commit().await.unwrap();
+
+        for (scope, inlined, prepared) in [(Some(tenant), ids[0], ids[1]), (None, ids[2], ids[3])] {
+            let a = start(&db, scope, inlined, 2).await.unwrap().unwrap();
+            let mut tx = TenantTx::begin(&db, tenant, Actor::System).await.unwrap();
+            let b = match scope {
+                Some(t) => sqlx::query_file_as!(
+                    RunRow,
+                    "src/sql/start_tenant.sql",
+                    t.as_uuid(),
+                    prepared,
+                    2
+                )
+                .fetch_one(tx.conn())
+                .await
+                .unwrap(),
+                None => sqlx::query_file_as!(RunRow, "src/sql/start_platform.sql", prepared, 2)
+                    .fetch_one(tx.conn())
+                    .await
+                    .unwrap(),
+            };
+            tx.commit().await.unwrap();
+            assert_eq!(
+                (&a.kind, &a.payload, &a.status),
+                (&b.kind, &b.payload, &b.status)
+            );
+            assert_eq!(a.status, "queued");
+            assert_eq!(
+                state(&db, tenant, inlined).await,
+                state(&db, tenant, prepared).await
+            );
+            assert_eq!(
+                state(&db, tenant, inlined).await,
+                ("running".into(), 2, 0.0, false)
+            );
+
+            succeeded(&db, scope, inlined).await.unwrap();
+            let mut tx = TenantTx::begin(&db, tenant, Actor::System).await.unwrap();
+            match scope {
+                Some(t) => sqlx::query_file!("src/sql/succeeded_tenant.sql", t.as_uuid(), prepared)
+                    .execute(tx.conn())
+                    .await
+                    .unwrap(),
+                None => sqlx::query_file!("src/sql/succeeded_platform.sql", prepared)
+                    .execute(tx.conn())
+                    .await
+                    .unwrap(),
+            };
+            tx.commit().await.unwrap();
+            assert_eq!(
+                state(&db, tenant, inlined).await,
+                state(&db, tenant, prepared).await
+            );
+            assert_eq!(
+                state(&db, tenant, inlined).await,
+                ("succeeded".into(), 2, 1.0, true)
+            );
+
+            // A run that already ended is returned as it is and not marked again.
+            let again = start(&db, scope, inlined, 3).await.unwrap().unwrap();
+            assert_eq!(again.status, "succeeded");
+            assert_eq!(state(&db, tenant, inlined).await.1, 2);
+            assert!(
+                start(&db, scope, Uuid::now_v7(), 1)
+                    .await
+                    .unwrap()
+                    .is_none()
+            );
+        }
+    }
 }

@@ -156,7 +156,10 @@ impl Db {
 
     /// `BEGIN`, the transaction-local settings and the first read, in one round trip: one
     /// simple query, so the settings are made before the read runs and all of it is one
-    /// transaction. A failure rolls back before it returns.
+    /// transaction. The read is a statement prepared on the connection (planned once, as
+    /// sqlx's own statements are); on a connection that has not prepared it yet, the first
+    /// attempt fails without effect and the second prepares it on the way. A failure rolls
+    /// back before it returns.
     async fn begin(
         &self,
         settings: &str,
@@ -171,13 +174,22 @@ impl Db {
         }
         if let Some(first) = &first {
             statement.push_str("; ");
-            statement.push_str(&first.sql);
+            first.write_execute(&mut statement);
         }
-        // Safe: the settings and the read's arguments are UUIDs and hex (`FirstRead`).
-        let rows = match sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+        // Safe: the settings and the read's arguments are UUIDs and hex (`Literal`), the
+        // prepared statement's text is the module's own.
+        let mut result = sqlx::raw_sql(sqlx::AssertSqlSafe(statement.clone()))
             .fetch_all(&mut *conn)
-            .await
+            .await;
+        if let (Err(e), Some(first)) = (&result, &first)
+            && is_unprepared(e)
         {
+            let retry = format!("ROLLBACK; {}; {statement}", first.statement.prepare());
+            result = sqlx::raw_sql(sqlx::AssertSqlSafe(retry))
+                .fetch_all(&mut *conn)
+                .await;
+        }
+        let rows = match result {
             Ok(rows) => rows,
             Err(e) => {
                 finish(conn, "ROLLBACK").await;
@@ -194,6 +206,13 @@ impl Db {
     }
 }
 
+/// `26000 invalid_sql_statement_name`: this connection has not prepared the statement.
+fn is_unprepared(e: &sqlx::Error) -> bool {
+    e.as_database_error()
+        .and_then(|d| d.code())
+        .is_some_and(|code| code == "26000")
+}
+
 /// Ends an abandoned transaction: `ROLLBACK`, or the connection is closed (the server then
 /// rolls back) when that fails.
 async fn finish(mut conn: PoolConnection<Postgres>, statement: &'static str) {
@@ -202,20 +221,76 @@ async fn finish(mut conn: PoolConnection<Postgres>, statement: &'static str) {
     }
 }
 
-/// A read that rides in the round trip of `BEGIN`, after the settings (the access decision,
-/// the session check): a store's statement whose `$n` parameters are inlined as literals,
-/// because a multi-statement simple query takes no parameters. Only values that print as
-/// hex digits and dashes can be arguments, so no argument can change the statement. The
-/// statement must not contain `$` otherwise (no dollar quoting, no `$` in literals).
+/// A statement of a module's store that can ride in the round trip of `BEGIN` (the access
+/// decision, the session check): prepared on each connection under a name derived from
+/// its text, so two statements never share a name and an edited one is a new statement.
+/// Declare it as a `static` (`static READ: Statement = Statement::new(include_str!(…))`).
+#[derive(Debug)]
+pub struct Statement {
+    sql: &'static str,
+    /// The name and the number of parameters, from the text.
+    prepared: std::sync::OnceLock<(String, usize)>,
+}
+
+impl Statement {
+    pub const fn new(sql: &'static str) -> Statement {
+        Statement {
+            sql,
+            prepared: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The text, as sqlx's macros check it.
+    pub fn sql(&self) -> &'static str {
+        self.sql
+    }
+
+    fn prepared(&self) -> &(String, usize) {
+        self.prepared.get_or_init(|| {
+            use sha2::Digest;
+            let digest = sha2::Sha256::digest(self.sql.as_bytes());
+            let name = format!("balance_{}", crate::hex::encode(&digest[..8]));
+            (name, parameters(self.sql))
+        })
+    }
+
+    /// `PREPARE <name> AS <text>`.
+    fn prepare(&self) -> String {
+        format!("PREPARE {} AS {}", self.prepared().0, self.sql)
+    }
+}
+
+/// The highest `$n` in `sql`.
+fn parameters(sql: &str) -> usize {
+    let mut max = 0;
+    let mut rest = sql;
+    while let Some(at) = rest.find('$') {
+        let tail = &rest[at + 1..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if let Ok(n) = tail[..digits].parse::<usize>() {
+            max = max.max(n);
+        }
+        rest = &tail[digits..];
+    }
+    max
+}
+
+/// A [`Statement`] with its arguments, to run first in a transaction (`begin_reading`).
+/// The arguments travel as literals in `EXECUTE`, because a simple query takes no
+/// parameters: only values that print as hex digits and dashes can be arguments, so no
+/// argument can change the statement.
 #[derive(Debug, Clone)]
 pub struct FirstRead {
-    sql: String,
+    statement: &'static Statement,
+    args: String,
 }
 
 /// An argument of a [`FirstRead`].
 #[derive(Debug, Clone, Copy)]
 pub enum Literal<'a> {
     Uuid(Uuid),
+    /// An `int4`/`int8`: digits and a sign.
+    Int(i64),
     /// A `bytea[]`.
     ByteaArray(&'a [Vec<u8>]),
 }
@@ -226,6 +301,9 @@ impl Literal<'_> {
         match self {
             Literal::Uuid(u) => {
                 let _ = write!(out, "'{u}'::uuid");
+            }
+            Literal::Int(n) => {
+                let _ = write!(out, "{n}");
             }
             Literal::ByteaArray(items) => {
                 out.push_str("ARRAY[");
@@ -242,31 +320,45 @@ impl Literal<'_> {
 }
 
 impl FirstRead {
-    /// `sql` with `$1`…`$n` replaced by `args`. A parameter without an argument panics: a
-    /// programming error that the statement's first test finds.
-    pub fn new(sql: &str, args: &[Literal<'_>]) -> FirstRead {
-        let mut out = String::with_capacity(sql.len() + args.len() * 48);
-        let mut rest = sql;
-        while let Some(at) = rest.find('$') {
-            out.push_str(&rest[..at]);
-            let tail = &rest[at + 1..];
-            let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
-            assert!(digits > 0, "a `$` that is no parameter in a FirstRead");
-            let n: usize = tail[..digits].parse().expect("ASCII digits");
-            let arg = n
-                .checked_sub(1)
-                .and_then(|i| args.get(i))
-                .unwrap_or_else(|| panic!("${n} has no argument"));
-            arg.write(&mut out);
-            rest = &tail[digits..];
+    /// `statement` with `args` for `$1`…`$n`. A count that does not match the statement's
+    /// parameters panics: a programming error that the statement's first test finds.
+    pub fn new(statement: &'static Statement, args: &[Literal<'_>]) -> FirstRead {
+        let wanted = statement.prepared().1;
+        assert_eq!(
+            args.len(),
+            wanted,
+            "the statement takes {wanted} argument(s), not {}",
+            args.len()
+        );
+        let mut rendered = String::with_capacity(args.len() * 48);
+        for (i, arg) in args.iter().enumerate() {
+            if i > 0 {
+                rendered.push_str(", ");
+            }
+            arg.write(&mut rendered);
         }
-        out.push_str(rest);
-        FirstRead { sql: out }
+        FirstRead {
+            statement,
+            args: rendered,
+        }
     }
 
-    /// The statement as it is sent.
-    pub fn sql(&self) -> &str {
-        &self.sql
+    /// `EXECUTE <name>(<args>)`, as it is sent.
+    fn write_execute(&self, out: &mut String) {
+        out.push_str("EXECUTE ");
+        out.push_str(&self.statement.prepared().0);
+        if !self.args.is_empty() {
+            out.push('(');
+            out.push_str(&self.args);
+            out.push(')');
+        }
+    }
+
+    /// The `EXECUTE` as it is sent.
+    pub fn execute(&self) -> String {
+        let mut out = String::new();
+        self.write_execute(&mut out);
+        out
     }
 }
 
@@ -288,7 +380,12 @@ impl Inner {
         self.conn.as_deref_mut().expect(OPEN)
     }
 
-    async fn commit(mut self) -> Result<(), Problem> {
+    async fn commit(self) -> Result<(), Problem> {
+        self.end("COMMIT").await
+    }
+
+    /// Runs the commit hooks, then `statement` (a `COMMIT`, maybe with a setting first).
+    async fn end(mut self, statement: &'static str) -> Result<(), Problem> {
         for hook in self.hooks.iter() {
             let parts = CommitParts {
                 conn: self.conn.as_deref_mut().expect(OPEN),
@@ -298,7 +395,7 @@ impl Inner {
             hook.before_commit(parts).await?;
         }
         let mut conn = self.conn.take().expect(OPEN);
-        if let Err(e) = sqlx::raw_sql("COMMIT").execute(&mut *conn).await {
+        if let Err(e) = sqlx::raw_sql(statement).execute(&mut *conn).await {
             finish(conn, "ROLLBACK").await;
             return Err(e.into());
         }
@@ -374,6 +471,16 @@ macro_rules! handle {
             /// Runs the commit hooks, then commits.
             pub async fn commit(self) -> Result<(), Problem> {
                 self.0.commit().await
+            }
+
+            /// Commits without waiting for the commit to reach the disk (`synchronous_commit`
+            /// off for this transaction): for bookkeeping that a database crash may lose
+            /// harmlessly, such as a job marked running. A later durable commit makes it
+            /// durable too (the log is written in order). Same round trips as `commit`.
+            pub async fn commit_unflushed(self) -> Result<(), Problem> {
+                self.0
+                    .end("SET LOCAL synchronous_commit TO off; COMMIT")
+                    .await
             }
 
             /// Rolls back explicitly (dropping the handle does the same).
@@ -478,11 +585,19 @@ impl UserTx {
 impl SystemTx {
     /// Begins a transaction on global tables.
     pub async fn begin(db: &Db, actor: Actor) -> Result<SystemTx, Problem> {
-        Ok(SystemTx(
-            db.begin("", None, TxContext::new(Scope::System, actor))
-                .await?
-                .0,
-        ))
+        Ok(Self::begin_reading(db, actor, None).await?.0)
+    }
+
+    /// [`SystemTx::begin`] with `first` run in the same round trip; returns its rows (in
+    /// text format).
+    pub async fn begin_reading(
+        db: &Db,
+        actor: Actor,
+        first: Option<FirstRead>,
+    ) -> Result<(SystemTx, Vec<PgRow>), Problem> {
+        let context = TxContext::new(Scope::System, actor);
+        let (inner, rows) = db.begin("", first, context).await?;
+        Ok((SystemTx(inner), rows))
     }
 }
 
@@ -490,42 +605,41 @@ impl SystemTx {
 mod tests {
     use super::*;
 
+    static READ: Statement = Statement::new("SELECT $2, $1 WHERE x = ANY($3) AND $10 IS NULL");
+    static PLAIN: Statement = Statement::new("SELECT 1");
+
     #[test]
-    fn a_first_read_inlines_each_parameter_once_and_only_as_hex() {
+    fn a_first_read_executes_its_statement_with_literal_arguments() {
         let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
-        let read = FirstRead::new(
-            "SELECT $1, $2, $1 WHERE x = ANY($3) AND y = ANY($4)",
-            &[
-                Literal::Uuid(a),
-                Literal::Uuid(b),
-                Literal::ByteaArray(&[vec![0xde, 0xad], vec![0x01]]),
-                Literal::ByteaArray(&[]),
-            ],
-        );
+        let hashes = [vec![0xde, 0xad], vec![0x01]];
+        let mut args = vec![
+            Literal::Uuid(a),
+            Literal::Uuid(b),
+            Literal::ByteaArray(&hashes),
+        ];
+        args.extend((0..6).map(|_| Literal::ByteaArray(&[])));
+        args.push(Literal::Uuid(a));
+        let read = FirstRead::new(&READ, &args);
+        let name = &READ.prepared().0;
+        assert!(name.starts_with("balance_") && name.len() == 24, "{name}");
         assert_eq!(
-            read.sql(),
+            read.execute(),
             format!(
-                "SELECT '{a}'::uuid, '{b}'::uuid, '{a}'::uuid WHERE x = ANY(ARRAY[decode('dead','hex'),decode('01','hex')]::bytea[]) AND y = ANY(ARRAY[]::bytea[])"
+                "EXECUTE {name}('{a}'::uuid, '{b}'::uuid, ARRAY[decode('dead','hex'),decode('01','hex')]::bytea[], {}'{a}'::uuid)",
+                "ARRAY[]::bytea[], ".repeat(6)
             )
         );
-        // Ten or more parameters: `$10` is not `$1` followed by `0`.
-        let ids: Vec<Literal> = (0..10).map(|_| Literal::Uuid(Uuid::now_v7())).collect();
-        let read = FirstRead::new("SELECT $10, $1", &ids);
-        let Literal::Uuid(tenth) = ids[9] else {
-            unreachable!()
-        };
-        assert!(read.sql().starts_with(&format!("SELECT '{tenth}'::uuid, ")));
+        assert_eq!(READ.prepare(), format!("PREPARE {name} AS {}", READ.sql()));
+        assert_eq!(
+            FirstRead::new(&PLAIN, &[]).execute(),
+            format!("EXECUTE {}", PLAIN.prepared().0)
+        );
+        assert_ne!(PLAIN.prepared().0, *name, "names come from the text");
     }
 
     #[test]
-    #[should_panic(expected = "$3 has no argument")]
-    fn a_parameter_without_an_argument_is_a_programming_error() {
-        FirstRead::new("SELECT $1, $3", &[Literal::Uuid(Uuid::now_v7())]);
-    }
-
-    #[test]
-    #[should_panic(expected = "no parameter")]
-    fn a_dollar_that_is_no_parameter_is_refused() {
-        FirstRead::new("SELECT $$text$$", &[]);
+    #[should_panic(expected = "takes 10 argument(s), not 1")]
+    fn a_wrong_number_of_arguments_is_a_programming_error() {
+        FirstRead::new(&READ, &[Literal::Uuid(Uuid::now_v7())]);
     }
 }

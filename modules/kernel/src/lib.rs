@@ -29,8 +29,8 @@ pub mod secret;
 
 pub use context::RequestContext;
 pub use db::{
-    Actor, CommitHook, CommitParts, Db, FirstRead, Literal, Scope, SystemTx, TenantTx, Tx,
-    TxContext, UserTx,
+    Actor, CommitHook, CommitParts, Db, FirstRead, Literal, Scope, Statement, SystemTx, TenantTx,
+    Tx, TxContext, UserTx,
 };
 pub use email::{Email, RawEmail};
 pub use ids::{TenantId, UserId};

@@ -8,8 +8,8 @@ use std::sync::{
 
 use futures_util::{FutureExt, future::BoxFuture};
 use kernel::{
-    Actor, CommitHook, CommitParts, FirstRead, Literal, Problem, RequestContext, SystemTx,
-    TenantTx, UserId, UserTx,
+    Actor, CommitHook, CommitParts, FirstRead, Literal, Problem, RequestContext, Statement,
+    SystemTx, TenantTx, UserId, UserTx,
 };
 use sqlx::Row;
 
@@ -143,11 +143,20 @@ async fn a_first_read_runs_inside_the_transaction_after_the_settings() {
     let user = seed::user(&app.kernel_db).await;
     seed::member(&app.kernel_db, a, user, &["owner"]).await;
     seed::member(&app.kernel_db, b, user, &["owner"]).await;
-    let read = FirstRead::new(
+    static READ: Statement = Statement::new(
         "SELECT current_setting('balance.tenant_id'), current_setting('balance.user_id'),
                 pg_current_xact_id()::text, (SELECT count(*) FROM memberships), $1::text",
-        &[Literal::Uuid(user.as_uuid())],
     );
+    // The first use prepares the statement on the connection, later ones execute it.
+    for _ in 0..3 {
+        let read = FirstRead::new(&READ, &[Literal::Uuid(user.as_uuid())]);
+        let (tx, rows) = TenantTx::begin_reading(&app.kernel_db, a, Actor::User(user), Some(read))
+            .await
+            .unwrap();
+        assert_eq!(rows.len(), 1);
+        tx.commit().await.unwrap();
+    }
+    let read = FirstRead::new(&READ, &[Literal::Uuid(user.as_uuid())]);
     let (mut tx, rows) = TenantTx::begin_reading(&app.kernel_db, a, Actor::User(user), Some(read))
         .await
         .unwrap();
@@ -175,7 +184,8 @@ async fn a_failed_first_read_or_an_abandoned_handle_leaves_no_connection_in_a_tr
     let app = TestApp::spawn().await;
     let tenant = seed::tenant(&app.kernel_db, "A").await;
     let user = seed::user(&app.kernel_db).await;
-    let read = FirstRead::new("SELECT 1 / 0", &[]);
+    static FAILS: Statement = Statement::new("SELECT 1 / 0");
+    let read = FirstRead::new(&FAILS, &[]);
     let refused = TenantTx::begin_reading(&app.kernel_db, tenant, Actor::System, Some(read))
         .await
         .unwrap_err();
