@@ -17,7 +17,7 @@ pub(crate) fn envelope(job_id: Uuid, tenant: Option<TenantId>) -> Vec<u8> {
         .expect("an envelope serialises")
 }
 
-/// Writes our row and the queue entry, inside the caller's transaction.
+/// Writes the queue entry and our row, inside the caller's transaction: one statement.
 pub(crate) async fn insert(
     conn: &mut PgConnection,
     tenant: Option<TenantId>,
@@ -25,56 +25,58 @@ pub(crate) async fn insert(
     max_attempts: i32,
 ) -> Result<(), Problem> {
     // Our own insert instead of apalis's push_tasks: a duplicate idempotency key is ignored
-    // (push_tasks would abort the transaction), and run_at uses the database's clock, so
-    // the NOTIFY trigger (run_at <= now()) fires for every immediate job.
-    let task_id = sqlx::query_scalar!(
-        "INSERT INTO apalis.jobs (id, job_type, job, max_attempts, run_at, priority, idempotency_key)
-         VALUES (apalis.generate_ulid(), $1, $2, $3, now() + make_interval(secs => $4), 0, $5)
-         ON CONFLICT (job_type, idempotency_key) DO NOTHING
-         RETURNING id",
-        job.queue,
-        envelope(job.id, tenant),
-        max_attempts,
-        job.delay.unwrap_or_default().as_secs_f64(),
-        job.idempotency_key.as_deref(),
-    )
-    .fetch_optional(&mut *conn)
-    .await?;
-    let Some(task_id) = task_id else {
+    // (push_tasks would abort the transaction; then no entry and no row is written), and
+    // run_at uses the database's clock, so the NOTIFY trigger (run_at <= now()) fires for
+    // every immediate job.
+    let envelope = envelope(job.id, tenant);
+    let delay = job.delay.unwrap_or_default().as_secs_f64();
+    let key = job.idempotency_key.as_deref();
+    let written = match tenant {
+        Some(tenant) => sqlx::query!(
+            "WITH entry AS (
+               INSERT INTO apalis.jobs (id, job_type, job, max_attempts, run_at, priority, idempotency_key)
+               VALUES (apalis.generate_ulid(), $1, $2, $3, now() + make_interval(secs => $4), 0, $5)
+               ON CONFLICT (job_type, idempotency_key) DO NOTHING
+               RETURNING id)
+             INSERT INTO jobs (tenant_id, id, queue, kind, payload, max_attempts, task_id)
+             SELECT $6, $7, $1, $8, $9, $3, id FROM entry",
+            job.queue,
+            envelope,
+            max_attempts,
+            delay,
+            key,
+            tenant.as_uuid(),
+            job.id,
+            job.kind,
+            job.payload,
+        )
+        .execute(&mut *conn)
+        .await?
+        .rows_affected(),
+        None => sqlx::query!(
+            "WITH entry AS (
+               INSERT INTO apalis.jobs (id, job_type, job, max_attempts, run_at, priority, idempotency_key)
+               VALUES (apalis.generate_ulid(), $1, $2, $3, now() + make_interval(secs => $4), 0, $5)
+               ON CONFLICT (job_type, idempotency_key) DO NOTHING
+               RETURNING id)
+             INSERT INTO platform_jobs (id, queue, kind, payload, max_attempts, task_id)
+             SELECT $6, $1, $7, $8, $3, id FROM entry",
+            job.queue,
+            envelope,
+            max_attempts,
+            delay,
+            key,
+            job.id,
+            job.kind,
+            job.payload,
+        )
+        .execute(&mut *conn)
+        .await?
+        .rows_affected(),
+    };
+    if written == 0 {
         tracing::debug!(kind = %job.kind, key = ?job.idempotency_key, "duplicate job ignored");
-        return Ok(());
-    };
-    match tenant {
-        Some(tenant) => {
-            sqlx::query!(
-                "INSERT INTO jobs (tenant_id, id, queue, kind, payload, max_attempts, task_id)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                tenant.as_uuid(),
-                job.id,
-                job.queue,
-                job.kind,
-                job.payload,
-                max_attempts,
-                task_id,
-            )
-            .execute(&mut *conn)
-            .await?
-        }
-        None => {
-            sqlx::query!(
-                "INSERT INTO platform_jobs (id, queue, kind, payload, max_attempts, task_id)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-                job.id,
-                job.queue,
-                job.kind,
-                job.payload,
-                max_attempts,
-                task_id,
-            )
-            .execute(&mut *conn)
-            .await?
-        }
-    };
+    }
     Ok(())
 }
 

@@ -15,7 +15,11 @@
 //! [`CommitHook`]s installed on the [`Db`] write them just before `COMMIT`. Dropping a
 //! handle without [`commit`](TenantTx::commit) rolls everything back.
 
-use std::{net::IpAddr, sync::Arc};
+use std::{
+    net::IpAddr,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use futures_util::future::BoxFuture;
 use sqlx::{PgConnection, PgPool, Postgres, pool::PoolConnection, postgres::PgRow};
@@ -126,8 +130,8 @@ pub trait CommitHook: Send + Sync + 'static {
 /// The database as modules see it: transactions only, never the pool.
 #[derive(Clone)]
 pub struct Db {
-    pool: PgPool,
     hooks: Arc<Vec<Arc<dyn CommitHook>>>,
+    warm: Warm,
 }
 
 impl std::fmt::Debug for Db {
@@ -142,8 +146,11 @@ impl Db {
     /// Wraps the runtime role's pool (in the composition root).
     pub fn new(pool: PgPool) -> Db {
         Db {
-            pool,
             hooks: Arc::new(Vec::new()),
+            warm: Warm {
+                pool,
+                idle: Arc::default(),
+            },
         }
     }
 
@@ -166,7 +173,7 @@ impl Db {
         first: Option<FirstRead>,
         context: TxContext,
     ) -> Result<(Inner, Vec<PgRow>), Problem> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.warm.acquire().await?;
         let mut statement = String::from("BEGIN");
         if !settings.is_empty() {
             statement.push_str("; ");
@@ -201,8 +208,52 @@ impl Db {
             context,
             extensions: http::Extensions::new(),
             hooks: self.hooks.clone(),
+            warm: self.warm.clone(),
         };
         Ok((inner, rows))
+    }
+}
+
+/// How long a warm connection waits for the next transaction before it goes back to the pool.
+const WARM_FOR: Duration = Duration::from_secs(1);
+
+/// Connections whose last transaction ended cleanly, kept checked out of the pool for the
+/// next transaction: sqlx tests every connection that comes back to its pool with a round
+/// trip (and a task of its own), which a busy server would pay once per transaction. The
+/// pool still bounds the connections (these count as in use). A warm connection idle for
+/// longer than [`WARM_FOR`] goes back to the pool, which tests it; when the pool is at its
+/// limit with none idle, a connection goes straight back, so that a caller queued in the
+/// pool is served at once.
+#[derive(Clone)]
+struct Warm {
+    pool: PgPool,
+    /// Each with the time its last transaction ended; the last one ended most recently.
+    idle: Arc<std::sync::Mutex<Vec<WarmConnection>>>,
+}
+
+type WarmConnection = (PoolConnection<Postgres>, Instant);
+
+impl Warm {
+    async fn acquire(&self) -> Result<PoolConnection<Postgres>, sqlx::Error> {
+        loop {
+            let popped = self.idle.lock().expect("warm connections").pop();
+            match popped {
+                Some((conn, since)) if since.elapsed() <= WARM_FOR => return Ok(conn),
+                Some((stale, _)) => drop(stale),
+                None => return self.pool.acquire().await,
+            }
+        }
+    }
+
+    fn release(&self, conn: PoolConnection<Postgres>) {
+        let full = self.pool.size() >= self.pool.options().get_max_connections();
+        if full && self.pool.num_idle() == 0 {
+            return drop(conn);
+        }
+        self.idle
+            .lock()
+            .expect("warm connections")
+            .push((conn, Instant::now()));
     }
 }
 
@@ -373,6 +424,7 @@ struct Inner {
     context: TxContext,
     extensions: http::Extensions,
     hooks: Arc<Vec<Arc<dyn CommitHook>>>,
+    warm: Warm,
 }
 
 impl Inner {
@@ -399,6 +451,7 @@ impl Inner {
             finish(conn, "ROLLBACK").await;
             return Err(e.into());
         }
+        self.warm.release(conn);
         Ok(())
     }
 
@@ -408,6 +461,7 @@ impl Inner {
             conn.close_on_drop();
             return Err(e.into());
         }
+        self.warm.release(conn);
         Ok(())
     }
 }

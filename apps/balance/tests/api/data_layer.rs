@@ -344,3 +344,39 @@ async fn commit_hooks_write_the_buffered_unit_of_work_inside_the_transaction() {
         "the update was rolled back with the failing hook"
     );
 }
+
+#[tokio::test]
+async fn warm_connections_never_starve_callers_queued_in_a_full_pool() {
+    let app = TestApp::spawn().await;
+    let tenant = seed::tenant(&app.kernel_db, "A").await;
+    // Two connections for twenty callers: most of them queue in the pool, and a connection
+    // kept warm by one caller must still reach them (a starved caller times out in 2 s).
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .acquire_timeout(std::time::Duration::from_secs(2))
+        .connect(&app.db.runtime_url)
+        .await
+        .unwrap();
+    let db = kernel::Db::new(pool);
+    let callers: Vec<_> = (0..20)
+        .map(|_| {
+            let db = db.clone();
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    let mut tx = TenantTx::begin(&db, tenant, Actor::System).await?;
+                    sqlx::query("SELECT pg_sleep(0.001)")
+                        .execute(tx.conn())
+                        .await?;
+                    tx.commit().await?;
+                }
+                Ok::<_, Problem>(())
+            })
+        })
+        .collect();
+    for caller in callers {
+        caller
+            .await
+            .unwrap()
+            .expect("no caller waits for a connection in vain");
+    }
+}
