@@ -7,6 +7,7 @@
 #   JOBS_BENCH_JOBS   jobs per throughput run (default 10000)
 #   JOBS_CRASH_JOBS   jobs of the crash run (default 10000)
 #   JOBS_BENCH_ONLY   ours | celery (default: both)
+#   BALANCE_BIN, JOBS_BENCH_BIN   prebuilt binaries to measure instead of this tree's
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/balance/target}"
@@ -19,11 +20,11 @@ cleanup() { ops/pg destroy >/dev/null 2>&1 || true; rm -f "$out"; }
 trap cleanup EXIT
 
 if [ "$only" != celery ]; then
-    cargo build --release -q -p balance -p loadtests
+    [ -n "${JOBS_BENCH_BIN:-}" ] || cargo build --release -q -p balance -p loadtests
     ops/pg up >/dev/null
     eval "$(ops/pg env)"
-    "$CARGO_TARGET_DIR/release/balance" migrate >/dev/null 2>&1
-    bench="$CARGO_TARGET_DIR/release/jobs_bench"
+    "${BALANCE_BIN:-$CARGO_TARGET_DIR/release/balance}" migrate >/dev/null 2>&1
+    bench="${JOBS_BENCH_BIN:-$CARGO_TARGET_DIR/release/jobs_bench}"
     echo "== ours: jobs::Runner on PostgreSQL ($jobs jobs per run)"
     for batch in 1 100; do
         for workers in 1 2; do

@@ -250,10 +250,14 @@ impl Warm {
         if full && self.pool.num_idle() == 0 {
             return drop(conn);
         }
-        self.idle
-            .lock()
-            .expect("warm connections")
-            .push((conn, Instant::now()));
+        let stale: Vec<WarmConnection> = {
+            let mut idle = self.idle.lock().expect("warm connections");
+            idle.push((conn, Instant::now()));
+            // The oldest are first: those unused for too long go back (outside the lock).
+            let old = idle.partition_point(|(_, since)| since.elapsed() > WARM_FOR);
+            idle.drain(..old).collect()
+        };
+        drop(stale);
     }
 }
 
