@@ -21,24 +21,25 @@ eval "$(ops/pg env)"
 # BALANCE_BIN: a binary to measure instead of this tree's; BALANCE_BIN_B: a second one (an
 # earlier build, say), served at the same time on the same database and loaded in turn
 # with the first (A B A B …, BENCH_ROUNDS rounds, default 3), so that drift of the
-# machine's speed hits both alike; the medians and B/A are printed. The same packages as
-# the other benchmarks are built: one feature set.
+# machine's speed hits both alike; the medians and A/B are printed. BENCH_POOL_B: B's
+# BALANCE_DATABASE_POOL_SIZE (the same binary twice then compares pool sizes). The same
+# packages as the other benchmarks are built: one feature set.
 bin=${BALANCE_BIN:-$CARGO_TARGET_DIR/release/balance}
 bin_b=${BALANCE_BIN_B:-}
 rounds=${BENCH_ROUNDS:-$([ -n "$bin_b" ] && echo 3 || echo 1)}
 [ -n "${BALANCE_BIN:-}" ] || cargo build --release -q -p balance -p loadtests
 "$bin" migrate
 data=$(mktemp -d)
-serve() { # binary port
+serve() { # binary port [pool size]
     # One public URL for both: tokens name it as issuer and audience.
-    BALANCE_LISTEN=127.0.0.1:$2 BALANCE_PUBLIC_URL=http://127.0.0.1:$port BALANCE_DATA_DIR="$data" \
+    BALANCE_DATABASE_POOL_SIZE=${3:-${BALANCE_DATABASE_POOL_SIZE:-20}} BALANCE_LISTEN=127.0.0.1:$2 BALANCE_PUBLIC_URL=http://127.0.0.1:$port BALANCE_DATA_DIR="$data" \
         BALANCE_LOG=warn "$1" serve &
     servers+=($!)
     for _ in $(seq 50); do curl -fs "http://127.0.0.1:$2/ready" >/dev/null && break; sleep 0.2; done
 }
 serve "$bin" "$port"
 server=${servers[0]}
-[ -z "$bin_b" ] || serve "$bin_b" $((port + 1))
+[ -z "$bin_b" ] || serve "$bin_b" $((port + 1)) "${BENCH_POOL_B:-}"
 base=http://127.0.0.1:$port
 
 email="bench-$RANDOM$RANDOM@example.com"

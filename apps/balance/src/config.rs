@@ -88,6 +88,8 @@ pub struct DatabaseConfig {
     pub url: Option<Secret<String>>,
     /// The owner role, for migrations.
     pub owner_url: Option<Secret<String>>,
+    /// Connections the API's pool opens at most.
+    pub pool_size: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -192,6 +194,7 @@ pub const VARIABLES: &[&str] = &[
     "BALANCE_CORS_ORIGINS",
     "BALANCE_DATABASE_URL",
     "BALANCE_DATABASE_OWNER_URL",
+    "BALANCE_DATABASE_POOL_SIZE",
     "BALANCE_LOG",
     "BALANCE_LOG_FORMAT",
     "BALANCE_OTLP_ENDPOINT",
@@ -275,6 +278,19 @@ impl Config {
         let database = DatabaseConfig {
             url: postgres_url(&vars, "BALANCE_DATABASE_URL")?,
             owner_url: postgres_url(&vars, "BALANCE_DATABASE_OWNER_URL")?,
+            pool_size: match vars.get("BALANCE_DATABASE_POOL_SIZE") {
+                None => 20,
+                Some(raw) => raw
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| (1..=1000).contains(n))
+                    .ok_or_else(|| {
+                        err(
+                            "BALANCE_DATABASE_POOL_SIZE",
+                            "a whole number from 1 to 1000",
+                        )
+                    })?,
+            },
         };
         if prod && database.url.is_none() {
             return Err(err("BALANCE_DATABASE_URL", "required in production"));
@@ -779,6 +795,7 @@ mod tests {
         assert!(c.keys.jwt.generated && c.keys.audit_signing.generated);
         assert_eq!(c.keys.encryption.keys[0].1.expose().len(), 32);
         assert!(c.mail.smtp_url.is_none() && c.stripe.is_none() && c.telegram.is_none());
+        assert_eq!(c.database.pool_size, 20);
         assert_eq!(
             c.rate_limits.get("login_account"),
             RateLimit {
@@ -810,6 +827,10 @@ mod tests {
             (
                 &[("BALANCE_DATABASE_OWNER_URL", "postgres://h/db")],
                 "BALANCE_DATABASE_OWNER_URL",
+            ),
+            (
+                &[("BALANCE_DATABASE_POOL_SIZE", "0")],
+                "BALANCE_DATABASE_POOL_SIZE",
             ),
             (&[("BALANCE_LOG_FORMAT", "xml")], "BALANCE_LOG_FORMAT"),
             (&[("BALANCE_LOG", "info,[")], "BALANCE_LOG"),

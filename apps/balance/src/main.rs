@@ -203,7 +203,7 @@ const DB_HINT: &str =
 
 async fn platform(config: &Config) -> anyhow::Result<Platform> {
     let url = require(&config.database.url, "BALANCE_DATABASE_URL", DB_HINT)?;
-    Platform::new(config, db::runtime_pool(url, 20)?)
+    Platform::new(config, db::runtime_pool(url, config.database.pool_size)?)
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<()> {
