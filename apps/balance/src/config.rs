@@ -73,6 +73,37 @@ pub struct HttpConfig {
     pub admin_listen: Option<SocketAddr>,
     pub public_url: Url,
     pub cors_origins: Vec<String>,
+    pub conn: ConnLimits,
+}
+
+/// Deadlines and caps of client connections (`BALANCE_HTTP_*`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnLimits {
+    /// A request head must arrive in full within this, counted from the connection's
+    /// start or the next request's first byte.
+    pub header_timeout: Duration,
+    /// A JSON body must arrive in full within this; a streamed upload must deliver a chunk
+    /// at least this often.
+    pub body_timeout: Duration,
+    /// A kept-alive connection with no request, or one where no byte moves while a
+    /// request is served, is closed after this.
+    pub idle_timeout: Duration,
+    /// Open connections at most; more are answered `503` and closed.
+    pub max_connections: usize,
+    /// Open connections per client address (IPv6: per /64) at most.
+    pub max_per_ip: usize,
+}
+
+impl Default for ConnLimits {
+    fn default() -> Self {
+        ConnLimits {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+            max_per_ip: 256,
+        }
+    }
 }
 
 impl HttpConfig {
@@ -192,6 +223,11 @@ pub const VARIABLES: &[&str] = &[
     "BALANCE_ADMIN_LISTEN",
     "BALANCE_PUBLIC_URL",
     "BALANCE_CORS_ORIGINS",
+    "BALANCE_HTTP_HEADER_TIMEOUT",
+    "BALANCE_HTTP_BODY_TIMEOUT",
+    "BALANCE_HTTP_IDLE_TIMEOUT",
+    "BALANCE_HTTP_MAX_CONNECTIONS",
+    "BALANCE_HTTP_MAX_CONNECTIONS_PER_IP",
     "BALANCE_DATABASE_URL",
     "BALANCE_DATABASE_OWNER_URL",
     "BALANCE_DATABASE_POOL_SIZE",
@@ -274,6 +310,7 @@ impl Config {
             .into_iter()
             .map(|o| origin(&o))
             .collect::<Result<Vec<_>, _>>()?;
+        let conn = conn_limits(&vars)?;
 
         let database = DatabaseConfig {
             url: postgres_url(&vars, "BALANCE_DATABASE_URL")?,
@@ -483,6 +520,7 @@ impl Config {
                 admin_listen,
                 public_url,
                 cors_origins,
+                conn,
             },
             database,
             log: LogConfig {
@@ -513,6 +551,57 @@ fn socket_addr(vars: &Vars, name: &'static str) -> Result<Option<SocketAddr>, Co
             })
         })
         .transpose()
+}
+
+fn conn_limits(vars: &Vars) -> Result<ConnLimits, ConfigError> {
+    let d = ConnLimits::default();
+    let timeout = |name: &'static str, default: Duration| match vars.get(name) {
+        None => Ok(default),
+        Some(raw) => duration(&raw)
+            .filter(|t| (Duration::from_millis(100)..=Duration::from_secs(3600)).contains(t))
+            .ok_or_else(|| {
+                err(
+                    name,
+                    format!("`{raw}` is not a duration from 100ms to 1hour such as 10s or 2min"),
+                )
+            }),
+    };
+    let count = |name: &'static str, default: usize| match vars.get(name) {
+        None => Ok(default),
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=1_000_000).contains(n))
+            .ok_or_else(|| err(name, "a whole number from 1 to 1000000")),
+    };
+    let limits = ConnLimits {
+        header_timeout: timeout("BALANCE_HTTP_HEADER_TIMEOUT", d.header_timeout)?,
+        body_timeout: timeout("BALANCE_HTTP_BODY_TIMEOUT", d.body_timeout)?,
+        idle_timeout: timeout("BALANCE_HTTP_IDLE_TIMEOUT", d.idle_timeout)?,
+        max_connections: count("BALANCE_HTTP_MAX_CONNECTIONS", d.max_connections)?,
+        max_per_ip: count("BALANCE_HTTP_MAX_CONNECTIONS_PER_IP", d.max_per_ip)?,
+    };
+    if limits.max_per_ip > limits.max_connections {
+        return Err(err(
+            "BALANCE_HTTP_MAX_CONNECTIONS_PER_IP",
+            "must not exceed BALANCE_HTTP_MAX_CONNECTIONS",
+        ));
+    }
+    Ok(limits)
+}
+
+/// `250ms`, `10s`, `2min`, `1hour`.
+fn duration(raw: &str) -> Option<Duration> {
+    let split = raw.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = raw.split_at(split);
+    let n: u64 = n.parse().ok()?;
+    match unit.trim() {
+        "ms" => Some(Duration::from_millis(n)),
+        "s" => Some(Duration::from_secs(n)),
+        "min" => n.checked_mul(60).map(Duration::from_secs),
+        "hour" => n.checked_mul(3600).map(Duration::from_secs),
+        _ => None,
+    }
 }
 
 fn http_url(raw: &str, name: &'static str) -> Result<Url, ConfigError> {
@@ -832,6 +921,29 @@ mod tests {
                 &[("BALANCE_DATABASE_POOL_SIZE", "0")],
                 "BALANCE_DATABASE_POOL_SIZE",
             ),
+            (
+                &[("BALANCE_HTTP_HEADER_TIMEOUT", "10")],
+                "BALANCE_HTTP_HEADER_TIMEOUT",
+            ),
+            (
+                &[("BALANCE_HTTP_BODY_TIMEOUT", "5ms")],
+                "BALANCE_HTTP_BODY_TIMEOUT",
+            ),
+            (
+                &[("BALANCE_HTTP_IDLE_TIMEOUT", "2days")],
+                "BALANCE_HTTP_IDLE_TIMEOUT",
+            ),
+            (
+                &[("BALANCE_HTTP_MAX_CONNECTIONS", "0")],
+                "BALANCE_HTTP_MAX_CONNECTIONS",
+            ),
+            (
+                &[
+                    ("BALANCE_HTTP_MAX_CONNECTIONS", "10"),
+                    ("BALANCE_HTTP_MAX_CONNECTIONS_PER_IP", "11"),
+                ],
+                "BALANCE_HTTP_MAX_CONNECTIONS_PER_IP",
+            ),
             (&[("BALANCE_LOG_FORMAT", "xml")], "BALANCE_LOG_FORMAT"),
             (&[("BALANCE_LOG", "info,[")], "BALANCE_LOG"),
             (
@@ -915,6 +1027,23 @@ mod tests {
         let mut short = ok.clone();
         short[3] = ("BALANCE_JWT_KEYS", "k1:tooshort");
         assert_eq!(load(&short).unwrap_err().var, "BALANCE_JWT_KEYS");
+    }
+
+    #[test]
+    fn connection_limits_have_defaults_and_read_durations() {
+        let c = load(&[]).unwrap();
+        assert_eq!(c.http.conn, ConnLimits::default());
+        let c = load(&[
+            ("BALANCE_HTTP_HEADER_TIMEOUT", "250ms"),
+            ("BALANCE_HTTP_BODY_TIMEOUT", "2min"),
+            ("BALANCE_HTTP_IDLE_TIMEOUT", "1hour"),
+            ("BALANCE_HTTP_MAX_CONNECTIONS_PER_IP", "16"),
+        ])
+        .unwrap();
+        assert_eq!(c.http.conn.header_timeout, Duration::from_millis(250));
+        assert_eq!(c.http.conn.body_timeout, Duration::from_secs(120));
+        assert_eq!(c.http.conn.idle_timeout, Duration::from_secs(3600));
+        assert_eq!(c.http.conn.max_per_ip, 16);
     }
 
     #[test]

@@ -22,6 +22,11 @@ struct RequestLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ReasonLabels {
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RouteLabels {
     method: String,
     route: String,
@@ -32,6 +37,7 @@ pub struct Metrics {
     registry: Mutex<Registry>,
     requests: Family<RequestLabels, Counter>,
     durations: Family<RouteLabels, Histogram>,
+    connections_closed: Family<ReasonLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -59,11 +65,18 @@ impl Metrics {
             "HTTP request duration, by route template",
             durations.clone(),
         );
+        let connections_closed = Family::<ReasonLabels, Counter>::default();
+        registry.register(
+            "balance_http_connections_closed",
+            "Connections the server closed or refused itself, by reason (header_timeout, idle_timeout, stalled, max_connections, max_connections_per_ip, accept_failed)",
+            connections_closed.clone(),
+        );
         registry.register_collector(Box::new(ProcessCollector));
         Self {
             registry: Mutex::new(registry),
             requests,
             durations,
+            connections_closed,
         }
     }
 
@@ -82,6 +95,13 @@ impl Metrics {
                 route: route.into(),
             })
             .observe(seconds);
+    }
+
+    /// Records a connection the server closed or refused itself.
+    pub fn connection_closed(&self, reason: &'static str) {
+        self.connections_closed
+            .get_or_create(&ReasonLabels { reason })
+            .inc();
     }
 
     /// The OpenMetrics text exposition.

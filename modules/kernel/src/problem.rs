@@ -91,6 +91,22 @@ impl std::fmt::Display for BodyTooLarge {
 
 impl std::error::Error for BodyTooLarge {}
 
+/// The error a streamed body raises when its client stops sending; reading it becomes a 408.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimedOut(pub std::time::Duration);
+
+impl std::fmt::Display for BodyTimedOut {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body did not arrive within {} ms",
+            self.0.as_millis()
+        )
+    }
+}
+
+impl std::error::Error for BodyTimedOut {}
+
 /// An error answered to the client as an RFC 9457 problem.
 ///
 /// Build one with a constructor that names the situation ([`Problem::not_found`],
@@ -247,6 +263,24 @@ impl Problem {
         ))
     }
 
+    /// 408: the client stopped sending its body. The connection is closed after the answer
+    /// (what is left of the body is never read).
+    pub fn request_timeout(after: std::time::Duration) -> Self {
+        Self::new(
+            StatusCode::REQUEST_TIMEOUT,
+            "request_timeout",
+            "Request body too slow",
+        )
+        .with_detail(format!(
+            "The request body did not arrive within {} seconds.",
+            after.as_secs_f64()
+        ))
+        .with_header(
+            poem::http::header::CONNECTION,
+            HeaderValue::from_static("close"),
+        )
+    }
+
     /// 415: the body's media type is not one the endpoint reads.
     pub fn unsupported_media_type(detail: impl Into<String>) -> Self {
         Self::new(
@@ -344,6 +378,9 @@ impl Problem {
                 if let Some(BodyTooLarge(limit)) = io.get_ref().and_then(|e| e.downcast_ref()) {
                     return Problem::payload_too_large(*limit);
                 }
+                if let Some(BodyTimedOut(after)) = io.get_ref().and_then(|e| e.downcast_ref()) {
+                    return Problem::request_timeout(*after);
+                }
                 return Problem::bad_request(
                     "unreadable_body",
                     "The request body could not be read.",
@@ -408,6 +445,10 @@ const DOCUMENTED: &[(u16, &str)] = &[
         412,
         "`If-Match` names a version that is no longer current; re-read and retry.",
     ),
+    (
+        408,
+        "The request body did not arrive in time; the connection is closed.",
+    ),
     (413, "The request body is too large."),
     (415, "The request body's media type is not supported."),
     (422, "Some fields are invalid; see `errors`."),
@@ -415,7 +456,7 @@ const DOCUMENTED: &[(u16, &str)] = &[
     (500, "A failure on our side; quote the `request_id`."),
     (
         503,
-        "The database is not reachable right now; retry after `Retry-After` seconds.",
+        "The database is not reachable, or the server is at its connection limit, right now; retry after `Retry-After` seconds.",
     ),
 ];
 

@@ -40,6 +40,7 @@ pub fn body_limit_for(method: &Method, path: &str) -> usize {
 
 struct EdgeState {
     metrics: Arc<Metrics>,
+    body_timeout: std::time::Duration,
     hsts: bool,
     routes: Arc<Routes>,
     allowed: Arc<Allowed>,
@@ -105,6 +106,7 @@ pub(crate) fn wrap(
 ) -> impl Endpoint<Output = Response> + 'static {
     let state = Arc::new(EdgeState {
         metrics,
+        body_timeout: config.conn.body_timeout,
         hsts: config.is_https(),
         routes,
         allowed,
@@ -164,7 +166,7 @@ async fn handle(
         .clone()
         .scope(
             async {
-                let result = match limit_body(req).await {
+                let result = match limit_body(req, state.body_timeout).await {
                     Ok(req) => app.call(req).await,
                     Err(problem) => Err(problem.into()),
                 };
@@ -250,11 +252,12 @@ async fn handle(
     resp
 }
 
-/// Enforces the body limit before routing, so unknown routes are covered too.
+/// Enforces the body limit and deadline before routing, so unknown routes are covered too.
 ///
-/// Small limits read the body up front (it fits in memory anyway); the large import limit
-/// wraps the stream and fails the read the moment it passes the limit.
-async fn limit_body(mut req: Request) -> Result<Request, Problem> {
+/// Small limits read the body up front (it fits in memory anyway), all of it within
+/// `timeout`; the large import limit wraps the stream and fails the read the moment it passes
+/// the limit, or when no chunk arrived for `timeout`.
+async fn limit_body(mut req: Request, timeout: std::time::Duration) -> Result<Request, Problem> {
     let limit = body_limit_for(req.method(), req.uri().path());
     let declared = req
         .headers()
@@ -269,24 +272,42 @@ async fn limit_body(mut req: Request) -> Result<Request, Problem> {
     }
     let body = req.take_body();
     if limit == JSON_BODY_LIMIT {
-        let bytes = body.into_bytes_limit(limit).await.map_err(|e| match e {
-            poem::error::ReadBodyError::PayloadTooLarge => Problem::payload_too_large(limit),
-            other => Problem::bad_request(
-                "unreadable_body",
-                format!("The request body could not be read: {other}"),
-            ),
-        })?;
+        let read = tokio::time::timeout(timeout, body.into_bytes_limit(limit)).await;
+        let bytes = read
+            .map_err(|_| Problem::request_timeout(timeout))?
+            .map_err(|e| match e {
+                poem::error::ReadBodyError::PayloadTooLarge => Problem::payload_too_large(limit),
+                other => Problem::bad_request(
+                    "unreadable_body",
+                    format!("The request body could not be read: {other}"),
+                ),
+            })?;
         req.set_body(bytes);
     } else {
-        let mut seen = 0usize;
-        let stream = body.into_bytes_stream().map(move |chunk| {
-            let chunk = chunk?;
-            seen += chunk.len();
-            if seen > limit {
-                return Err(std::io::Error::other(kernel::problem::BodyTooLarge(limit)));
-            }
-            Ok(chunk)
-        });
+        let stream = futures_util::stream::unfold(
+            Some((body.into_bytes_stream(), 0usize)),
+            move |state| async move {
+                let (mut stream, seen) = state?;
+                let chunk = match tokio::time::timeout(timeout, stream.next()).await {
+                    Err(_) => Err(std::io::Error::other(kernel::problem::BodyTimedOut(
+                        timeout,
+                    ))),
+                    Ok(None) => return None,
+                    Ok(Some(chunk)) => chunk,
+                };
+                let seen = seen + chunk.as_ref().map_or(0, |c| c.len());
+                let chunk = chunk.and_then(|c| {
+                    if seen > limit {
+                        Err(std::io::Error::other(kernel::problem::BodyTooLarge(limit)))
+                    } else {
+                        Ok(c)
+                    }
+                });
+                // After an error the stream ends.
+                let next = chunk.is_ok().then_some((stream, seen));
+                Some((chunk, next))
+            },
+        );
         req.set_body(Body::from_bytes_stream(stream));
     }
     Ok(req)

@@ -2,24 +2,27 @@
 //! root, and the edge every request passes through (request id, body limit, problems,
 //! security headers, one log line, metrics, a span).
 
+mod conn;
 mod edge;
 mod ops;
 mod spec_rules;
 
-use std::{net::SocketAddr, sync::Arc, time::Duration};
+use std::{net::SocketAddr, sync::Arc};
 
 use poem::{
     Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route,
     endpoint::BoxEndpoint,
     get,
-    listener::{Acceptor, Listener, TcpListener},
     middleware::{CatchPanic, Cors},
 };
 use poem_openapi::{OpenApi, OpenApiService};
 use sqlx::PgPool;
-use tokio::{sync::watch, task::JoinHandle};
+use tokio::{net::TcpListener, sync::watch, task::JoinHandle};
 
-use crate::{config::HttpConfig, metrics::Metrics};
+use crate::{
+    config::{ConnLimits, HttpConfig},
+    metrics::Metrics,
+};
 
 pub use edge::body_limit_for;
 
@@ -170,7 +173,9 @@ impl Server {
         platform: &crate::Platform,
     ) -> anyhow::Result<Server> {
         platform.listen_policy();
-        Self::start(config, platform.pool.clone(), product_api(platform)).await
+        let mut config = config.clone();
+        config.conn.max_connections = fit_to_open_files(config.conn.max_connections);
+        Self::start(&config, platform.pool.clone(), product_api(platform)).await
     }
 
     /// Starts serving `api` (the product API, plus test-only routes in tests).
@@ -204,9 +209,15 @@ impl Server {
             routes.clone(),
             allowed.clone(),
         );
-        let acceptor = TcpListener::bind(config.listen).into_acceptor().await?;
-        let addr = local_addr(&acceptor)?;
-        tasks.push(tokio::spawn(serve(acceptor, app, rx.clone())));
+        let listener = TcpListener::bind(config.listen).await?;
+        let addr = listener.local_addr()?;
+        tasks.push(tokio::spawn(conn::serve(
+            listener,
+            app.boxed(),
+            config.conn.clone(),
+            metrics.clone(),
+            rx.clone(),
+        )));
 
         let mut admin_addr = None;
         if let Some(admin) = config.admin_listen {
@@ -217,9 +228,15 @@ impl Server {
                 routes.clone(),
                 allowed.clone(),
             );
-            let acceptor = TcpListener::bind(admin).into_acceptor().await?;
-            admin_addr = Some(local_addr(&acceptor)?);
-            tasks.push(tokio::spawn(serve(acceptor, admin_app, rx.clone())));
+            let listener = TcpListener::bind(admin).await?;
+            admin_addr = Some(listener.local_addr()?);
+            tasks.push(tokio::spawn(conn::serve(
+                listener,
+                admin_app.boxed(),
+                config.conn.clone(),
+                metrics.clone(),
+                rx.clone(),
+            )));
         }
         Ok(Server {
             addr,
@@ -240,6 +257,31 @@ impl Server {
     /// Resolves when every listener has stopped (after [`Server::stop`] or an error).
     pub fn shutdown_handle(&self) -> watch::Sender<bool> {
         self.shutdown.clone()
+    }
+}
+
+/// A connection cap above the process's open-file limit would never be reached: the
+/// accept loop would run out of descriptors first, and the pool, mail and logs with it. The
+/// cap is lowered to leave 256 descriptors for those, and the log says so.
+fn fit_to_open_files(max_connections: usize) -> usize {
+    let soft = std::fs::read_to_string("/proc/self/limits")
+        .ok()
+        .and_then(|text| {
+            let line = text.lines().find(|l| l.starts_with("Max open files"))?;
+            line.split_whitespace().nth(3)?.parse::<usize>().ok()
+        });
+    match soft {
+        Some(soft) if soft < max_connections + 256 => {
+            let fitted = soft.saturating_sub(256).max(64);
+            tracing::warn!(
+                open_file_limit = soft,
+                configured = max_connections,
+                max_connections = fitted,
+                "the open-file limit is below BALANCE_HTTP_MAX_CONNECTIONS + 256: connections are capped lower; raise the limit (ulimit -n, LimitNOFILE=) to serve more"
+            );
+            fitted
+        }
+        _ => max_connections,
     }
 }
 
@@ -269,40 +311,22 @@ pub async fn serve_worker_metrics(
                 .body(metrics.render())
         })),
     );
-    let acceptor = TcpListener::bind(addr).into_acceptor().await?;
-    let addr = local_addr(&acceptor)?;
+    let listener = TcpListener::bind(addr).await?;
+    let addr = listener.local_addr()?;
     let (shutdown, rx) = watch::channel(false);
-    let task = tokio::spawn(serve(acceptor, app, rx));
+    let task = tokio::spawn(conn::serve(
+        listener,
+        app.map_to_response().boxed(),
+        ConnLimits::default(),
+        Arc::new(Metrics::new()),
+        rx,
+    ));
     Ok(Server {
         addr,
         admin_addr: None,
         shutdown,
         tasks: vec![task],
     })
-}
-
-fn local_addr(acceptor: &impl Acceptor) -> anyhow::Result<SocketAddr> {
-    acceptor
-        .local_addr()
-        .first()
-        .and_then(|a| a.as_socket_addr().copied())
-        .ok_or_else(|| anyhow::anyhow!("listener has no socket address"))
-}
-
-async fn serve<E: Endpoint + 'static>(
-    acceptor: impl Acceptor + 'static,
-    app: E,
-    mut rx: watch::Receiver<bool>,
-) -> std::io::Result<()> {
-    poem::Server::new_with_acceptor(acceptor)
-        .run_with_graceful_shutdown(
-            app,
-            async move {
-                let _ = rx.wait_for(|stop| *stop).await;
-            },
-            Some(Duration::from_secs(30)),
-        )
-        .await
 }
 
 /// `/api/...` goes to the API; everything else to the operations routes. Two separate

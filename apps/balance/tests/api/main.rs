@@ -14,6 +14,7 @@ mod pagination;
 mod problems;
 mod roles;
 mod schema;
+mod slow_clients;
 mod spec;
 mod spec_conformance;
 mod tenant_routes;
