@@ -16,7 +16,7 @@ cargo build --release -q -p balance -p loadtests
 "$CARGO_TARGET_DIR/release/balance" migrate
 data=$(mktemp -d)
 BALANCE_LISTEN=127.0.0.1:8182 BALANCE_DATA_DIR="$data" BALANCE_LOG=warn \
-BALANCE_RATE_LIMITS="login_ip=1000000/min,login_account=1000000/min,signup_ip=1000000/min" \
+BALANCE_RATE_LIMITS="login_ip=1000000/min,login_account=1000000/min,signup_ip=1000000/min,user=100000000/min,api_key=100000000/min" \
     "$CARGO_TARGET_DIR/release/balance" serve &
 server=$!
 for _ in $(seq 50); do curl -fs http://127.0.0.1:8182/ready >/dev/null && break; sleep 0.2; done

@@ -33,7 +33,7 @@ data=$(mktemp -d)
 serve() { # binary port [pool size]
     # One public URL for both: tokens name it as issuer and audience.
     BALANCE_DATABASE_POOL_SIZE=${3:-${BALANCE_DATABASE_POOL_SIZE:-20}} BALANCE_LISTEN=127.0.0.1:$2 BALANCE_PUBLIC_URL=http://127.0.0.1:$port BALANCE_DATA_DIR="$data" \
-        BALANCE_LOG=warn "$1" serve &
+        BALANCE_LOG=warn BALANCE_RATE_LIMITS="user=100000000/min,api_key=100000000/min" "$1" serve &
     servers+=($!)
     for _ in $(seq 50); do curl -fs "http://127.0.0.1:$2/ready" >/dev/null && break; sleep 0.2; done
 }

@@ -179,6 +179,8 @@ fn identity_config(config: &Config) -> identity::IdentityConfig {
             reset_account: limit("reset_account"),
             verify_ip: limit("verify_ip"),
             totp_account: limit("totp_account"),
+            api_key: limit("api_key"),
+            user: limit("user"),
         },
         access_ttl_secs: 15 * 60,
         refresh_ttl_secs: 30 * 24 * 3600,

@@ -39,6 +39,7 @@ impl Authorizer {
     ) -> Result<TenantTx, AccessError> {
         let need = catalogued(permission);
         if let Some((key_tenant, hashes)) = self.identity.api_key_lookup(bearer) {
+            self.identity.count_api_key_request(&hashes)?;
             return self
                 .decide_api_key(key_tenant, hashes, tenant, need, permission)
                 .await;
@@ -46,7 +47,10 @@ impl Authorizer {
         let principal = self
             .identity
             .verify_access_token(bearer)
-            .map_err(|_| AccessError::Unauthorized)?;
+            .map_err(|e| match e {
+                identity::IdentityError::Problem(limited) => AccessError::Problem(limited),
+                _ => AccessError::Unauthorized,
+            })?;
         // One statement, in the round trip of `BEGIN` and the tenant settings: the session is
         // live (else 401), and the membership with the tenant's state (none: 404, so tenant
         // ids cannot be probed).

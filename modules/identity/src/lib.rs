@@ -63,14 +63,7 @@ impl IdentityConfig {
             jwt_keys: key("test"),
             peppers: key("test"),
             argon2: Argon2Params::TEST,
-            limits: Limits {
-                login_ip: open,
-                login_account: open,
-                signup_ip: open,
-                reset_account: open,
-                verify_ip: open,
-                totp_account: open,
-            },
+            limits: Limits::all(open),
             access_ttl_secs: 900,
             refresh_ttl_secs: 86_400,
             encryption_keys: key("test"),
@@ -148,6 +141,16 @@ impl Identity {
     /// among the tenant's keys); `None` when the token is not shaped like an API key.
     pub fn api_key_lookup(&self, token: &str) -> Option<(kernel::TenantId, Vec<Vec<u8>>)> {
         self.tenant_token_lookup("bal_live", token)
+    }
+
+    /// Counts one request of the API key with these HMACs (from [`Identity::api_key_lookup`])
+    /// against the `api_key` rate limit: a `429` past it. Only a holder of the key can
+    /// count against its window.
+    pub fn count_api_key_request(&self, hashes: &[Vec<u8>]) -> Result<(), kernel::Problem> {
+        let Some(first) = hashes.first() else {
+            return Ok(());
+        };
+        self.0.keys.hit(first.clone(), self.0.limits.api_key)
     }
 
     fn tenant_token_lookup(

@@ -4,6 +4,7 @@
 
 use std::{
     collections::HashMap,
+    hash::Hash,
     net::IpAddr,
     sync::Mutex,
     time::{Duration, Instant},
@@ -28,6 +29,26 @@ pub struct Limits {
     pub reset_account: Limit,
     pub verify_ip: Limit,
     pub totp_account: Limit,
+    /// Requests per API key.
+    pub api_key: Limit,
+    /// Requests per signed-in user (all their sessions together).
+    pub user: Limit,
+}
+
+impl Limits {
+    /// Every limit the same (tests that do not test limits open them all).
+    pub fn all(limit: Limit) -> Limits {
+        Limits {
+            login_ip: limit,
+            login_account: limit,
+            signup_ip: limit,
+            reset_account: limit,
+            verify_ip: limit,
+            totp_account: limit,
+            api_key: limit,
+            user: limit,
+        }
+    }
 }
 
 /// A `429` for `limit`, to retry after `retry_after`.
@@ -61,23 +82,29 @@ pub fn too_many(limit: Limit, retry_after: Duration) -> Problem {
 /// When a window started, and how many requests it counted.
 type Window = (Instant, u32);
 
-/// Fixed windows per (limit, client address), in this process.
-#[derive(Default)]
-pub struct IpWindows {
-    windows: Mutex<HashMap<(&'static str, IpAddr), Window>>,
+/// Fixed windows per key, in this process.
+pub struct Windows<K> {
+    windows: Mutex<HashMap<K, Window>>,
 }
 
-impl IpWindows {
-    /// Counts one request from `ip` against `name`; `Err(429)` past the limit.
-    pub fn hit(&self, name: &'static str, limit: Limit, ip: Option<IpAddr>) -> Result<(), Problem> {
-        let Some(ip) = ip else { return Ok(()) };
+impl<K> Default for Windows<K> {
+    fn default() -> Self {
+        Windows {
+            windows: Mutex::new(HashMap::new()),
+        }
+    }
+}
+
+impl<K: Hash + Eq> Windows<K> {
+    /// Counts one request against `key`; `Err(429)` past the limit.
+    pub fn hit(&self, key: K, limit: Limit) -> Result<(), Problem> {
         let now = Instant::now();
         let mut windows = self.windows.lock().expect("limiter lock");
         if windows.len() > 100_000 {
             windows
                 .retain(|_, (start, _)| now.duration_since(*start) < Duration::from_secs(86_400));
         }
-        let entry = windows.entry((name, ip)).or_insert((now, 0));
+        let entry = windows.entry(key).or_insert((now, 0));
         if now.duration_since(entry.0) >= limit.per {
             *entry = (now, 0);
         }
@@ -89,6 +116,20 @@ impl IpWindows {
         }
         entry.1 += 1;
         Ok(())
+    }
+}
+
+/// Fixed windows per (limit, client address), in this process.
+#[derive(Default)]
+pub struct IpWindows(Windows<(&'static str, IpAddr)>);
+
+impl IpWindows {
+    /// Counts one request from `ip` against `name`; `Err(429)` past the limit.
+    pub fn hit(&self, name: &'static str, limit: Limit, ip: Option<IpAddr>) -> Result<(), Problem> {
+        match ip {
+            Some(ip) => self.0.hit((name, ip), limit),
+            None => Ok(()),
+        }
     }
 }
 

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::{
     Identity, IdentityConfig, IdentityError, Principal,
-    limits::{self, IpWindows, Limits},
+    limits::{self, IpWindows, Limits, Windows},
     password::{self, Passwords},
     store,
     tokens::{Jwt, Peppers},
@@ -28,6 +28,9 @@ pub(crate) struct Inner {
     pub passwords: Passwords,
     pub limits: Limits,
     pub ips: IpWindows,
+    /// Requests per user, and per API key (by its HMAC under the first pepper).
+    pub users: Windows<Uuid>,
+    pub keys: Windows<Vec<u8>>,
     pub refresh_ttl_secs: u64,
     pub vault: vault::Vault,
 }
@@ -42,6 +45,8 @@ impl Inner {
             passwords: Passwords::new(config.argon2),
             limits: config.limits,
             ips: IpWindows::default(),
+            users: Windows::default(),
+            keys: Windows::default(),
             refresh_ttl_secs: config.refresh_ttl_secs,
             vault: vault::Vault::new(
                 config
@@ -135,15 +140,17 @@ impl Identity {
         &self.0
     }
 
-    /// The user and session an access token names, from its signature and expiry alone. The
+    /// The user and session an access token names, from its signature and expiry alone, and
+    /// one request counted against the user's rate limit (`user`, a `429` past it). The
     /// caller must still check that the session is live, in its own transaction (the
     /// access decision does it in the same statement as the membership read).
     pub fn verify_access_token(&self, bearer: &str) -> Result<Principal, IdentityError> {
-        let claims = self
-            .inner()
+        let inner = self.inner();
+        let claims = inner
             .jwt
             .verify(bearer)
             .ok_or(IdentityError::Unauthorized)?;
+        inner.users.hit(claims.sub, inner.limits.user)?;
         Ok(Principal {
             user_id: UserId::from_uuid(claims.sub),
             session_id: claims.sid,

@@ -3,6 +3,7 @@
 mod audit;
 mod cli;
 mod data_layer;
+mod hardening;
 mod helpers;
 mod idempotency;
 mod identity;
