@@ -130,10 +130,23 @@ impl Authorizer {
         let Some(key) = store::key_grant(&rows)? else {
             return Err(AccessError::UnknownApiKey);
         };
-        let granted = self
+        // A key never acts with more than its creator holds now: a creator who left takes
+        // their keys along (revoked with the membership; checked here too), and one whose
+        // rights shrank, by any path, narrows them.
+        if key.created_by.is_some() && key.creator_roles.is_none() {
+            return Err(AccessError::UnknownApiKey);
+        }
+        let mut granted = self
             .policy
             .permissions(&mut tx, key.policy_version, &key.roles)
             .await?;
+        if let Some(creator_roles) = &key.creator_roles {
+            let creator = self
+                .policy
+                .permissions(&mut tx, key.policy_version, creator_roles)
+                .await?;
+            granted = granted.intersect(creator);
+        }
         if !granted.contains(need) {
             return Err(AccessError::Forbidden {
                 permission,

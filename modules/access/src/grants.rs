@@ -133,3 +133,30 @@ pub async fn check_owner_grant(
     }
     Ok(())
 }
+
+/// Which of the `granted` roles a holder of the `holder` roles could grant now: each role
+/// whose permissions the holder holds, and `owner` only to an owner. An API key or a
+/// pending invitation keeps these when its creator's rights shrink, and nothing else.
+pub async fn still_grantable(
+    policy: &PolicyStore,
+    tx: &mut TenantTx,
+    holder: &[String],
+    granted: &[String],
+) -> Result<Vec<String>, AccessError> {
+    let (held, _) = role_sets(policy, tx, holder, false).await?;
+    let holder_is_owner = holder.iter().any(|r| r == "owner");
+    let mut kept = Vec::new();
+    for role in granted {
+        if role == "owner" {
+            if holder_is_owner {
+                kept.push(role.clone());
+            }
+            continue;
+        }
+        let (set, unknown) = role_sets(policy, tx, std::slice::from_ref(role), false).await?;
+        if unknown.is_empty() && set.is_subset(&held) {
+            kept.push(role.clone());
+        }
+    }
+    Ok(kept)
+}

@@ -127,6 +127,12 @@ impl PermissionSet {
         PermissionSet(self.0 | other.0)
     }
 
+    /// What both sets hold (an API key acts with its roles and its creator's, whichever is
+    /// less).
+    pub fn intersect(self, other: PermissionSet) -> PermissionSet {
+        PermissionSet(self.0 & other.0)
+    }
+
     /// Whether every permission of `self` is in `other` (nobody grants what they lack).
     pub fn is_subset(&self, other: &PermissionSet) -> bool {
         self.0 & !other.0 == 0

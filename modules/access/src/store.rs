@@ -70,6 +70,9 @@ pub(crate) struct KeyGrant {
     pub roles: Vec<String>,
     pub deleted: bool,
     pub policy_version: i64,
+    /// Who minted the key, and their roles now (`None`: no longer a member).
+    pub created_by: Option<Uuid>,
+    pub creator_roles: Option<Vec<String>>,
 }
 
 pub(crate) fn live_api_key(tenant: TenantId, hashes: &[Vec<u8>]) -> FirstRead {
@@ -88,6 +91,8 @@ pub(crate) fn key_grant(rows: &[PgRow]) -> Result<Option<KeyGrant>, sqlx::Error>
                 roles: row.try_get(1)?,
                 deleted: row.try_get(2)?,
                 policy_version: row.try_get(3)?,
+                created_by: row.try_get(4)?,
+                creator_roles: row.try_get(5)?,
             })
         })
         .transpose()

@@ -177,6 +177,8 @@ impl Tenancy {
                 .resource("member", user)
                 .payload(json!({ "from": current.roles, "to": roles.as_slice() })),
         );
+        self.narrow_grants_of(tx, user, Some(roles.as_slice()))
+            .await?;
         self.member(tx, user).await
     }
 
@@ -191,7 +193,77 @@ impl Tenancy {
                 .resource("member", user)
                 .payload(json!({ "roles": current.roles })),
         );
+        self.narrow_grants_of(tx, user, None).await
+    }
+
+    /// An API key or a pending invitation never carries more than its creator holds now.
+    /// When `user` leaves (`holds` is `None`), theirs are revoked; when their roles change
+    /// to `holds`, each keeps only the roles they could still grant, and is revoked when
+    /// none is left. Every change is audited with its reason. (The access decision also
+    /// checks a key's creator, and accepting an invitation its inviter, so a change by any
+    /// other path, such as a custom role losing permissions, cannot leave a stale grant.)
+    async fn narrow_grants_of(
+        &self,
+        tx: &mut TenantTx,
+        user: UserId,
+        holds: Option<&[String]>,
+    ) -> Result<(), TenancyError> {
+        let tenant = tx.tenant_id();
+        let reason = if holds.is_some() {
+            "creator_roles_changed"
+        } else {
+            "creator_removed"
+        };
+        let keys = store::lock_keys_created_by(tx.conn(), tenant, user).await?;
+        for key in keys {
+            let kept = self.kept_roles(tx, holds, &key.roles).await?;
+            if kept.len() == key.roles.len() {
+                continue;
+            }
+            let event = if kept.is_empty() {
+                store::revoke_api_key(tx.conn(), tenant, key.id).await?;
+                NewEvent::new("api_key.revoked")
+            } else {
+                store::set_api_key_roles(tx.conn(), tenant, key.id, &kept).await?;
+                NewEvent::new("api_key.narrowed")
+            };
+            tx.record(event.resource("api_key", key.id).payload(json!({
+                "reason": reason, "creator": user, "from": key.roles, "to": kept,
+            })));
+        }
+        let invitations = store::lock_invitations_sent_by(tx.conn(), tenant, user).await?;
+        for invitation in invitations {
+            let kept = self.kept_roles(tx, holds, &invitation.roles).await?;
+            if kept.len() == invitation.roles.len() {
+                continue;
+            }
+            let event = if kept.is_empty() {
+                store::revoke_invitation(tx.conn(), tenant, invitation.id).await?;
+                NewEvent::new("invitation.revoked")
+            } else {
+                store::set_invitation_roles(tx.conn(), tenant, invitation.id, &kept).await?;
+                NewEvent::new("invitation.narrowed")
+            };
+            tx.record(event.resource("invitation", invitation.id).payload(json!({
+                "reason": reason, "inviter": user, "from": invitation.roles, "to": kept,
+            })));
+        }
         Ok(())
+    }
+
+    /// The roles of `granted` that a holder of `holds` could grant (none when `None`).
+    async fn kept_roles(
+        &self,
+        tx: &mut TenantTx,
+        holds: Option<&[String]>,
+        granted: &[String],
+    ) -> Result<Vec<String>, TenancyError> {
+        match holds {
+            None => Ok(Vec::new()),
+            Some(holds) => {
+                Ok(access::grants::still_grantable(&self.policy, tx, holds, granted).await?)
+            }
+        }
     }
 
     fn replay_aad(tenant: TenantId, key: Uuid) -> Vec<u8> {
@@ -398,16 +470,32 @@ impl Tenancy {
         if store::user_email(tx.conn(), user).await? != found.email {
             return Err(TenancyError::InvitationEmailMismatch);
         }
-        if !store::add_member(tx.conn(), tenant, user, &found.roles).await? {
+        // The invitation grants no more than its inviter holds now (an inviter who left
+        // took it along).
+        let roles = match (found.invited_by, &found.inviter_roles) {
+            (None, _) => found.roles.clone(),
+            (Some(_), None) => return Err(TenancyError::InvalidInvitation),
+            (Some(_), Some(holds)) => {
+                access::grants::still_grantable(&self.policy, tx, holds, &found.roles).await?
+            }
+        };
+        if roles.is_empty() {
+            return Err(TenancyError::InvalidInvitation);
+        }
+        if !store::add_member(tx.conn(), tenant, user, &roles).await? {
             return Err(TenancyError::AlreadyMember);
         }
         store::mark_invitation_accepted(tx.conn(), tenant, found.id, user).await?;
         access::bump_policy(tx).await?;
         tx.record(NewEvent::new("invitation.accepted").resource("invitation", found.id));
+        let mut added = json!({ "roles": roles });
+        if roles != found.roles {
+            added["narrowed_from"] = json!(found.roles);
+        }
         tx.record(
             NewEvent::new("member.added")
                 .resource("member", user)
-                .payload(json!({ "roles": found.roles })),
+                .payload(added),
         );
         Ok(store::tenant(tx.conn(), tenant, Some(user)).await?)
     }

@@ -321,6 +321,86 @@ pub(crate) async fn revoke_api_key(
     Ok(revoked == 1)
 }
 
+/// A live API key or a pending invitation someone created, with the roles it grants.
+pub(crate) struct Grant {
+    pub id: Uuid,
+    pub roles: Vec<String>,
+}
+
+/// Locks the live API keys `user` minted.
+pub(crate) async fn lock_keys_created_by(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<Vec<Grant>, sqlx::Error> {
+    sqlx::query_as!(
+        Grant,
+        "SELECT id, roles FROM api_keys
+         WHERE tenant_id = $1 AND created_by = $2 AND revoked_at IS NULL
+           AND (expires_at IS NULL OR expires_at > now())
+         ORDER BY id
+         FOR UPDATE",
+        tenant.as_uuid(),
+        user.as_uuid(),
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub(crate) async fn set_api_key_roles(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    roles: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE api_keys SET roles = $3 WHERE tenant_id = $1 AND id = $2",
+        tenant.as_uuid(),
+        id,
+        roles,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Locks the pending, unexpired invitations `user` sent.
+pub(crate) async fn lock_invitations_sent_by(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<Vec<Grant>, sqlx::Error> {
+    sqlx::query_as!(
+        Grant,
+        "SELECT id, roles FROM invitations
+         WHERE tenant_id = $1 AND invited_by = $2 AND accepted_at IS NULL AND revoked_at IS NULL
+           AND expires_at > now()
+         ORDER BY id
+         FOR UPDATE",
+        tenant.as_uuid(),
+        user.as_uuid(),
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub(crate) async fn set_invitation_roles(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    roles: &[String],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE invitations SET roles = $3 WHERE tenant_id = $1 AND id = $2",
+        tenant.as_uuid(),
+        id,
+        roles,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// An invitation to store: its token's hash, never the token.
 pub(crate) struct NewInvitationRow<'a> {
     pub id: Uuid,
@@ -415,11 +495,14 @@ pub(crate) async fn revoke_invitation(
     Ok(revoked == 1)
 }
 
-/// A pending invitation found by its token.
+/// A pending invitation found by its token, with who sent it and their roles now
+/// (`None`: no longer a member).
 pub(crate) struct PendingInvitation {
     pub id: Uuid,
     pub email: String,
     pub roles: Vec<String>,
+    pub invited_by: Option<Uuid>,
+    pub inviter_roles: Option<Vec<String>>,
 }
 
 /// Locks the pending, unexpired invitation with one of `hashes`.
@@ -430,10 +513,12 @@ pub(crate) async fn lock_pending_invitation(
 ) -> Result<Option<PendingInvitation>, sqlx::Error> {
     sqlx::query_as!(
         PendingInvitation,
-        "SELECT id, email, roles FROM invitations
-         WHERE tenant_id = $1 AND hash = ANY($2) AND accepted_at IS NULL AND revoked_at IS NULL
-           AND expires_at > now()
-         FOR UPDATE",
+        r#"SELECT i.id, i.email, i.roles, i.invited_by, m.roles AS "inviter_roles?"
+         FROM invitations i
+         LEFT JOIN memberships m ON m.tenant_id = i.tenant_id AND m.user_id = i.invited_by
+         WHERE i.tenant_id = $1 AND i.hash = ANY($2) AND i.accepted_at IS NULL
+           AND i.revoked_at IS NULL AND i.expires_at > now()
+         FOR UPDATE OF i"#,
         tenant.as_uuid(),
         hashes,
     )

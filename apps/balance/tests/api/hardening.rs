@@ -108,3 +108,245 @@ async fn the_api_key_limit_counts_each_key_on_its_own() {
         200
     );
 }
+
+/// Ada owns a tenant where Dan is an admin; Dan has minted keys and sent invitations.
+struct Grantor {
+    ada: String,
+    dan: String,
+    dan_id: kernel::UserId,
+    tenant: kernel::TenantId,
+}
+
+async fn grantor(app: &TestApp) -> Grantor {
+    let (ada, _) = app.new_user("ada@example.com").await;
+    let tenant = app.create_tenant(&ada, "Acme").await;
+    let (dan, dan_id) = app.new_user("dan@example.com").await;
+    testkit::seed::member(&app.kernel_db, tenant, dan_id, &["admin"]).await;
+    Grantor {
+        ada,
+        dan,
+        dan_id,
+        tenant,
+    }
+}
+
+async fn mint(app: &TestApp, g: &Grantor, roles: &[&str]) -> (String, String) {
+    let (status, _, key) = call(
+        app,
+        Method::POST,
+        &format!("/api/v1/tenants/{}/api-keys", g.tenant),
+        &g.dan,
+        Some(json!({"name": "dan's key", "roles": roles})),
+    )
+    .await;
+    assert_eq!(status, 201, "{key}");
+    (
+        key["id"].as_str().unwrap().to_string(),
+        key["secret"].as_str().unwrap().to_string(),
+    )
+}
+
+async fn invite(app: &TestApp, g: &Grantor, email: &str, roles: &[&str]) -> String {
+    let (status, _, inv) = call(
+        app,
+        Method::POST,
+        &format!("/api/v1/tenants/{}/invitations", g.tenant),
+        &g.dan,
+        Some(json!({"email": email, "roles": roles})),
+    )
+    .await;
+    assert_eq!(status, 201, "{inv}");
+    testkit::seed::mailed_token(&app.kernel_db, email, "invitation").await
+}
+
+async fn accept(app: &TestApp, email: &str, token: &str) -> (u16, serde_json::Value) {
+    let (who, _) = app.new_user(email).await;
+    let (status, _, body) = call(
+        app,
+        Method::POST,
+        "/api/v1/invitations/accept",
+        &who,
+        Some(json!({ "token": token })),
+    )
+    .await;
+    (status, body)
+}
+
+/// The events of `kind` in the tenant's chain, payloads included.
+async fn events_of(app: &TestApp, g: &Grantor, kind: &str) -> Vec<serde_json::Value> {
+    let (status, _, body) = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/tenants/{}/events?type={kind}&limit=200", g.tenant),
+        &g.ada,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body["data"].as_array().unwrap().clone()
+}
+
+#[tokio::test]
+async fn removing_a_member_revokes_their_keys_and_pending_invitations_at_once() {
+    let app = TestApp::spawn().await;
+    let g = grantor(&app).await;
+    let (_, admin_key) = mint(&app, &g, &["admin"]).await;
+    let (_, viewer_key) = mint(&app, &g, &["viewer"]).await;
+    let token = invite(&app, &g, "mal@example.com", &["admin"]).await;
+    let members = format!("/api/v1/tenants/{}/members", g.tenant);
+    assert_eq!(
+        call(&app, Method::GET, &members, &admin_key, None).await.0,
+        200
+    );
+
+    let dan = format!("{members}/{}", g.dan_id);
+    assert_eq!(call(&app, Method::DELETE, &dan, &g.ada, None).await.0, 204);
+
+    for key in [&admin_key, &viewer_key] {
+        let (status, _, body) = call(&app, Method::GET, &members, key, None).await;
+        assert_eq!(status, 401, "{body}");
+    }
+    let (status, body) = accept(&app, "mal@example.com", &token).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_token"))
+    );
+    let revoked = events_of(&app, &g, "api_key.revoked").await;
+    assert_eq!(revoked.len(), 2, "{revoked:?}");
+    assert!(
+        revoked
+            .iter()
+            .all(|e| e["payload"]["reason"] == "creator_removed")
+    );
+    let revoked = events_of(&app, &g, "invitation.revoked").await;
+    assert_eq!(revoked.len(), 1);
+    assert_eq!(revoked[0]["payload"]["inviter"], json!(g.dan_id));
+}
+
+#[tokio::test]
+async fn demoting_a_member_narrows_or_revokes_what_they_granted() {
+    let app = TestApp::spawn().await;
+    let g = grantor(&app).await;
+    let (_, admin_key) = mint(&app, &g, &["admin"]).await;
+    let (mixed_id, mixed_key) = mint(&app, &g, &["admin", "viewer"]).await;
+    let (_, viewer_key) = mint(&app, &g, &["viewer"]).await;
+    let admin_invite = invite(&app, &g, "mal@example.com", &["admin"]).await;
+    let mixed_invite = invite(&app, &g, "sue@example.com", &["admin", "viewer"]).await;
+
+    let dan = format!("/api/v1/tenants/{}/members/{}", g.tenant, g.dan_id);
+    let (status, _, body) = call(
+        &app,
+        Method::PATCH,
+        &dan,
+        &g.ada,
+        Some(json!({"roles": ["viewer"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+
+    let keys = format!("/api/v1/tenants/{}/api-keys", g.tenant);
+    assert_eq!(
+        call(&app, Method::GET, &keys, &admin_key, None).await.0,
+        401
+    );
+    // The mixed key keeps `viewer`: it reads members, and cannot list keys any more.
+    let members = format!("/api/v1/tenants/{}/members", g.tenant);
+    assert_eq!(
+        call(&app, Method::GET, &members, &mixed_key, None).await.0,
+        200
+    );
+    assert_eq!(
+        call(&app, Method::GET, &keys, &mixed_key, None).await.0,
+        403
+    );
+    assert_eq!(
+        call(&app, Method::GET, &members, &viewer_key, None).await.0,
+        200
+    );
+    let (_, _, listed) = call(&app, Method::GET, &keys, &g.ada, None).await;
+    let mixed = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == mixed_id.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(mixed["roles"], json!(["viewer"]));
+    let narrowed = events_of(&app, &g, "api_key.narrowed").await;
+    assert_eq!(narrowed.len(), 1);
+    assert_eq!(narrowed[0]["payload"]["from"], json!(["admin", "viewer"]));
+    assert_eq!(narrowed[0]["payload"]["to"], json!(["viewer"]));
+    assert_eq!(narrowed[0]["payload"]["reason"], "creator_roles_changed");
+
+    let (status, _) = accept(&app, "mal@example.com", &admin_invite).await;
+    assert_eq!(status, 400);
+    let (status, joined) = accept(&app, "sue@example.com", &mixed_invite).await;
+    assert_eq!(status, 200, "{joined}");
+    assert_eq!(joined["roles"], json!(["viewer"]));
+    assert_eq!(events_of(&app, &g, "invitation.narrowed").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_creator_who_loses_rights_by_another_path_takes_them_from_keys_and_invitations() {
+    let app = TestApp::spawn().await;
+    let g = grantor(&app).await;
+    let roles = format!("/api/v1/tenants/{}/roles", g.tenant);
+    for (name, permissions) in [
+        (
+            "lead",
+            json!([
+                "tenant:read",
+                "members:read",
+                "api_keys:read",
+                "api_keys:write",
+                "invitations:read",
+                "invitations:write"
+            ]),
+        ),
+        ("reader", json!(["tenant:read", "members:read"])),
+    ] {
+        let (status, _, body) = call(
+            &app,
+            Method::POST,
+            &roles,
+            &g.ada,
+            Some(json!({"name": name, "permissions": permissions})),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+    }
+    let dan = format!("/api/v1/tenants/{}/members/{}", g.tenant, g.dan_id);
+    let (status, _, body) = call(
+        &app,
+        Method::PATCH,
+        &dan,
+        &g.ada,
+        Some(json!({"roles": ["lead"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (_, key) = mint(&app, &g, &["reader"]).await;
+    let token = invite(&app, &g, "mal@example.com", &["reader"]).await;
+    let members = format!("/api/v1/tenants/{}/members", g.tenant);
+    assert_eq!(call(&app, Method::GET, &members, &key, None).await.0, 200);
+
+    // The owner takes `members:read` from `lead`: Dan's key and invitation lose it too,
+    // although their own role `reader` still has it.
+    let (status, _, body) = call(
+        &app,
+        Method::PATCH,
+        &format!("{roles}/lead"),
+        &g.ada,
+        Some(json!({"permissions": ["tenant:read", "api_keys:read", "api_keys:write", "invitations:read", "invitations:write"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(call(&app, Method::GET, &members, &key, None).await.0, 403);
+    let tenant = format!("/api/v1/tenants/{}", g.tenant);
+    assert_eq!(call(&app, Method::GET, &tenant, &key, None).await.0, 200);
+    let (status, body) = accept(&app, "mal@example.com", &token).await;
+    assert_eq!(
+        (status, body["code"].as_str()),
+        (400, Some("invalid_token"))
+    );
+}
