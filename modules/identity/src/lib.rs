@@ -150,7 +150,10 @@ impl Identity {
         let Some(first) = hashes.first() else {
             return Ok(());
         };
-        self.0.keys.hit(first.clone(), self.0.limits.api_key)
+        self.0
+            .keys
+            .hit(first.clone(), self.0.limits.api_key)
+            .map_err(|r| r.problem)
     }
 
     fn tenant_token_lookup(

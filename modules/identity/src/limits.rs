@@ -95,9 +95,16 @@ impl<K> Default for Windows<K> {
     }
 }
 
+/// A request over a limit: its `429`, and whether it is the first refused in its window
+/// (when a throttle starts, which is what the audit log records).
+pub struct Refused {
+    pub problem: Problem,
+    pub first: bool,
+}
+
 impl<K: Hash + Eq> Windows<K> {
-    /// Counts one request against `key`; `Err(429)` past the limit.
-    pub fn hit(&self, key: K, limit: Limit) -> Result<(), Problem> {
+    /// Counts one request against `key`; refused past the limit.
+    pub fn hit(&self, key: K, limit: Limit) -> Result<(), Refused> {
         let now = Instant::now();
         let mut windows = self.windows.lock().expect("limiter lock");
         if windows.len() > 100_000 {
@@ -109,51 +116,76 @@ impl<K: Hash + Eq> Windows<K> {
             *entry = (now, 0);
         }
         if entry.1 >= limit.max {
-            return Err(too_many(
-                limit,
-                limit.per.saturating_sub(now.duration_since(entry.0)),
-            ));
+            let first = entry.1 == limit.max;
+            entry.1 = entry.1.saturating_add(1);
+            return Err(Refused {
+                problem: too_many(limit, limit.per.saturating_sub(now.duration_since(entry.0))),
+                first,
+            });
         }
         entry.1 += 1;
         Ok(())
     }
 }
 
-/// Fixed windows per (limit, client address), in this process.
+/// Fixed windows per (limit, client address), in this process. IPv6 addresses count by
+/// their /64, which one host usually holds whole.
 #[derive(Default)]
 pub struct IpWindows(Windows<(&'static str, IpAddr)>);
 
 impl IpWindows {
-    /// Counts one request from `ip` against `name`; `Err(429)` past the limit.
-    pub fn hit(&self, name: &'static str, limit: Limit, ip: Option<IpAddr>) -> Result<(), Problem> {
+    /// Counts one request from `ip` against `name`; refused past the limit.
+    pub fn hit(&self, name: &'static str, limit: Limit, ip: Option<IpAddr>) -> Result<(), Refused> {
         match ip {
-            Some(ip) => self.0.hit((name, ip), limit),
+            Some(ip) => self.0.hit((name, kernel::client_key(ip)), limit),
             None => Ok(()),
         }
     }
 }
 
-/// Whether the account counter `key` is at its limit: `Err(429)` then. Committed on its
-/// own: a counter must survive the request that failed.
-pub async fn check_account(db: &Db, key: &str, limit: Limit) -> Result<(), Problem> {
+/// An account counter: how many events its window holds, and when the window ends.
+#[derive(Debug, Clone, Copy)]
+pub struct Count {
+    pub count: u32,
+    pub seconds_left: f64,
+}
+
+impl Count {
+    /// The `429` of a counter at `limit`.
+    pub fn refusal(&self, limit: Limit) -> Problem {
+        too_many(limit, Duration::from_secs_f64(self.seconds_left.max(1.0)))
+    }
+}
+
+/// The account counter `key` now, if its window is open. Committed on its own.
+pub async fn account_count(db: &Db, key: &str, limit: Limit) -> Result<Option<Count>, Problem> {
     let mut tx = SystemTx::begin(db, Actor::System).await?;
     let row = crate::store::throttle(tx.conn(), key, limit.per.as_secs_f64()).await?;
     tx.commit().await?;
-    match row {
-        Some(t) if t.count >= limit.max as i32 => Err(too_many(
-            limit,
-            Duration::from_secs_f64(t.seconds_left.max(1.0)),
-        )),
+    Ok(row.map(|t| Count {
+        count: t.count.max(0) as u32,
+        seconds_left: t.seconds_left,
+    }))
+}
+
+/// Whether the account counter `key` is at its limit: `Err(429)` then.
+pub async fn check_account(db: &Db, key: &str, limit: Limit) -> Result<(), Problem> {
+    match account_count(db, key, limit).await? {
+        Some(c) if c.count >= limit.max => Err(c.refusal(limit)),
         _ => Ok(()),
     }
 }
 
 /// Counts one event against the account counter `key` (a new window when the old one
-/// ended), committed on its own.
-pub async fn count_account(db: &Db, key: &str, limit: Limit) -> Result<(), Problem> {
+/// ended), committed on its own; the counter after it.
+pub async fn count_account(db: &Db, key: &str, limit: Limit) -> Result<Count, Problem> {
     let mut tx = SystemTx::begin(db, Actor::System).await?;
-    crate::store::count_throttle(tx.conn(), key, limit.per.as_secs_f64()).await?;
-    tx.commit().await
+    let t = crate::store::count_throttle(tx.conn(), key, limit.per.as_secs_f64()).await?;
+    tx.commit().await?;
+    Ok(Count {
+        count: t.count.max(0) as u32,
+        seconds_left: t.seconds_left,
+    })
 }
 
 /// Forgets the account counter `key` (a successful login).

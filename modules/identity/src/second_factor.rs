@@ -99,13 +99,13 @@ impl Identity {
             limits::reset_account(&inner.db, &key).await?;
             return Ok(());
         }
-        limits::count_account(&inner.db, &key, inner.limits.totp_account).await?;
         self.security_event(
             NewEvent::new("auth.login_failed")
                 .resource("user", user)
                 .payload(json!({ "email_hmac": email_digest, "reason": "totp_invalid" })),
         )
         .await?;
+        self.code_failed(user).await?;
         Err(IdentityError::TotpInvalid)
     }
 
@@ -121,11 +121,28 @@ impl Identity {
             email,
             password_hash,
         } = store::email_and_hash(tx.conn(), user).await?;
-        let passwords = self.inner().passwords.clone();
+        // The password is re-checked like a login's: limited (before any hashing) and
+        // counted for the account, so a stolen access token is no password oracle.
+        let inner = self.inner();
+        let digest = inner.peppers.email_digest(&email);
+        let reauth_key = format!("reauth:{user}");
+        let account_key = format!("login:{digest}");
+        limits::check_account(&inner.db, &reauth_key, inner.limits.login_account).await?;
+        let passwords = inner.passwords.clone();
         let (ok, _) = blocking(move || passwords.verify(&password, password_hash.as_deref())).await;
         if !ok {
+            self.security_event(
+                NewEvent::new("auth.password_check_failed")
+                    .resource("user", user)
+                    .payload(json!({ "operation": "enroll_totp" })),
+            )
+            .await?;
+            let ip = kernel::RequestContext::current().and_then(|c| c.client_ip);
+            self.password_failed(&reauth_key, &account_key, &digest, ip, Some(user))
+                .await?;
             return Err(IdentityError::InvalidCredentials);
         }
+        limits::reset_account(&inner.db, &reauth_key).await?;
         if store::totp_enabled(tx.conn(), user).await? {
             return Err(conflict(
                 "totp_already_enabled",
@@ -170,7 +187,7 @@ impl Identity {
             .map_err(|e| Problem::internal().with_cause(e))?;
         let Some(step) = totp::matching_step(secret.expose(), code, now_step()) else {
             drop(tx);
-            limits::count_account(&inner.db, &key, inner.limits.totp_account).await?;
+            self.totp_failed(user, "activate_totp").await?;
             return Err(IdentityError::TotpInvalid);
         };
         store::activate_totp(tx.conn(), user, step as i64).await?;
@@ -213,7 +230,7 @@ impl Identity {
         }
         if !self.accept_code(&mut tx, user, code).await? {
             drop(tx);
-            limits::count_account(&inner.db, &key, inner.limits.totp_account).await?;
+            self.totp_failed(user, "disable_totp").await?;
             return Err(IdentityError::TotpInvalid);
         }
         store::delete_recovery_codes(tx.conn(), user).await?;
@@ -228,7 +245,41 @@ impl Identity {
         Ok(tx.commit().await?)
     }
 
-    async fn alert(&self, tx: &mut UserTx, user: UserId, what: &str) -> Result<(), IdentityError> {
+    /// A wrong code outside login: audited, then counted.
+    async fn totp_failed(&self, user: UserId, operation: &str) -> Result<(), Problem> {
+        self.security_event(
+            NewEvent::new("auth.totp_failed")
+                .resource("user", user)
+                .payload(json!({ "operation": operation })),
+        )
+        .await?;
+        self.code_failed(user).await
+    }
+
+    /// Counts a wrong code against `totp_account`; reaching it is audited once per window
+    /// (`auth.totp_locked`).
+    async fn code_failed(&self, user: UserId) -> Result<(), Problem> {
+        let inner = self.inner();
+        let limit = inner.limits.totp_account;
+        let count = limits::count_account(&inner.db, &format!("totp:{user}"), limit).await?;
+        if count.count == limit.max {
+            self.security_event(
+                NewEvent::new("auth.totp_locked")
+                    .resource("user", user)
+                    .payload(json!({ "seconds": limit.per.as_secs() })),
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Queues a security alert mail to `user` in `tx`.
+    pub(crate) async fn alert<T: Tx>(
+        &self,
+        tx: &mut T,
+        user: UserId,
+        what: &str,
+    ) -> Result<(), IdentityError> {
         let Some(store::Addressee { email, name, .. }) = store::addressee(tx.conn(), user).await?
         else {
             return Ok(());

@@ -15,7 +15,7 @@ use uuid::Uuid;
 
 use crate::{
     Identity, IdentityConfig, IdentityError, Principal,
-    limits::{self, IpWindows, Limits, Windows},
+    limits::{self, IpWindows, Limit, Limits, Windows},
     password::{self, Passwords},
     store,
     tokens::{Jwt, Peppers},
@@ -101,6 +101,10 @@ pub struct TokenPair {
     /// Always `Bearer`.
     pub token_type: String,
     pub expires_in: u64,
+    /// After a login (`null` after a refresh): keep it and send it with this account's
+    /// next logins. A client that shows it is never slowed down by other clients' failed
+    /// attempts on the account.
+    pub device_token: Option<String>,
 }
 
 /// A signed-in device.
@@ -114,6 +118,9 @@ pub struct SessionView {
     /// The session of this request.
     pub current: bool,
 }
+
+/// How often, under attack, clients without an account's device token may try it.
+pub const SLOW_LANE: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn client() -> (Option<IpAddr>, Option<String>) {
     RequestContext::current()
@@ -150,7 +157,10 @@ impl Identity {
             .jwt
             .verify(bearer)
             .ok_or(IdentityError::Unauthorized)?;
-        inner.users.hit(claims.sub, inner.limits.user)?;
+        inner
+            .users
+            .hit(claims.sub, inner.limits.user)
+            .map_err(|r| r.problem)?;
         Ok(Principal {
             user_id: UserId::from_uuid(claims.sub),
             session_id: claims.sid,
@@ -190,10 +200,8 @@ impl Identity {
         name: String,
         time_zone: String,
     ) -> Result<UserView, IdentityError> {
-        let (ip, _) = client();
-        self.inner()
-            .ips
-            .hit("signup_ip", self.inner().limits.signup_ip, ip)?;
+        self.ip_limit("signup_ip", self.inner().limits.signup_ip)
+            .await?;
         let passwords = self.inner().passwords.clone();
         let hash = blocking(move || passwords.hash(&password)).await;
         let id = UserId::new();
@@ -285,10 +293,8 @@ impl Identity {
 
     /// `POST /auth/verify-email` (throttled per client address).
     pub(crate) async fn verify_email(&self, token: &str) -> Result<(), IdentityError> {
-        let (ip, _) = client();
-        self.inner()
-            .ips
-            .hit("verify_ip", self.inner().limits.verify_ip, ip)?;
+        self.ip_limit("verify_ip", self.inner().limits.verify_ip)
+            .await?;
         let mut tx = SystemTx::begin(&self.inner().db, Actor::System).await?;
         self.verify_email_in(&mut tx, token).await?;
         Ok(tx.commit().await?)
@@ -314,19 +320,146 @@ impl Identity {
         tx.commit().await
     }
 
+    /// Counts a request of this client against the per-address limit `name`; the first
+    /// refusal of a window is audited (`auth.throttled`), later ones only answered.
+    pub(crate) async fn ip_limit(&self, name: &'static str, limit: Limit) -> Result<(), Problem> {
+        let (ip, _) = client();
+        match self.inner().ips.hit(name, limit, ip) {
+            Ok(()) => Ok(()),
+            Err(refused) => {
+                if refused.first {
+                    self.security_event(NewEvent::new("auth.throttled").payload(json!({
+                        "limit": name,
+                        "ip": ip.map(|i| i.to_string()),
+                    })))
+                    .await?;
+                }
+                Err(refused.problem)
+            }
+        }
+    }
+
+    /// Past `login_account` failures on an account (from anywhere), clients without its
+    /// device token share one attempt per [`SLOW_LANE`]. The first refusal of each
+    /// slow-lane window is audited.
+    async fn slow_lane(
+        &self,
+        account_key: &str,
+        digest: &str,
+        ip: Option<IpAddr>,
+    ) -> Result<(), Problem> {
+        let inner = self.inner();
+        let limit = inner.limits.login_account;
+        match limits::account_count(&inner.db, account_key, limit).await? {
+            Some(failures) if failures.count >= limit.max => {}
+            _ => return Ok(()),
+        }
+        let lane = Limit {
+            max: 1,
+            per: SLOW_LANE,
+        };
+        let slot = limits::count_account(&inner.db, &format!("{account_key}:slow"), lane).await?;
+        if slot.count <= 1 {
+            return Ok(());
+        }
+        if slot.count == 2 {
+            self.security_event(NewEvent::new("auth.login_throttled").payload(json!({
+                "email_hmac": digest,
+                "scope": "account_slowed",
+                "ip": ip.map(|i| i.to_string()),
+            })))
+            .await?;
+        }
+        Err(slot.refusal(lane))
+    }
+
+    /// A wrong password, at login or re-checked for a sensitive change: counted for the
+    /// client and for the account. The client's counter reaching `login_account` locks
+    /// that client out of the account (`auth.login_locked`); the account's reaching it
+    /// starts the slow lane and mails the owner once per window
+    /// (`auth.account_under_attack`).
+    pub(crate) async fn password_failed(
+        &self,
+        client_key: &str,
+        account_key: &str,
+        digest: &str,
+        ip: Option<IpAddr>,
+        owner: Option<UserId>,
+    ) -> Result<(), Problem> {
+        let scope = if client_key.starts_with("reauth:") {
+            "reauth"
+        } else {
+            "client"
+        };
+        let inner = self.inner();
+        let limit = inner.limits.login_account;
+        let client = limits::count_account(&inner.db, client_key, limit).await?;
+        if client.count == limit.max {
+            self.security_event(NewEvent::new("auth.login_locked").payload(json!({
+                "email_hmac": digest,
+                "scope": scope,
+                "ip": ip.map(|i| i.to_string()),
+                "seconds": limit.per.as_secs(),
+            })))
+            .await?;
+        }
+        let account = limits::count_account(&inner.db, account_key, limit).await?;
+        if account.count == limit.max {
+            let mut tx = SystemTx::begin(&inner.db, Actor::System).await?;
+            let event = NewEvent::new("auth.account_under_attack")
+                .payload(json!({ "email_hmac": digest, "failures": account.count }));
+            if let Some(user) = owner {
+                tx.record(event.resource("user", user));
+                self.alert(
+                    &mut tx,
+                    user,
+                    &format!(
+                        "Someone entered a wrong password for your account {} times in a short while. Your account is not locked: you can still sign in from a device you used before. If this was not you, choose a long, unique password.",
+                        account.count
+                    ),
+                )
+                .await
+                .map_err(Problem::from)?;
+            } else {
+                tx.record(event);
+            }
+            tx.commit().await?;
+        }
+        Ok(())
+    }
+
     /// `POST /auth/login`. Unknown email and wrong password answer alike, in similar time.
+    ///
+    /// Brute force stays expensive without letting a stranger lock the owner out (OWASP
+    /// ASVS 2.2.1). Failures count per account and client (a device token a successful
+    /// login handed out, else the client address): `login_account` of them lock that
+    /// client out of this account. Across all clients, past `login_account` failures the
+    /// account is slowed, not locked: clients without its device token share one attempt
+    /// per [`SLOW_LANE`], and the owner is mailed once that someone is guessing. A client
+    /// with a device token is never slowed by others' failures.
     pub async fn login(
         &self,
         email: &str,
         password: String,
         totp_code: Option<String>,
+        device_token: Option<&str>,
     ) -> Result<TokenPair, IdentityError> {
         let inner = self.inner();
         let (ip, user_agent) = client();
-        inner.ips.hit("login_ip", inner.limits.login_ip, ip)?;
+        self.ip_limit("login_ip", inner.limits.login_ip).await?;
         let digest = inner.peppers.email_digest(email.trim());
+        let device = device_token.and_then(|t| inner.peppers.device_of(t, &digest));
+        let client_key = match (device, ip) {
+            (Some(device), _) => format!("login:{digest}:device:{device}"),
+            (None, Some(ip)) => format!("login:{digest}:ip:{}", kernel::client_key(ip)),
+            (None, None) => format!("login:{digest}:ip:unknown"),
+        };
         let account_key = format!("login:{digest}");
-        limits::check_account(&inner.db, &account_key, inner.limits.login_account).await?;
+        let limit = inner.limits.login_account;
+        limits::check_account(&inner.db, &client_key, limit).await?;
+        if device.is_none() {
+            self.slow_lane(&account_key, &digest, ip).await?;
+        }
 
         let user = match Email::parse(email) {
             Err(_) => None,
@@ -342,16 +475,18 @@ impl Identity {
         let candidate = password.clone();
         let (ok, rehash) = blocking(move || passwords.verify(&candidate, stored.as_deref())).await;
         let Some(user_id) = user.as_ref().filter(|_| ok).map(|u| u.id) else {
-            limits::count_account(&inner.db, &account_key, inner.limits.login_account).await?;
             let event = NewEvent::new("auth.login_failed").payload(json!({ "email_hmac": digest }));
-            let event = match user {
+            let event = match &user {
                 Some(u) => event.resource("user", u.id),
                 None => event,
             };
             self.security_event(event).await?;
+            let owner = user.map(|u| u.id);
+            self.password_failed(&client_key, &account_key, &digest, ip, owner)
+                .await?;
             return Err(IdentityError::InvalidCredentials);
         };
-        limits::reset_account(&inner.db, &account_key).await?;
+        limits::reset_account(&inner.db, &client_key).await?;
 
         let mut tx = SystemTx::begin(&inner.db, Actor::User(user_id)).await?;
         self.second_factor_at_login(&mut tx, user_id, totp_code.as_deref(), &digest)
@@ -377,7 +512,9 @@ impl Identity {
                 .payload(json!({ "session_id": session })),
         );
         tx.commit().await?;
-        Ok(self.pair(user_id, session, refresh))
+        let mut pair = self.pair(user_id, session, refresh);
+        pair.device_token = Some(inner.peppers.device_token(&digest));
+        Ok(pair)
     }
 
     async fn new_refresh(&self, tx: &mut SystemTx, session: Uuid) -> Result<String, IdentityError> {
@@ -402,6 +539,7 @@ impl Identity {
             refresh_token,
             token_type: "Bearer".into(),
             expires_in: self.inner().jwt.ttl_secs(),
+            device_token: None,
         }
     }
 

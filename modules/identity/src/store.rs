@@ -660,23 +660,25 @@ pub(crate) async fn throttle(
     .await
 }
 
-/// Counts one event against `key` (a new window when the old one ended).
+/// Counts one event against `key` (a new window when the old one ended); the counter after.
 pub(crate) async fn count_throttle(
     conn: &mut PgConnection,
     key: &str,
     per_secs: f64,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "INSERT INTO auth_throttles (key, window_start, count) VALUES ($1, now(), 1)
-         ON CONFLICT (key) DO UPDATE SET
-           count = CASE WHEN auth_throttles.window_start > now() - make_interval(secs => $2) THEN auth_throttles.count + 1 ELSE 1 END,
-           window_start = CASE WHEN auth_throttles.window_start > now() - make_interval(secs => $2) THEN auth_throttles.window_start ELSE now() END",
+) -> Result<Throttle, sqlx::Error> {
+    sqlx::query_as!(
+        Throttle,
+        r#"INSERT INTO auth_throttles (key, window_start, count) VALUES ($1, now(), 1)
+           ON CONFLICT (key) DO UPDATE SET
+             count = CASE WHEN auth_throttles.window_start > now() - make_interval(secs => $2) THEN auth_throttles.count + 1 ELSE 1 END,
+             window_start = CASE WHEN auth_throttles.window_start > now() - make_interval(secs => $2) THEN auth_throttles.window_start ELSE now() END
+           RETURNING count,
+             extract(epoch FROM window_start + make_interval(secs => $2) - now())::float8 AS "seconds_left!""#,
         key,
         per_secs,
     )
-    .execute(conn)
-    .await?;
-    Ok(())
+    .fetch_one(conn)
+    .await
 }
 
 pub(crate) async fn reset_throttle(conn: &mut PgConnection, key: &str) -> Result<(), sqlx::Error> {

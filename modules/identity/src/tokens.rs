@@ -159,6 +159,35 @@ impl Peppers {
             .is_some_and(|mac| mac.verify_slice(stored).is_ok())
     }
 
+    /// A device token for the account whose email digest is `digest`: handed out at a
+    /// successful login, sent back with the next ones, it shows a client that signed in to
+    /// this account before (OWASP's device cookies). Stateless: `bdv_<device id>_<HMAC of
+    /// the digest and the id>`.
+    pub fn device_token(&self, digest: &str) -> String {
+        let device = Uuid::now_v7();
+        let (_, mac) = self.hash_current(Self::device_message(digest, device).as_bytes());
+        format!("bdv_{}_{}", device.simple(), B64.encode(mac))
+    }
+
+    /// The device a token names, if it was issued for the account of `digest` under any
+    /// pepper.
+    pub fn device_of(&self, token: &str, digest: &str) -> Option<Uuid> {
+        let rest = token.strip_prefix("bdv_")?;
+        let (id, mac) = rest.split_once('_')?;
+        let device = Uuid::try_parse(id).ok()?;
+        let mac = B64.decode(mac).ok()?;
+        let message = Self::device_message(digest, device);
+        self.0
+            .iter()
+            .filter_map(|(id, _)| self.mac(id, message.as_bytes()))
+            .any(|m| m.verify_slice(&mac).is_ok())
+            .then_some(device)
+    }
+
+    fn device_message(digest: &str, device: Uuid) -> String {
+        format!("device:{digest}:{device}")
+    }
+
     /// `HMAC(pepper, lowercased email)`, hex: how an email appears where an id cannot
     /// (audit payloads, throttle keys).
     pub fn email_digest(&self, email: &str) -> String {
@@ -172,6 +201,21 @@ impl Peppers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_device_token_names_its_device_for_its_account_only() {
+        let peppers = Peppers(vec![("p1".into(), kernel::Secret::new(vec![7; 32]))]);
+        let token = peppers.device_token("digest-a");
+        let device = peppers
+            .device_of(&token, "digest-a")
+            .expect("its own account");
+        assert_eq!(peppers.device_of(&token, "digest-a"), Some(device));
+        assert_eq!(peppers.device_of(&token, "digest-b"), None);
+        let mut forged = token.clone();
+        forged.replace_range(5..6, if &token[5..6] == "0" { "1" } else { "0" });
+        assert_eq!(peppers.device_of(&forged, "digest-a"), None);
+        assert_eq!(peppers.device_of("bdv_junk", "digest-a"), None);
+    }
 
     fn jwt() -> Jwt {
         Jwt::new(

@@ -82,3 +82,32 @@ impl RequestContext {
         self.replayed.load(Ordering::Relaxed)
     }
 }
+
+/// The address limits count a client by: IPv4 as is (and IPv4-mapped IPv6 as IPv4), IPv6 by
+/// its /64, which one host usually holds whole (rotating addresses inside it is free).
+pub fn client_key(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => IpAddr::V4(v4),
+            None => {
+                let s = v6.segments();
+                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
+            }
+        },
+        v4 => v4,
+    }
+}
+
+#[cfg(test)]
+mod client_key_tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_addresses_count_by_their_64_prefix_and_mapped_v4_as_v4() {
+        let key = |s: &str| client_key(s.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2:aaaa::1"), key("2001:db8:1:2:bbbb::9"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:10.0.0.1"), key("10.0.0.1"));
+        assert_eq!(key("10.0.0.1").to_string(), "10.0.0.1");
+    }
+}

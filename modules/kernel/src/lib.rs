@@ -27,7 +27,7 @@ pub mod page;
 pub mod problem;
 pub mod secret;
 
-pub use context::RequestContext;
+pub use context::{RequestContext, client_key};
 pub use db::{
     Actor, CommitHook, CommitParts, Db, FirstRead, Literal, Scope, Statement, SystemTx, TenantTx,
     Tx, TxContext, UserTx,

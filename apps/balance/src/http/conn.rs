@@ -142,19 +142,8 @@ struct Slot {
 }
 
 impl PerIp {
-    fn key(ip: IpAddr) -> IpAddr {
-        match ip {
-            IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
-                let s = v6.segments();
-                IpAddr::V6(std::net::Ipv6Addr::new(s[0], s[1], s[2], s[3], 0, 0, 0, 0))
-            }
-            IpAddr::V6(v6) => IpAddr::V4(v6.to_ipv4_mapped().expect("checked")),
-            v4 => v4,
-        }
-    }
-
     fn take(self: &Arc<Self>, ip: IpAddr, max: usize) -> Option<Slot> {
-        let key = Self::key(ip);
+        let key = kernel::client_key(ip);
         let mut map = self.0.lock().expect("per-ip lock");
         let count = map.entry(key).or_insert(0);
         if *count >= max {
@@ -461,17 +450,6 @@ impl Drop for Tracked {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ipv6_addresses_count_by_their_64_prefix_and_mapped_v4_as_v4() {
-        let a: IpAddr = "2001:db8:1:2:aaaa::1".parse().unwrap();
-        let b: IpAddr = "2001:db8:1:2:bbbb::9".parse().unwrap();
-        let c: IpAddr = "2001:db8:1:3::1".parse().unwrap();
-        assert_eq!(PerIp::key(a), PerIp::key(b));
-        assert_ne!(PerIp::key(a), PerIp::key(c));
-        let mapped: IpAddr = "::ffff:10.0.0.1".parse().unwrap();
-        assert_eq!(PerIp::key(mapped), "10.0.0.1".parse::<IpAddr>().unwrap());
-    }
 
     #[test]
     fn per_ip_slots_are_given_back() {

@@ -350,3 +350,135 @@ async fn a_creator_who_loses_rights_by_another_path_takes_them_from_keys_and_inv
         (400, Some("invalid_token"))
     );
 }
+
+/// A client whose requests come from `ip` (a loopback address of its own).
+fn client_from(ip: [u8; 4]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .local_address(std::net::IpAddr::from(ip))
+        .build()
+        .unwrap()
+}
+
+async fn login_from(
+    app: &TestApp,
+    ip: [u8; 4],
+    password: &str,
+    device: Option<&str>,
+) -> (u16, reqwest::header::HeaderMap, serde_json::Value) {
+    let mut body = json!({"email": "ada@example.com", "password": password});
+    if let Some(device) = device {
+        body["device_token"] = json!(device);
+    }
+    let resp = client_from(ip)
+        .post(app.url("/api/v1/auth/login"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    let (status, headers, body) = parts(resp).await;
+    (status.as_u16(), headers, body)
+}
+
+async fn outbox_count(app: &TestApp, template: &str) -> i64 {
+    let mut tx = kernel::SystemTx::begin(&app.kernel_db, kernel::Actor::System)
+        .await
+        .unwrap();
+    sqlx::query_scalar("SELECT count(*) FROM mail_outbox WHERE template = $1")
+        .bind(template)
+        .fetch_one(tx.conn())
+        .await
+        .unwrap()
+}
+
+fn count_of(events: &[(String, String)], kind: &str) -> usize {
+    events.iter().filter(|(t, _)| t == kind).count()
+}
+
+#[tokio::test]
+async fn strangers_slow_an_account_down_but_cannot_lock_its_owner_out() {
+    let app = TestApp::spawn_with(&[("BALANCE_RATE_LIMITS", "login_account=3/15min")]).await;
+    let password = app.signup("ada@example.com").await;
+    // Ada signed in from her laptop before: it keeps a device token.
+    let (status, _, tokens) = login_from(&app, [127, 0, 1, 100], &password, None).await;
+    assert_eq!(status, 200, "{tokens}");
+    let device = tokens["device_token"].as_str().unwrap().to_string();
+
+    // Strangers guess from three addresses: the account is now under attack.
+    for last in 1..=3 {
+        let (status, _, _) = login_from(&app, [127, 0, 1, last], "wrong guess here", None).await;
+        assert_eq!(status, 401);
+    }
+    // Clients without the device token share one attempt per 30 s ...
+    let (status, _, _) = login_from(&app, [127, 0, 1, 4], "another wrong guess", None).await;
+    assert_eq!(status, 401, "the slow lane's one attempt");
+    let (status, headers, body) = login_from(&app, [127, 0, 1, 5], &password, None).await;
+    assert_eq!((status, body["code"].as_str()), (429, Some("rate_limited")));
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(
+        retry <= 30,
+        "slowed for seconds, not locked for minutes: {retry}"
+    );
+    // ... while Ada's laptop signs in at once, from anywhere.
+    let (status, _, body) = login_from(&app, [127, 0, 1, 6], &password, Some(&device)).await;
+    assert_eq!(status, 200, "{body}");
+    // A device token of another account, or a forged one, is no device token.
+    let (status, _, _) = login_from(&app, [127, 0, 1, 7], &password, Some("bdv_0_AAAA")).await;
+    assert_eq!(status, 429);
+
+    let events = app.platform_events().await;
+    assert_eq!(count_of(&events, "auth.account_under_attack"), 1);
+    assert_eq!(count_of(&events, "auth.login_throttled"), 1);
+    assert_eq!(outbox_count(&app, "security_alert").await, 1, "Ada is told");
+}
+
+#[tokio::test]
+async fn one_client_that_keeps_guessing_is_locked_out_of_that_account() {
+    let app = TestApp::spawn_with(&[("BALANCE_RATE_LIMITS", "login_account=3/15min")]).await;
+    let password = app.signup("ada@example.com").await;
+    let (_, _, tokens) = login_from(&app, [127, 0, 2, 1], &password, None).await;
+    let device = tokens["device_token"].as_str().unwrap().to_string();
+    // Three wrong passwords with the device token: that device is locked for this account.
+    for _ in 0..3 {
+        let (status, _, _) =
+            login_from(&app, [127, 0, 2, 1], "wrong guess here", Some(&device)).await;
+        assert_eq!(status, 401);
+    }
+    let (status, headers, _) = login_from(&app, [127, 0, 2, 1], &password, Some(&device)).await;
+    assert_eq!(status, 429);
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry > 800, "{retry}");
+    let events = app.platform_events().await;
+    assert_eq!(count_of(&events, "auth.login_locked"), 1);
+}
+
+#[tokio::test]
+async fn a_password_check_outside_login_is_limited_counted_and_audited() {
+    let app = TestApp::spawn_with(&[("BALANCE_RATE_LIMITS", "login_account=3/15min")]).await;
+    let (ada, _) = app.new_user("ada@example.com").await;
+    let enroll = |password: &str| {
+        app.authed(Method::POST, "/api/v1/me/2fa/enroll", &ada)
+            .json(&json!({ "password": password }))
+            .send()
+    };
+    for _ in 0..3 {
+        assert_problem(
+            enroll("guess number one").await.unwrap(),
+            401,
+            "invalid_credentials",
+        )
+        .await;
+    }
+    // Even the right password is refused now, before any hashing.
+    assert_problem(
+        enroll("correct horse battery staple").await.unwrap(),
+        429,
+        "rate_limited",
+    )
+    .await;
+    let events = app.platform_events().await;
+    assert_eq!(count_of(&events, "auth.password_check_failed"), 3);
+    assert_eq!(count_of(&events, "auth.login_locked"), 1);
+    // The failures count for the account too: its owner is told someone is guessing.
+    assert_eq!(count_of(&events, "auth.account_under_attack"), 1);
+    assert_eq!(outbox_count(&app, "security_alert").await, 1);
+}

@@ -73,7 +73,7 @@ async fn sessions_are_listed_and_revoked_inside_the_callers_transaction() {
         .await
         .unwrap();
     let pair = identity
-        .login(email, "correct horse battery staple".into(), None)
+        .login(email, "correct horse battery staple".into(), None, None)
         .await
         .unwrap();
     let principal = identity.authenticate(&pair.access_token).await.unwrap();
@@ -127,7 +127,7 @@ async fn a_verification_link_and_a_reset_link_work_inside_the_callers_transactio
     drop(mine);
 
     let pair = identity
-        .login(email, "correct horse battery staple".into(), None)
+        .login(email, "correct horse battery staple".into(), None, None)
         .await
         .unwrap();
     identity.request_reset(email).await.unwrap();
@@ -155,7 +155,7 @@ async fn a_verification_link_and_a_reset_link_work_inside_the_callers_transactio
     );
     assert!(
         identity
-            .login(email, "a completely new passphrase".into(), None)
+            .login(email, "a completely new passphrase".into(), None, None)
             .await
             .is_ok()
     );
