@@ -207,6 +207,10 @@ const DEFAULT_RATE_LIMITS: &[(&str, &str)] = &[
     ("totp_account", "10/15min"),
     ("api_key", "600/min"),
     ("user", "1200/min"),
+    ("reset_ip", "20/hour"),
+    ("reset_confirm_ip", "30/10min"),
+    ("invite_tenant", "50/hour"),
+    ("invite_user", "20/hour"),
 ];
 
 impl RateLimits {

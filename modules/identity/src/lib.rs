@@ -143,6 +143,11 @@ impl Identity {
         self.tenant_token_lookup("bal_live", token)
     }
 
+    /// The configured limits (other modules enforce theirs from here, e.g. invitations).
+    pub fn limits(&self) -> &Limits {
+        &self.0.limits
+    }
+
     /// Counts one request of the API key with these HMACs (from [`Identity::api_key_lookup`])
     /// against the `api_key` rate limit: a `429` past it. Only a holder of the key can
     /// count against its window.

@@ -33,6 +33,13 @@ pub struct Limits {
     pub api_key: Limit,
     /// Requests per signed-in user (all their sessions together).
     pub user: Limit,
+    /// Invitations sent per tenant, and per inviter in a tenant (mail to outside
+    /// addresses: the platform's sending reputation).
+    pub invite_tenant: Limit,
+    pub invite_user: Limit,
+    /// Password-reset requests, and reset confirmations, per client address.
+    pub reset_ip: Limit,
+    pub reset_confirm_ip: Limit,
 }
 
 impl Limits {
@@ -47,6 +54,10 @@ impl Limits {
             totp_account: limit,
             api_key: limit,
             user: limit,
+            invite_tenant: limit,
+            invite_user: limit,
+            reset_ip: limit,
+            reset_confirm_ip: limit,
         }
     }
 }

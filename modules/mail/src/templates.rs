@@ -48,6 +48,39 @@ fn escape(s: &str) -> String {
         .replace('\'', "&#39;")
 }
 
+/// Text a user chose (a name, a workspace's name) as a mail shows it: on one line, without
+/// invisible or direction-changing characters, and never readable as a link — mail clients
+/// turn anything shaped like a URL, a domain or an address into one, so `.`, `://` and `@`
+/// between words are bracketed (`evil[.]example`). Callers quote it, so it cannot read as
+/// Balance's own words.
+pub fn user_text(raw: &str) -> String {
+    let invisible = |c: char| {
+        c.is_control()
+            || matches!(c, '\u{2028}' | '\u{2029}' | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}' | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+    };
+    let chars: Vec<char> = raw
+        .chars()
+        .map(|c| if invisible(c) { ' ' } else { c })
+        .collect();
+    let word = |i: Option<usize>| {
+        i.and_then(|i| chars.get(i))
+            .is_some_and(|c| c.is_alphanumeric())
+    };
+    let mut out = String::with_capacity(raw.len());
+    for (i, c) in chars.iter().enumerate() {
+        let between = word(i.checked_sub(1)) && word(Some(i + 1));
+        match c {
+            '.' if between => out.push_str("[.]"),
+            '@' if between => out.push_str("[at]"),
+            ':' if chars.get(i + 1) == Some(&'/') && chars.get(i + 2) == Some(&'/') => {
+                out.push_str("[:]")
+            }
+            _ => out.push(*c),
+        }
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
 fn link(base: &url::Url, path: &str, token: &str) -> String {
     let mut url = base.join(path).expect("a fixed path joins any base URL");
     url.query_pairs_mut().append_pair("token", token);
@@ -83,7 +116,7 @@ pub fn render(template: &Template, public_url: &url::Url) -> Rendered {
         Template::VerifyEmail { name, token } => {
             let href = link(public_url, "verify-email", token);
             let lines = vec![
-                format!("Hello {name},"),
+                format!("Hello {},", user_text(name)),
                 "Confirm your email address to finish setting up your Balance account.".into(),
             ];
             Rendered {
@@ -102,7 +135,7 @@ pub fn render(template: &Template, public_url: &url::Url) -> Rendered {
         Template::PasswordReset { name, token } => {
             let href = link(public_url, "reset-password", token);
             let lines = vec![
-                format!("Hello {name},"),
+                format!("Hello {},", user_text(name)),
                 "Someone asked to reset the password of your Balance account. The link works once, for one hour.".into(),
             ];
             Rendered {
@@ -124,11 +157,15 @@ pub fn render(template: &Template, public_url: &url::Url) -> Rendered {
             token,
         } => {
             let href = link(public_url, "invitations/accept", token);
+            // The names are the inviter's own words: quoted, defanged, and never in the
+            // subject, which a reader trusts as ours.
             let lines = vec![format!(
-                "{inviter} invited you to the workspace {tenant} on Balance. The invitation expires in 7 days."
+                "“{}” invited you to the workspace “{}” on Balance. The invitation expires in 7 days.",
+                user_text(inviter),
+                user_text(tenant)
             )];
             Rendered {
-                subject: format!("You are invited to {tenant} on Balance"),
+                subject: "You are invited to a workspace on Balance".into(),
                 text: format!("{}\n\nAccept: {href}\n", lines[0]),
                 html: page(
                     "You are invited",
@@ -139,7 +176,7 @@ pub fn render(template: &Template, public_url: &url::Url) -> Rendered {
         }
         Template::SecurityAlert { name, what } => {
             let lines = vec![
-                format!("Hello {name},"),
+                format!("Hello {},", user_text(name)),
                 what.clone(),
                 "If this was not you, reset your password now and review your sessions.".into(),
             ];
@@ -155,6 +192,44 @@ pub fn render(template: &Template, public_url: &url::Url) -> Rendered {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn user_text_is_never_a_link_an_address_or_two_lines() {
+        assert_eq!(
+            user_text("ACME Payroll \u{2028} URGENT: verify at https://evil.example/login é中"),
+            "ACME Payroll URGENT: verify at https[:]//evil[.]example/login é中"
+        );
+        assert_eq!(
+            user_text("mail ceo@evil.example now"),
+            "mail ceo[at]evil[.]example now"
+        );
+        assert_eq!(user_text("www.evil.example"), "www[.]evil[.]example");
+        assert_eq!(user_text("Ada\u{202E}\u{200B}Lovelace"), "Ada Lovelace");
+        assert_eq!(user_text("Acme Inc. Ltd"), "Acme Inc. Ltd");
+    }
+
+    #[test]
+    fn an_invitation_keeps_the_inviters_words_out_of_the_subject_and_out_of_links() {
+        let base = url::Url::parse("https://balance.example.com/").unwrap();
+        let r = render(
+            &Template::Invitation {
+                tenant: "ACME Payroll URGENT: verify your salary at https://evil.example/login"
+                    .into(),
+                inviter: "Your IT department".into(),
+                token: "bin_x_y".into(),
+            },
+            &base,
+        );
+        assert_eq!(r.subject, "You are invited to a workspace on Balance");
+        assert!(!r.text.contains("https://evil") && !r.html.contains("https://evil"));
+        assert!(!r.text.contains("evil.example") && !r.html.contains("evil.example"));
+        assert!(
+            r.text
+                .contains("“Your IT department” invited you to the workspace “ACME Payroll")
+        );
+        let links = r.html.matches("href=").count();
+        assert_eq!(links, 1, "only our own link");
+    }
 
     #[test]
     fn links_carry_the_token_on_the_public_url_and_html_is_escaped() {

@@ -390,8 +390,9 @@ impl Tenancy {
     ) -> Result<Invitation, TenancyError> {
         self.check_grant(tx, roles).await?;
         let tenant = tx.tenant_id();
-        let minted = self.identity.mint_invitation(tenant);
         let inviter = tx.context().actor.user_id();
+        self.check_invitation_rate(tx, inviter).await?;
+        let minted = self.identity.mint_invitation(tenant);
         let invitation = store::insert_invitation(
             tx.conn(),
             tenant,
@@ -418,6 +419,42 @@ impl Tenancy {
                 .payload(json!({ "roles": roles.as_slice() })),
         );
         Ok(invitation)
+    }
+
+    /// Invitations mail outside addresses under the platform's name, so a tenant and each
+    /// inviter send only so many an hour (`invite_tenant`, `invite_user`): `429` past them.
+    async fn check_invitation_rate(
+        &self,
+        tx: &mut TenantTx,
+        inviter: Option<UserId>,
+    ) -> Result<(), TenancyError> {
+        let limits = self.identity.limits();
+        let (per_tenant, per_user) = (limits.invite_tenant, limits.invite_user);
+        let tenant = tx.tenant_id();
+        let recent = store::recent_invitations(
+            tx.conn(),
+            tenant,
+            inviter,
+            per_tenant.per.as_secs_f64(),
+            per_user.per.as_secs_f64(),
+        )
+        .await?;
+        let over = |count: i64, free_in: Option<f64>, limit: identity::Limit| {
+            (count >= i64::from(limit.max)).then(|| {
+                let wait = std::time::Duration::from_secs_f64(free_in.unwrap_or(1.0).max(1.0));
+                identity::limits::too_many(limit, wait)
+            })
+        };
+        let refused = over(recent.tenant, recent.tenant_free_in, per_tenant).or_else(|| {
+            inviter.and_then(|_| over(recent.inviter, recent.inviter_free_in, per_user))
+        });
+        match refused {
+            Some(problem) => {
+                tracing::warn!(%tenant, "invitation rate limit reached");
+                Err(problem.into())
+            }
+            None => Ok(()),
+        }
     }
 
     /// The tenant's invitations, newest first.

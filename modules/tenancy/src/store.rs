@@ -401,6 +401,42 @@ pub(crate) async fn set_invitation_roles(
     Ok(())
 }
 
+/// Invitations sent in the last `tenant_secs` in the tenant, and in the last `user_secs` by
+/// `inviter`, each with the seconds until its oldest leaves the window.
+pub(crate) struct RecentInvitations {
+    pub tenant: i64,
+    pub tenant_free_in: Option<f64>,
+    pub inviter: i64,
+    pub inviter_free_in: Option<f64>,
+}
+
+pub(crate) async fn recent_invitations(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    inviter: Option<UserId>,
+    tenant_secs: f64,
+    user_secs: f64,
+) -> Result<RecentInvitations, sqlx::Error> {
+    sqlx::query_as!(
+        RecentInvitations,
+        r#"SELECT
+             count(*) FILTER (WHERE created_at > now() - make_interval(secs => $3)) AS "tenant!",
+             extract(epoch FROM min(created_at) FILTER (WHERE created_at > now() - make_interval(secs => $3))
+               + make_interval(secs => $3) - now())::float8 AS tenant_free_in,
+             count(*) FILTER (WHERE invited_by = $2 AND created_at > now() - make_interval(secs => $4)) AS "inviter!",
+             extract(epoch FROM min(created_at) FILTER (WHERE invited_by = $2 AND created_at > now() - make_interval(secs => $4))
+               + make_interval(secs => $4) - now())::float8 AS inviter_free_in
+           FROM invitations
+           WHERE tenant_id = $1 AND created_at > now() - make_interval(secs => greatest($3, $4))"#,
+        tenant.as_uuid(),
+        inviter.map(|u| u.as_uuid()),
+        tenant_secs,
+        user_secs,
+    )
+    .fetch_one(conn)
+    .await
+}
+
 /// An invitation to store: its token's hash, never the token.
 pub(crate) struct NewInvitationRow<'a> {
     pub id: Uuid,

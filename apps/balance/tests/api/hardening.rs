@@ -482,3 +482,38 @@ async fn a_password_check_outside_login_is_limited_counted_and_audited() {
     assert_eq!(count_of(&events, "auth.account_under_attack"), 1);
     assert_eq!(outbox_count(&app, "security_alert").await, 1);
 }
+
+#[tokio::test]
+async fn invitations_are_limited_per_inviter_and_per_tenant() {
+    let app = TestApp::spawn_with(&[(
+        "BALANCE_RATE_LIMITS",
+        "invite_tenant=5/hour,invite_user=3/hour",
+    )])
+    .await;
+    let g = grantor(&app).await;
+    let invitations = format!("/api/v1/tenants/{}/invitations", g.tenant);
+    let send = |token: &str, n: u32| {
+        app.authed(Method::POST, &invitations, token)
+            .json(&json!({"email": format!("outside{n}@example.net"), "roles": ["viewer"]}))
+            .send()
+    };
+    for n in 0..3 {
+        assert_eq!(send(&g.dan, n).await.unwrap().status(), 201);
+    }
+    let resp = send(&g.dan, 3).await.unwrap();
+    let headers = resp.headers().clone();
+    assert_problem(resp, 429, "rate_limited").await;
+    let retry: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry > 3500 && retry <= 3600, "{retry}");
+    assert_eq!(headers["ratelimit-limit"], "3");
+    // Ada has her own inviter window, until the tenant's is full.
+    for n in 10..12 {
+        assert_eq!(send(&g.ada, n).await.unwrap().status(), 201);
+    }
+    let resp = send(&g.ada, 12).await.unwrap();
+    let headers = resp.headers().clone();
+    assert_problem(resp, 429, "rate_limited").await;
+    assert_eq!(headers["ratelimit-limit"], "5");
+    // A refusal sends nothing.
+    assert_eq!(outbox_count(&app, "invitation").await, 5);
+}

@@ -117,7 +117,8 @@ impl TestApp {
             (
                 "BALANCE_RATE_LIMITS".into(),
                 "login_ip=100000/min,login_account=100000/min,signup_ip=100000/min,reset_account=100000/min,\
-                 verify_ip=100000/min,totp_account=100000/min,api_key=100000/min,user=100000/min"
+                 verify_ip=100000/min,totp_account=100000/min,api_key=100000/min,user=100000/min,\
+                 reset_ip=100000/min,reset_confirm_ip=100000/min,invite_tenant=100000/min,invite_user=100000/min"
                     .into(),
             ),
         ]);
