@@ -130,6 +130,7 @@ impl Authorizer {
         let Some(key) = store::key_grant(&rows)? else {
             return Err(AccessError::UnknownApiKey);
         };
+        kernel::RequestContext::note_actor(|| format!("api_key:{}", key.id));
         // A key never acts with more than its creator holds now: a creator who left takes
         // their keys along (revoked with the membership; checked here too), and one whose
         // rights shrank, by any path, narrows them.

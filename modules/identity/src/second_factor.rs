@@ -37,20 +37,28 @@ fn normalise(code: &str) -> String {
         .to_ascii_lowercase()
 }
 
+/// Which second factor a code was.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Code {
+    Totp,
+    Recovery,
+}
+
 impl Identity {
     fn aad(user: UserId) -> Vec<u8> {
         format!("user_totp:{user}").into_bytes()
     }
 
-    /// Accepts a TOTP code (once) or a recovery code (once) of `user`, inside `tx`.
+    /// Accepts a TOTP code (once) or a recovery code (once) of `user`, inside `tx`: which
+    /// kind it was, or `None` when it is neither.
     async fn accept_code<T: Tx>(
         &self,
         tx: &mut T,
         user: UserId,
         code: &str,
-    ) -> Result<bool, IdentityError> {
+    ) -> Result<Option<Code>, IdentityError> {
         let Some(ciphertext) = store::active_totp_secret(tx.conn(), user).await? else {
-            return Ok(false);
+            return Ok(None);
         };
         let secret = self
             .inner()
@@ -62,7 +70,8 @@ impl Identity {
             })?;
         if let Some(step) = totp::matching_step(secret.expose(), code, now_step()) {
             // Single use: only a later step than the last one used is accepted.
-            return Ok(store::advance_totp_step(tx.conn(), user, step as i64).await?);
+            let fresh = store::advance_totp_step(tx.conn(), user, step as i64).await?;
+            return Ok(fresh.then_some(Code::Totp));
         }
         let normalised = normalise(code);
         let codes = store::unused_recovery_codes(tx.conn(), user).await?;
@@ -72,9 +81,10 @@ impl Identity {
                 .matches(&c.pepper_id, normalised.as_bytes(), &c.hash)
         });
         let Some(hit) = hit else {
-            return Ok(false);
+            return Ok(None);
         };
-        Ok(store::spend_recovery_code(tx.conn(), hit.id).await?)
+        let spent = store::spend_recovery_code(tx.conn(), hit.id).await?;
+        Ok(spent.then_some(Code::Recovery))
     }
 
     /// At login, after the password: `401 totp_required` without a code, `401 totp_invalid`
@@ -95,8 +105,17 @@ impl Identity {
         let Some(code) = code else {
             return Err(IdentityError::TotpRequired);
         };
-        if self.accept_code(tx, user, code).await? {
+        if let Some(kind) = self.accept_code(tx, user, code).await? {
             limits::reset_account(&inner.db, &key).await?;
+            if kind == Code::Recovery {
+                // A recovery code is the last resort: its owner must hear of every use.
+                self.alert(
+                    tx,
+                    user,
+                    "Someone signed in to your account with one of your recovery codes. Each works once; if this was not you, reset your password and turn two-factor sign-in off and on again for new codes.",
+                )
+                .await?;
+            }
             return Ok(());
         }
         self.security_event(
@@ -124,7 +143,7 @@ impl Identity {
         // The password is re-checked like a login's: limited (before any hashing) and
         // counted for the account, so a stolen access token is no password oracle.
         let inner = self.inner();
-        let digest = inner.peppers.email_digest(&email);
+        let digest = self.account_digest(&email);
         let reauth_key = format!("reauth:{user}");
         let account_key = format!("login:{digest}");
         limits::check_account(&inner.db, &reauth_key, inner.limits.login_account).await?;
@@ -228,7 +247,7 @@ impl Identity {
                 "Two-factor sign-in is not on.",
             ));
         }
-        if !self.accept_code(&mut tx, user, code).await? {
+        if self.accept_code(&mut tx, user, code).await?.is_none() {
             drop(tx);
             self.totp_failed(user, "disable_totp").await?;
             return Err(IdentityError::TotpInvalid);

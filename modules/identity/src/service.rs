@@ -157,6 +157,7 @@ impl Identity {
             .jwt
             .verify(bearer)
             .ok_or(IdentityError::Unauthorized)?;
+        RequestContext::note_actor(|| format!("user:{}", claims.sub));
         inner
             .users
             .hit(claims.sub, inner.limits.user)
@@ -320,6 +321,16 @@ impl Identity {
         tx.commit().await
     }
 
+    /// How an account's address appears in throttle keys and audit payloads: the HMAC of
+    /// its normalised form, so another spelling of one address (case, full-width letters,
+    /// an internationalised domain) is the same account.
+    pub(crate) fn account_digest(&self, email: &str) -> String {
+        let normalised = Email::parse(email)
+            .map(|e| e.as_str().to_string())
+            .unwrap_or_else(|_| email.trim().to_lowercase());
+        self.inner().peppers.email_digest(&normalised)
+    }
+
     /// Counts a request of this client against the per-address limit `name`; the first
     /// refusal of a window is audited (`auth.throttled`), later ones only answered.
     pub(crate) async fn ip_limit(&self, name: &'static str, limit: Limit) -> Result<(), Problem> {
@@ -447,7 +458,7 @@ impl Identity {
         let inner = self.inner();
         let (ip, user_agent) = client();
         self.ip_limit("login_ip", inner.limits.login_ip).await?;
-        let digest = inner.peppers.email_digest(email.trim());
+        let digest = self.account_digest(email);
         let device = device_token.and_then(|t| inner.peppers.device_of(t, &digest));
         let client_key = match (device, ip) {
             (Some(device), _) => format!("login:{digest}:device:{device}"),
@@ -576,7 +587,11 @@ impl Identity {
     /// it, and tell the owner.
     async fn reuse_detected(&self, user: UserId, session: Uuid) -> Result<(), IdentityError> {
         let mut tx = SystemTx::begin(&self.inner().db, Actor::System).await?;
-        store::revoke_session(tx.conn(), session, None, "refresh_reuse").await?;
+        // Of racing presentations, only the one that revokes the session records and mails
+        // (the update waits for a concurrent one, then finds the session revoked).
+        if !store::revoke_session(tx.conn(), session, None, "refresh_reuse").await? {
+            return Ok(());
+        }
         if let Some(who) = store::addressee(tx.conn(), user).await?
             && let Ok(email) = Email::parse(&who.email)
         {
@@ -622,7 +637,8 @@ impl Identity {
     /// `POST /auth/password-reset`: always `202`; mails a link when the account exists.
     pub async fn request_reset(&self, email: &str) -> Result<(), IdentityError> {
         let inner = self.inner();
-        let digest = inner.peppers.email_digest(email.trim());
+        self.ip_limit("reset_ip", inner.limits.reset_ip).await?;
+        let digest = self.account_digest(email);
         let key = format!("reset:{digest}");
         limits::check_account(&inner.db, &key, inner.limits.reset_account).await?;
         limits::count_account(&inner.db, &key, inner.limits.reset_account).await?;
@@ -662,6 +678,8 @@ impl Identity {
         token: &str,
         new_password: String,
     ) -> Result<(), IdentityError> {
+        self.ip_limit("reset_confirm_ip", self.inner().limits.reset_confirm_ip)
+            .await?;
         let mut tx = SystemTx::begin(&self.inner().db, Actor::System).await?;
         self.confirm_reset_in(&mut tx, token, new_password).await?;
         Ok(tx.commit().await?)

@@ -17,6 +17,9 @@ pub struct Claims {
     pub jti: Uuid,
     pub iat: u64,
     pub exp: u64,
+    /// Not issued here (the claim is checked when a token carries it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<u64>,
 }
 
 /// Signs and checks access tokens: HS256 only, `kid` names the key, first key signs.
@@ -50,6 +53,7 @@ impl Jwt {
             jti: Uuid::now_v7(),
             iat: now,
             exp: now + self.ttl_secs,
+            nbf: None,
         };
         let (kid, secret) = &self.keys[0];
         let mut header = Header::new(Algorithm::HS256);
@@ -59,7 +63,9 @@ impl Jwt {
     }
 
     /// The claims of a valid token: pinned algorithm, known `kid`, issuer, audience,
-    /// expiry with at most 5 s of leeway.
+    /// expiry with at most 5 s of leeway; never issued in the future (`iat`, `nbf`), and
+    /// never valid for longer than tokens are issued for (`exp - iat`), so even a token
+    /// signed with a leaked key cannot outlive the configured lifetime.
     pub fn verify(&self, token: &str) -> Option<Claims> {
         let header = jsonwebtoken::decode_header(token).ok()?;
         if header.alg != Algorithm::HS256 {
@@ -72,13 +78,19 @@ impl Jwt {
         validation.set_issuer(&[&self.issuer]);
         validation.set_audience(&[&self.issuer]);
         validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
-        jsonwebtoken::decode::<Claims>(
+        validation.validate_nbf = true;
+        let claims = jsonwebtoken::decode::<Claims>(
             token,
             &DecodingKey::from_secret(secret.expose()),
             &validation,
         )
-        .ok()
-        .map(|d| d.claims)
+        .ok()?
+        .claims;
+        const LEEWAY: u64 = 5;
+        let now = jsonwebtoken::get_current_timestamp();
+        let issued_ahead = claims.iat > now + LEEWAY;
+        let too_long = claims.exp.saturating_sub(claims.iat) > self.ttl_secs + LEEWAY;
+        (!issued_ahead && !too_long).then_some(claims)
     }
 }
 
@@ -201,6 +213,58 @@ impl Peppers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tokens_from_the_future_or_beyond_the_lifetime_are_refused() {
+        let jwt = jwt();
+        let sign = |claims: &Claims| {
+            let mut header = Header::new(Algorithm::HS256);
+            header.kid = Some(jwt.keys[0].0.clone());
+            jsonwebtoken::encode(
+                &header,
+                claims,
+                &EncodingKey::from_secret(jwt.keys[0].1.expose()),
+            )
+            .unwrap()
+        };
+        let now = jsonwebtoken::get_current_timestamp();
+        let good = Claims {
+            iss: jwt.issuer.clone(),
+            aud: jwt.issuer.clone(),
+            sub: Uuid::now_v7(),
+            sid: Uuid::now_v7(),
+            jti: Uuid::now_v7(),
+            iat: now,
+            exp: now + jwt.ttl_secs,
+            nbf: None,
+        };
+        assert!(jwt.verify(&sign(&good)).is_some());
+        let cases = [
+            Claims {
+                exp: now + 10 * 365 * 86_400,
+                ..good.clone()
+            },
+            Claims {
+                nbf: Some(now + 86_400),
+                ..good.clone()
+            },
+            Claims {
+                iat: now + 365 * 86_400,
+                exp: now + 365 * 86_400 + 60,
+                ..good.clone()
+            },
+        ];
+        for claims in cases {
+            assert!(jwt.verify(&sign(&claims)).is_none(), "{claims:?}");
+        }
+        assert!(
+            jwt.verify(&sign(&Claims {
+                nbf: Some(now),
+                ..good
+            }))
+            .is_some()
+        );
+    }
 
     #[test]
     fn a_device_token_names_its_device_for_its_account_only() {

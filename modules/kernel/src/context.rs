@@ -32,6 +32,9 @@ pub struct RequestContext {
     /// refuses it instead, after the access decision like every other field.
     pub unreadable_idempotency_key: bool,
     replayed: AtomicBool,
+    /// Who the credentials named, once they checked out (`user:<id>`, `api_key:<id>`), for
+    /// the request's log line.
+    actor: std::sync::OnceLock<String>,
 }
 
 impl RequestContext {
@@ -50,6 +53,7 @@ impl RequestContext {
             source_agent: "balance",
             unreadable_idempotency_key: false,
             replayed: AtomicBool::new(false),
+            actor: std::sync::OnceLock::new(),
         }
     }
 
@@ -80,6 +84,19 @@ impl RequestContext {
     /// Whether the response is a replay.
     pub fn is_replayed(&self) -> bool {
         self.replayed.load(Ordering::Relaxed)
+    }
+
+    /// Notes, in the current context (if any), who the request's credentials named. The
+    /// first note wins.
+    pub fn note_actor(actor: impl FnOnce() -> String) {
+        if let Some(current) = Self::current() {
+            let _ = current.actor.get_or_init(actor);
+        }
+    }
+
+    /// Who the request's credentials named, if they checked out.
+    pub fn actor(&self) -> Option<&str> {
+        self.actor.get().map(String::as_str)
     }
 }
 

@@ -39,6 +39,20 @@ impl Email {
         if local.starts_with('.') || local.ends_with('.') || local.contains("..") {
             return Err(EmailError("misplaced dot before @"));
         }
+        if s.chars().any(invisible) {
+            return Err(EmailError(
+                "contains invisible or direction-changing characters",
+            ));
+        }
+        // Mail to a non-ASCII local part needs SMTPUTF8, which most relays lack: such an
+        // account could never verify or reset. (One spelling per address, too: no NFC and
+        // NFD twins, no look-alike letters from other scripts.)
+        if !local.is_ascii() {
+            return Err(EmailError(
+                "the part before @ must be ASCII (letters a-z, digits and . _ % + -): Balance cannot deliver mail to other addresses",
+            ));
+        }
+        let domain = ascii_domain(domain)?;
         let labels: Vec<&str> = domain.split('.').collect();
         let label_ok = |l: &&str| {
             !l.is_empty()
@@ -50,12 +64,44 @@ impl Email {
         if labels.len() < 2 || !labels.iter().all(label_ok) {
             return Err(EmailError("the domain must be a name such as example.com"));
         }
-        Ok(Email(s.to_lowercase()))
+        Ok(Email(format!("{local}@{domain}").to_lowercase()))
     }
 
     /// The normalised address.
     pub fn as_str(&self) -> &str {
         &self.0
+    }
+}
+
+/// Characters that do not show, or turn text around: refused in addresses.
+fn invisible(c: char) -> bool {
+    matches!(c,
+        '\u{00AD}' | '\u{034F}' | '\u{061C}' | '\u{180E}'
+        | '\u{200B}'..='\u{200F}' | '\u{202A}'..='\u{202E}' | '\u{2060}'..='\u{2064}'
+        | '\u{2066}'..='\u{2069}' | '\u{FEFF}')
+}
+
+/// The domain in its ASCII form (IDNA: internationalised names become `xn--` labels,
+/// full-width letters plain ones). A label that mixes ASCII letters with letters of another
+/// script (a Cyrillic `а` among Latin ones) is refused: it exists to look like another name.
+fn ascii_domain(domain: &str) -> Result<String, EmailError> {
+    if domain.is_ascii() {
+        return Ok(domain.to_string());
+    }
+    let latin = |c: char| {
+        c.is_ascii_alphabetic()
+            || (('\u{00C0}'..='\u{024F}').contains(&c) && c != '\u{00D7}' && c != '\u{00F7}')
+            || ('\u{1E00}'..='\u{1EFF}').contains(&c)
+    };
+    let mixed = domain.split('.').any(|label| {
+        label.chars().any(latin) && label.chars().any(|c| c.is_alphabetic() && !latin(c))
+    });
+    if mixed {
+        return Err(EmailError("the domain mixes letters of different scripts"));
+    }
+    match url::Host::parse(domain) {
+        Ok(url::Host::Domain(ascii)) if ascii.is_ascii() => Ok(ascii),
+        _ => Err(EmailError("the domain must be a name such as example.com")),
     }
 }
 
@@ -163,9 +209,19 @@ mod tests {
                 .as_str(),
             "ada.lovelace+bal@example.com"
         );
+        // Internationalised domains in their ASCII form; one spelling per address.
         assert_eq!(
-            Email::parse("jürgen@bücher.de").unwrap().as_str(),
-            "jürgen@bücher.de"
+            Email::parse("juergen@Bücher.de").unwrap().as_str(),
+            "juergen@xn--bcher-kva.de"
+        );
+        assert_eq!(
+            Email::parse("juergen@bu\u{0308}cher.de").unwrap().as_str(),
+            "juergen@xn--bcher-kva.de",
+            "NFD and NFC are one domain"
+        );
+        assert_eq!(
+            Email::parse("ada@ｅｘａｍｐｌｅ.com").unwrap().as_str(),
+            "ada@example.com"
         );
         let bad = [
             "",
@@ -182,6 +238,16 @@ mod tests {
             "a@example..com",
             "a\u{0}@example.com",
             "<a>@example.com",
+            // Not deliverable without SMTPUTF8, and the way to NFC/NFD twins.
+            "jürgen@example.com",
+            "jose\u{301}@example.com",
+            // Look-alikes and invisible characters.
+            "\u{430}da@example.com",
+            "ada@ex\u{430}mple.com",
+            "\u{FF41}da@example.com",
+            "a\u{200B}da@example.com",
+            "ada\u{202E}@example.com",
+            "ada@exam\u{200B}ple.com",
         ];
         for raw in bad {
             assert!(Email::parse(raw).is_err(), "{raw:?}");

@@ -186,6 +186,18 @@ pub fn parse<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, Problem>
             format!("The request body is not valid JSON: {err}."),
         ));
     }
+    // No text anywhere may hold a NUL: PostgreSQL cannot store one, and nothing needs it.
+    // A JSON string can only carry one escaped, so the walk runs only when that escape is
+    // there at all.
+    if bytes.windows(6).any(|w| w == b"\\u0000")
+        && let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes)
+    {
+        let mut errors = Vec::new();
+        find_nul(&value, "", &mut errors);
+        if !errors.is_empty() {
+            return Err(Problem::validation(errors));
+        }
+    }
     // Bodies are objects. (serde would also read a struct from an array of its fields.)
     if bytes.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
         return Err(Problem::validation(vec![FieldError::new(
@@ -203,6 +215,45 @@ pub fn parse<T: DeserializeOwned + Validate>(bytes: &[u8]) -> Result<T, Problem>
     value.validate(&mut errors);
     errors.into_result()?;
     Ok(value)
+}
+
+/// The paths of every string (or key) in `value` that holds a NUL character.
+fn find_nul(value: &serde_json::Value, path: &str, errors: &mut Vec<FieldError>) {
+    let at = |child: &str| {
+        if path.is_empty() {
+            child.to_string()
+        } else {
+            format!("{path}.{child}")
+        }
+    };
+    match value {
+        serde_json::Value::String(s) if s.contains('\0') => errors.push(FieldError::new(
+            if path.is_empty() { "body" } else { path },
+            "must not contain NUL characters",
+        )),
+        serde_json::Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                find_nul(
+                    item,
+                    &format!("{}[{i}]", if path.is_empty() { "body" } else { path }),
+                    errors,
+                );
+            }
+        }
+        serde_json::Value::Object(map) => {
+            for (key, item) in map {
+                if key.contains('\0') {
+                    errors.push(FieldError::new(
+                        at(&key.replace('\0', "\\u0000")),
+                        "field names must not contain NUL characters",
+                    ));
+                } else {
+                    find_nul(item, &at(key), errors);
+                }
+            }
+        }
+        _ => {}
+    }
 }
 
 /// Names the field of a serde error: a `missing field` is a child of the path serde
@@ -316,5 +367,16 @@ mod tests {
                 "{body}"
             );
         }
+    }
+
+    #[test]
+    fn a_nul_anywhere_in_the_text_is_a_422_naming_the_field() {
+        assert_eq!(
+            fields(r#"{"items":[{"name":"a\u0000b","amount":1}]}"#),
+            ["items[0].name"]
+        );
+        assert_eq!(fields(r#"{"items":[],"x\u0000":1}"#), ["x\\u0000"]);
+        // An escaped backslash before `u0000` is no NUL.
+        assert!(parse::<Order>(br#"{"items":[{"name":"a\\u0000","amount":1}]}"#).is_ok());
     }
 }

@@ -21,6 +21,9 @@ pub enum TenancyError {
     /// An invitation sent to another email address.
     #[error("the invitation was sent to another address")]
     InvitationEmailMismatch,
+    /// The invitee has not confirmed their address yet.
+    #[error("the invitee's email address is not verified")]
+    EmailUnverified,
     /// Accepting an invitation without being a signed-in person.
     #[error("only a signed-in person accepts an invitation")]
     NotAPerson,
@@ -62,6 +65,12 @@ impl From<TenancyError> for Problem {
                 "Not your invitation",
             )
             .with_detail("Sign in with the email address the invitation was sent to."),
+            TenancyError::EmailUnverified => Problem::new(
+                StatusCode::FORBIDDEN,
+                "email_unverified",
+                "Email address not verified",
+            )
+            .with_detail("Confirm your email address with the link we mailed you (POST /api/v1/auth/verify-email), then accept the invitation."),
             TenancyError::NotAPerson => Problem::unauthorized(),
             e @ TenancyError::SealedReplay => {
                 tracing::error!(error = %e, "cannot replay an API key");

@@ -504,8 +504,14 @@ impl Tenancy {
         let Some(found) = store::lock_pending_invitation(tx.conn(), tenant, hashes).await? else {
             return Err(TenancyError::InvalidInvitation);
         };
-        if store::user_email(tx.conn(), user).await? != found.email {
+        let invitee = store::user_email(tx.conn(), user).await?;
+        if invitee.email != found.email {
             return Err(TenancyError::InvitationEmailMismatch);
+        }
+        // Whoever holds the link must also hold the address: an unverified account could
+        // be anyone's.
+        if !invitee.verified {
+            return Err(TenancyError::EmailUnverified);
         }
         // The invitation grants no more than its inviter holds now (an inviter who left
         // took it along).

@@ -580,11 +580,21 @@ pub(crate) async fn mark_invitation_accepted(
 }
 
 /// A user's email address (read-only: identity owns `users`).
+/// A user's address, and whether they confirmed it.
+pub(crate) struct UserEmail {
+    pub email: String,
+    pub verified: bool,
+}
+
 pub(crate) async fn user_email(
     conn: &mut PgConnection,
     user: UserId,
-) -> Result<String, sqlx::Error> {
-    sqlx::query_scalar!("SELECT email FROM users WHERE id = $1", user.as_uuid())
-        .fetch_one(conn)
-        .await
+) -> Result<UserEmail, sqlx::Error> {
+    sqlx::query_as!(
+        UserEmail,
+        r#"SELECT email, email_verified_at IS NOT NULL AS "verified!" FROM users WHERE id = $1"#,
+        user.as_uuid()
+    )
+    .fetch_one(conn)
+    .await
 }

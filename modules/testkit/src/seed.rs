@@ -18,11 +18,11 @@ pub async fn tenant(db: &Db, name: &str) -> TenantId {
     id
 }
 
-/// A user with the email `<id>@example.com`.
+/// A user with the (verified) email `<id>@example.com`.
 pub async fn user(db: &Db) -> UserId {
     let id = UserId::new();
     let mut tx = SystemTx::begin(db, Actor::System).await.unwrap();
-    sqlx::query("INSERT INTO users (id, email, name) VALUES ($1, $2, 'Test User')")
+    sqlx::query("INSERT INTO users (id, email, name, email_verified_at) VALUES ($1, $2, 'Test User', now())")
         .bind(id)
         .bind(format!("{id}@example.com"))
         .execute(tx.conn())

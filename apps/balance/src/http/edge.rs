@@ -40,6 +40,7 @@ pub fn body_limit_for(method: &Method, path: &str) -> usize {
 
 struct EdgeState {
     metrics: Arc<Metrics>,
+    cors: bool,
     body_timeout: std::time::Duration,
     hsts: bool,
     routes: Arc<Routes>,
@@ -106,6 +107,7 @@ pub(crate) fn wrap(
 ) -> impl Endpoint<Output = Response> + 'static {
     let state = Arc::new(EdgeState {
         metrics,
+        cors: !config.cors_origins.is_empty(),
         body_timeout: config.conn.body_timeout,
         hsts: config.is_https(),
         routes,
@@ -166,9 +168,12 @@ async fn handle(
         .clone()
         .scope(
             async {
-                let result = match limit_body(req, state.body_timeout).await {
-                    Ok(req) => app.call(req).await,
+                let result = match refuse_nul(&req) {
                     Err(problem) => Err(problem.into()),
+                    Ok(()) => match limit_body(req, state.body_timeout).await {
+                        Ok(req) => app.call(req).await,
+                        Err(problem) => Err(problem.into()),
+                    },
                 };
                 match result {
                     Ok(resp) => resp,
@@ -218,6 +223,17 @@ async fn handle(
             HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'"),
         );
     }
+    // API answers are per caller and many carry tokens, secrets or personal data: no
+    // cache keeps them unless a route says otherwise.
+    if (path == "/api" || path.starts_with("/api/")) && !headers.contains_key(header::CACHE_CONTROL)
+    {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    // With CORS on, whether an answer carries `Access-Control-Allow-Origin` depends on the
+    // request's `Origin`: shared caches must key on it.
+    if state.cors {
+        headers.append(header::VARY, HeaderValue::from_static("Origin"));
+    }
     if context.is_replayed() {
         headers.insert("idempotent-replayed", HeaderValue::from_static("true"));
     }
@@ -239,6 +255,7 @@ async fn handle(
         .update_name(format!("{method} {route}"));
     span.record("http.route", route.as_str());
     span.record("http.response.status_code", status);
+    let client_ip = client_ip.map(|ip| ip.to_string());
     tracing::info!(
         target: "balance::http",
         parent: &span,
@@ -247,9 +264,29 @@ async fn handle(
         route = %route,
         status,
         duration_ms = elapsed.as_secs_f64() * 1000.0,
+        client_ip = client_ip.as_deref().unwrap_or("-"),
+        actor = context.actor().unwrap_or("-"),
         "request served"
     );
     resp
+}
+
+/// A NUL character in the path or the query (`%00`) is refused before routing, for every
+/// route at once: PostgreSQL cannot store one, and no name or filter needs it. (JSON bodies
+/// are checked where they are parsed, `kernel::json::parse`.)
+fn refuse_nul(req: &Request) -> Result<(), Problem> {
+    let has_nul = |s: &str| s.contains("%00");
+    let field = if has_nul(req.uri().path()) {
+        "path"
+    } else if req.uri().query().is_some_and(has_nul) {
+        "query"
+    } else {
+        return Ok(());
+    };
+    Err(Problem::validation(vec![kernel::FieldError::new(
+        field,
+        "must not contain NUL characters (%00)",
+    )]))
 }
 
 /// Enforces the body limit and deadline before routing, so unknown routes are covered too.

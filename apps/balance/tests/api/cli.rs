@@ -82,6 +82,14 @@ fn production_refuses_to_start_on_development_defaults() {
 
 /// Starts `balance serve` on a free port and waits until it answers.
 async fn serve(envs: &[(&str, String)]) -> (testkit::ChildGuard, String) {
+    serve_logging_to(envs, Stdio::null()).await
+}
+
+/// [`serve`], with the log lines (stdout) going to `log`.
+async fn serve_logging_to(
+    envs: &[(&str, String)],
+    log: impl Into<Stdio>,
+) -> (testkit::ChildGuard, String) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -92,7 +100,7 @@ async fn serve(envs: &[(&str, String)]) -> (testkit::ChildGuard, String) {
     cmd.arg("serve")
         .env("BALANCE_LISTEN", format!("127.0.0.1:{port}"))
         .env("BALANCE_DATA_DIR", &dir)
-        .stdout(Stdio::null())
+        .stdout(log)
         .stderr(Stdio::null());
     for (k, v) in envs {
         cmd.env(k, v);
@@ -169,4 +177,59 @@ async fn serve_exports_one_span_per_request_over_otlp_with_the_request_id() {
             .await,
         "named after the route"
     );
+}
+
+#[tokio::test]
+async fn the_request_log_line_names_the_actor_and_the_client_address() {
+    let db = migrated_db().await;
+    let path = std::env::temp_dir().join(format!("balance-log-{}", uuid::Uuid::now_v7()));
+    let file = std::fs::File::create(&path).unwrap();
+    let (mut child, base) =
+        serve_logging_to(&[("BALANCE_DATABASE_URL", db.runtime_url.clone())], file).await;
+    let client = reqwest::Client::new();
+    let signup = client
+        .post(format!("{base}/api/v1/auth/signup"))
+        .json(&serde_json::json!({"email": "ada@example.com", "password": "correct horse battery staple", "name": "Ada"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), 201);
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": "ada@example.com", "password": "correct horse battery staple"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let me: serde_json::Value = client
+        .get(format!("{base}/api/v1/me"))
+        .bearer_auth(login["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    sigterm(&child);
+    let _ = child.wait();
+    let log = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    let line = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["route"] == "/api/v1/me")
+        .unwrap_or_else(|| panic!("no log line for /me in {log}"));
+    assert_eq!(line["client_ip"], "127.0.0.1", "{line}");
+    assert_eq!(
+        line["actor"],
+        format!("user:{}", me["id"].as_str().unwrap())
+    );
+    let anonymous = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|l| l["route"] == "/api/v1/auth/signup")
+        .unwrap();
+    assert_eq!(anonymous["actor"], "-");
 }

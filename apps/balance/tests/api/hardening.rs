@@ -517,3 +517,227 @@ async fn invitations_are_limited_per_inviter_and_per_tenant() {
     // A refusal sends nothing.
     assert_eq!(outbox_count(&app, "invitation").await, 5);
 }
+
+#[tokio::test]
+async fn a_nul_character_is_a_422_in_every_body_path_and_query() {
+    let app = TestApp::spawn().await;
+    let (ada, _) = app.new_user("ada@example.com").await;
+    let t = app.create_tenant(&ada, "Acme").await;
+    let base = format!("/api/v1/tenants/{t}");
+    let cases: Vec<(Method, String, Option<serde_json::Value>)> = vec![
+        (
+            Method::POST,
+            format!("{base}/api-keys"),
+            Some(json!({"name": "a\u{0}b", "roles": ["viewer"]})),
+        ),
+        (
+            Method::POST,
+            format!("{base}/api-keys"),
+            Some(json!({"name": "k", "roles": ["view\u{0}er"]})),
+        ),
+        (
+            Method::POST,
+            format!("{base}/invitations"),
+            Some(json!({"email": "bob@example.com", "roles": ["a\u{0}"]})),
+        ),
+        (Method::GET, format!("{base}/roles/a%00b"), None),
+        (
+            Method::PATCH,
+            format!("{base}/roles/a%00b"),
+            Some(json!({"permissions": ["tenant:read"]})),
+        ),
+        (Method::DELETE, format!("{base}/roles/a%00b"), None),
+        (Method::GET, format!("{base}/events?type=a%00b"), None),
+        (
+            Method::GET,
+            format!("{base}/events?resource_type=a%00"),
+            None,
+        ),
+        (Method::GET, format!("{base}/events?resource_id=%00"), None),
+    ];
+    for (method, path, body) in cases {
+        let mut req = app
+            .client
+            .request(method.clone(), app.url(&path))
+            .bearer_auth(&ada);
+        if let Some(body) = &body {
+            req = req.json(body);
+        }
+        let (status, _, problem) = parts(req.send().await.unwrap()).await;
+        assert_eq!(
+            (status.as_u16(), problem["code"].as_str()),
+            (422, Some("validation_failed")),
+            "{method} {path}: {problem}"
+        );
+        assert!(problem.to_string().contains("NUL"), "{problem}");
+    }
+}
+
+#[tokio::test]
+async fn addresses_have_one_spelling_and_only_deliverable_ones_sign_up() {
+    let app = TestApp::spawn().await;
+    let app = &app;
+    let signup = |email: &str| {
+        let body =
+            json!({"email": email, "password": "correct horse battery staple", "name": "Ada"});
+        async move { app.post_json("/api/v1/auth/signup", &body).await }
+    };
+    for email in [
+        "jürgen@example.com",
+        "jose\u{301}@example.com",
+        "\u{430}da@example.com",
+        "ada@ex\u{430}mple.com",
+        "a\u{200B}da@example.com",
+        "ada\u{202E}@example.com",
+        "\u{FF41}da@example.com",
+    ] {
+        let problem = assert_problem(signup(email).await, 422, "validation_failed").await;
+        assert_eq!(problem["errors"][0]["field"], "email", "{email}: {problem}");
+    }
+    let problem =
+        assert_problem(signup("jürgen@example.com").await, 422, "validation_failed").await;
+    assert!(
+        problem.to_string().contains("ASCII"),
+        "the refusal says why: {problem}"
+    );
+    assert_eq!(signup("Ada@ＥＸＡＭＰＬＥ.com").await.status(), 201);
+    assert_problem(signup("ada@example.com").await, 409, "email_taken").await;
+    assert_eq!(signup("juergen@bücher.de").await.status(), 201);
+    assert_problem(signup("juergen@xn--bcher-kva.de").await, 409, "email_taken").await;
+}
+
+#[tokio::test]
+async fn a_refresh_reuse_race_writes_one_event_and_one_mail() {
+    let app = TestApp::spawn().await;
+    let password = app.signup("ada@example.com").await;
+    let (_, refresh) = app.login("ada@example.com", &password).await;
+    let tries = (0..10).map(|_| {
+        app.client
+            .post(app.url("/api/v1/auth/refresh"))
+            .json(&json!({ "refresh_token": refresh }))
+            .send()
+    });
+    let answers = futures_util::future::join_all(tries).await;
+    let ok = answers
+        .iter()
+        .filter(|r| r.as_ref().unwrap().status() == 200)
+        .count();
+    assert_eq!(ok, 1);
+    let events = app.platform_events().await;
+    assert_eq!(count_of(&events, "auth.refresh_reuse_detected"), 1);
+    assert_eq!(outbox_count(&app, "security_alert").await, 1);
+}
+
+#[tokio::test]
+async fn answers_carrying_tokens_or_secrets_are_never_cached() {
+    let app = TestApp::spawn().await;
+    let password = app.signup("ada@example.com").await;
+    let resp = app
+        .post_json(
+            "/api/v1/auth/login",
+            &json!({"email": "ada@example.com", "password": password}),
+        )
+        .await;
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    let token = body["access_token"].as_str().unwrap();
+    let resp = app
+        .authed(Method::GET, "/api/v1/me", token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+    let resp = app.get("/api/v1/nowhere").await;
+    assert_eq!(resp.headers()["cache-control"], "no-store");
+}
+
+#[tokio::test]
+async fn password_resets_are_limited_per_address_and_junk_tokens_cost_no_scoring() {
+    let app = TestApp::spawn_with(&[(
+        "BALANCE_RATE_LIMITS",
+        "reset_ip=3/hour,reset_confirm_ip=3/10min",
+    )])
+    .await;
+    for n in 0..3 {
+        let resp = app
+            .post_json(
+                "/api/v1/auth/password-reset",
+                &json!({"email": format!("someone{n}@example.com")}),
+            )
+            .await;
+        assert_eq!(resp.status(), 202);
+    }
+    let resp = app
+        .post_json(
+            "/api/v1/auth/password-reset",
+            &json!({"email": "someone9@example.com"}),
+        )
+        .await;
+    assert_problem(resp, 429, "rate_limited").await;
+
+    let app = &app;
+    let confirm = |password: &str| {
+        let body =
+            json!({"token": "bpr_00000000000000000000000000000000_AAAA", "new_password": password});
+        async move {
+            app.post_json("/api/v1/auth/password-reset/confirm", &body)
+                .await
+        }
+    };
+    // A weak password with a junk token: the token is what is wrong.
+    assert_problem(confirm("password1234").await, 400, "invalid_token").await;
+    assert_problem(confirm(&"x".repeat(256)).await, 400, "invalid_token").await;
+    assert_problem(
+        confirm("correct horse battery staple").await,
+        400,
+        "invalid_token",
+    )
+    .await;
+    assert_problem(
+        confirm("correct horse battery staple").await,
+        429,
+        "rate_limited",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn cors_answers_vary_by_origin() {
+    let app = TestApp::spawn_with(&[("BALANCE_CORS_ORIGINS", "https://app.example.com")]).await;
+    for origin in ["https://app.example.com", "https://evil.example"] {
+        let resp = app
+            .client
+            .get(app.url("/api/v1/auth/login"))
+            .header("origin", origin)
+            .send()
+            .await
+            .unwrap();
+        let vary: Vec<_> = resp
+            .headers()
+            .get_all("vary")
+            .iter()
+            .map(|v| v.to_str().unwrap().to_ascii_lowercase())
+            .collect();
+        assert!(
+            vary.iter().any(|v| v.contains("origin")),
+            "{origin}: {vary:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn accepting_an_invitation_needs_a_verified_address() {
+    let app = TestApp::spawn().await;
+    let g = grantor(&app).await;
+    let token = invite(&app, &g, "bob@example.com", &["viewer"]).await;
+    let password = app.signup("bob@example.com").await;
+    let (bob, _) = app.login("bob@example.com", &password).await;
+    let accept = || {
+        app.authed(Method::POST, "/api/v1/invitations/accept", &bob)
+            .json(&json!({ "token": token }))
+            .send()
+    };
+    assert_problem(accept().await.unwrap(), 403, "email_unverified").await;
+    app.verify_email("bob@example.com").await;
+    assert_eq!(accept().await.unwrap().status(), 200);
+}

@@ -308,9 +308,27 @@ impl TestApp {
         password
     }
 
-    /// Signs up and signs in `email`; returns the access token and the user's id.
+    /// Confirms `email` with the link its verification mail carries (read from the SMTP
+    /// sink when a worker sends mail, else from the outbox).
+    pub async fn verify_email(&self, email: &str) {
+        let token = match self.smtp {
+            Some(_) => self.mailed_token(email, "verify-email").await,
+            None => testkit::seed::mailed_token(&self.kernel_db, email, "verify_email").await,
+        };
+        let resp = self
+            .post_json(
+                "/api/v1/auth/verify-email",
+                &serde_json::json!({ "token": token }),
+            )
+            .await;
+        assert_eq!(resp.status(), 204, "{}", resp.text().await.unwrap());
+    }
+
+    /// Signs up, confirms the address and signs in `email`; returns the access token and
+    /// the user's id.
     pub async fn new_user(&self, email: &str) -> (String, UserId) {
         let password = self.signup(email).await;
+        self.verify_email(email).await;
         let token = self.login(email, &password).await.0;
         let (_, _, me) = parts(
             self.authed(reqwest::Method::GET, "/api/v1/me", &token)

@@ -130,12 +130,29 @@ async fn two_factor_sign_in_from_enrollment_to_recovery_codes_to_disabling() {
     )
     .await;
 
+    let recovery_alerts = || async {
+        let mut tx = kernel::SystemTx::begin(&app.kernel_db, kernel::Actor::System)
+            .await
+            .unwrap();
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM mail_outbox WHERE template = 'security_alert' AND params ->> 'what' LIKE '%recovery codes%'",
+        )
+        .fetch_one(tx.conn())
+        .await
+        .unwrap()
+    };
+    assert_eq!(recovery_alerts().await, 0);
     assert_eq!(
         login(&app, &password, Some(&recovery[0].to_uppercase()))
             .await
             .status(),
         200,
         "a recovery code in place of a code"
+    );
+    assert_eq!(
+        recovery_alerts().await,
+        1,
+        "a recovery-code sign-in is mailed"
     );
     assert_problem(
         login(&app, &password, Some(&recovery[0])).await,
