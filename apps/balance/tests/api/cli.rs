@@ -81,7 +81,7 @@ fn production_refuses_to_start_on_development_defaults() {
 }
 
 /// Starts `balance serve` on a free port and waits until it answers.
-async fn serve(envs: &[(&str, String)]) -> (testkit::ChildGuard, String) {
+pub(crate) async fn serve(envs: &[(&str, String)]) -> (testkit::ChildGuard, String) {
     serve_logging_to(envs, Stdio::null()).await
 }
 

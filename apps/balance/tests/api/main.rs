@@ -12,6 +12,7 @@ mod isolation_matrix;
 mod jobs;
 mod ops;
 mod pagination;
+mod probe;
 mod problems;
 mod roles;
 mod schema;
