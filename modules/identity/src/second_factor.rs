@@ -157,8 +157,14 @@ impl Identity {
             )
             .await?;
             let ip = kernel::RequestContext::current().and_then(|c| c.client_ip);
-            self.password_failed(&reauth_key, &account_key, &digest, ip, Some(user))
-                .await?;
+            self.password_failed(
+                crate::service::FailureScope::Reauth(&reauth_key),
+                &account_key,
+                &digest,
+                ip,
+                Some(user),
+            )
+            .await?;
             return Err(IdentityError::InvalidCredentials);
         }
         limits::reset_account(&inner.db, &reauth_key).await?;

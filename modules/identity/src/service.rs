@@ -119,6 +119,13 @@ pub struct SessionView {
     pub current: bool,
 }
 
+/// Whose counter a wrong password counts against besides the account's: a client signing
+/// in (its device or address), or a signed-in user re-entering their password.
+pub(crate) enum FailureScope<'a> {
+    Client(&'a str),
+    Reauth(&'a str),
+}
+
 /// How often, under attack, clients without an account's device token may try it.
 pub const SLOW_LANE: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -391,16 +398,15 @@ impl Identity {
     /// (`auth.account_under_attack`).
     pub(crate) async fn password_failed(
         &self,
-        client_key: &str,
+        scope: FailureScope<'_>,
         account_key: &str,
         digest: &str,
         ip: Option<IpAddr>,
         owner: Option<UserId>,
     ) -> Result<(), Problem> {
-        let scope = if client_key.starts_with("reauth:") {
-            "reauth"
-        } else {
-            "client"
+        let (scope, client_key) = match scope {
+            FailureScope::Client(key) => ("client", key),
+            FailureScope::Reauth(key) => ("reauth", key),
         };
         let inner = self.inner();
         let limit = inner.limits.login_account;
@@ -493,8 +499,14 @@ impl Identity {
             };
             self.security_event(event).await?;
             let owner = user.map(|u| u.id);
-            self.password_failed(&client_key, &account_key, &digest, ip, owner)
-                .await?;
+            self.password_failed(
+                FailureScope::Client(&client_key),
+                &account_key,
+                &digest,
+                ip,
+                owner,
+            )
+            .await?;
             return Err(IdentityError::InvalidCredentials);
         };
         limits::reset_account(&inner.db, &client_key).await?;

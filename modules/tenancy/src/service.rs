@@ -214,39 +214,29 @@ impl Tenancy {
         } else {
             "creator_removed"
         };
-        let keys = store::lock_keys_created_by(tx.conn(), tenant, user).await?;
-        for key in keys {
-            let kept = self.kept_roles(tx, holds, &key.roles).await?;
-            if kept.len() == key.roles.len() {
-                continue;
+        for kind in [store::Granted::ApiKey, store::Granted::Invitation] {
+            let grants = kind.lock_created_by(tx.conn(), tenant, user).await?;
+            for grant in grants {
+                let kept = self.kept_roles(tx, holds, &grant.roles).await?;
+                if kept.len() == grant.roles.len() {
+                    continue;
+                }
+                let outcome = if kept.is_empty() {
+                    kind.revoke(tx.conn(), tenant, grant.id).await?;
+                    "revoked"
+                } else {
+                    kind.set_roles(tx.conn(), tenant, grant.id, &kept).await?;
+                    "narrowed"
+                };
+                let resource = kind.resource();
+                tx.record(
+                    NewEvent::new(&format!("{resource}.{outcome}"))
+                        .resource(resource, grant.id)
+                        .payload(json!({
+                            "reason": reason, "granted_by": user, "from": grant.roles, "to": kept,
+                        })),
+                );
             }
-            let event = if kept.is_empty() {
-                store::revoke_api_key(tx.conn(), tenant, key.id).await?;
-                NewEvent::new("api_key.revoked")
-            } else {
-                store::set_api_key_roles(tx.conn(), tenant, key.id, &kept).await?;
-                NewEvent::new("api_key.narrowed")
-            };
-            tx.record(event.resource("api_key", key.id).payload(json!({
-                "reason": reason, "creator": user, "from": key.roles, "to": kept,
-            })));
-        }
-        let invitations = store::lock_invitations_sent_by(tx.conn(), tenant, user).await?;
-        for invitation in invitations {
-            let kept = self.kept_roles(tx, holds, &invitation.roles).await?;
-            if kept.len() == invitation.roles.len() {
-                continue;
-            }
-            let event = if kept.is_empty() {
-                store::revoke_invitation(tx.conn(), tenant, invitation.id).await?;
-                NewEvent::new("invitation.revoked")
-            } else {
-                store::set_invitation_roles(tx.conn(), tenant, invitation.id, &kept).await?;
-                NewEvent::new("invitation.narrowed")
-            };
-            tx.record(event.resource("invitation", invitation.id).payload(json!({
-                "reason": reason, "inviter": user, "from": invitation.roles, "to": kept,
-            })));
         }
         Ok(())
     }

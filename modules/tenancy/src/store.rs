@@ -327,8 +327,63 @@ pub(crate) struct Grant {
     pub roles: Vec<String>,
 }
 
+/// What a member can have granted to others: API keys they minted, invitations they sent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Granted {
+    ApiKey,
+    Invitation,
+}
+
+impl Granted {
+    /// The audit log's resource type.
+    pub fn resource(self) -> &'static str {
+        match self {
+            Granted::ApiKey => "api_key",
+            Granted::Invitation => "invitation",
+        }
+    }
+
+    /// Locks the live ones `user` created.
+    pub async fn lock_created_by(
+        self,
+        conn: &mut PgConnection,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Vec<Grant>, sqlx::Error> {
+        match self {
+            Granted::ApiKey => lock_keys_created_by(conn, tenant, user).await,
+            Granted::Invitation => lock_invitations_sent_by(conn, tenant, user).await,
+        }
+    }
+
+    pub async fn revoke(
+        self,
+        conn: &mut PgConnection,
+        tenant: TenantId,
+        id: Uuid,
+    ) -> Result<bool, sqlx::Error> {
+        match self {
+            Granted::ApiKey => revoke_api_key(conn, tenant, id).await,
+            Granted::Invitation => revoke_invitation(conn, tenant, id).await,
+        }
+    }
+
+    pub async fn set_roles(
+        self,
+        conn: &mut PgConnection,
+        tenant: TenantId,
+        id: Uuid,
+        roles: &[String],
+    ) -> Result<(), sqlx::Error> {
+        match self {
+            Granted::ApiKey => set_api_key_roles(conn, tenant, id, roles).await,
+            Granted::Invitation => set_invitation_roles(conn, tenant, id, roles).await,
+        }
+    }
+}
+
 /// Locks the live API keys `user` minted.
-pub(crate) async fn lock_keys_created_by(
+async fn lock_keys_created_by(
     conn: &mut PgConnection,
     tenant: TenantId,
     user: UserId,
@@ -347,7 +402,7 @@ pub(crate) async fn lock_keys_created_by(
     .await
 }
 
-pub(crate) async fn set_api_key_roles(
+async fn set_api_key_roles(
     conn: &mut PgConnection,
     tenant: TenantId,
     id: Uuid,
@@ -365,7 +420,7 @@ pub(crate) async fn set_api_key_roles(
 }
 
 /// Locks the pending, unexpired invitations `user` sent.
-pub(crate) async fn lock_invitations_sent_by(
+async fn lock_invitations_sent_by(
     conn: &mut PgConnection,
     tenant: TenantId,
     user: UserId,
@@ -384,7 +439,7 @@ pub(crate) async fn lock_invitations_sent_by(
     .await
 }
 
-pub(crate) async fn set_invitation_roles(
+async fn set_invitation_roles(
     conn: &mut PgConnection,
     tenant: TenantId,
     id: Uuid,

@@ -220,7 +220,7 @@ async fn removing_a_member_revokes_their_keys_and_pending_invitations_at_once() 
     );
     let revoked = events_of(&app, &g, "invitation.revoked").await;
     assert_eq!(revoked.len(), 1);
-    assert_eq!(revoked[0]["payload"]["inviter"], json!(g.dan_id));
+    assert_eq!(revoked[0]["payload"]["granted_by"], json!(g.dan_id));
 }
 
 #[tokio::test]
