@@ -119,6 +119,28 @@ async fn serve_logging_to(
     (child, base)
 }
 
+/// Signs `email` up and in on the server at `base`; its access token.
+pub(crate) async fn signed_in(client: &reqwest::Client, base: &str, email: &str) -> String {
+    let password = "correct horse battery staple";
+    let signup = client
+        .post(format!("{base}/api/v1/auth/signup"))
+        .json(&serde_json::json!({"email": email, "password": password, "name": "Ada"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(signup.status(), 201);
+    let login: serde_json::Value = client
+        .post(format!("{base}/api/v1/auth/login"))
+        .json(&serde_json::json!({"email": email, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    login["access_token"].as_str().unwrap().to_string()
+}
+
 fn sigterm(child: &std::process::Child) {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
@@ -187,25 +209,10 @@ async fn the_request_log_line_names_the_actor_and_the_client_address() {
     let (mut child, base) =
         serve_logging_to(&[("BALANCE_DATABASE_URL", db.runtime_url.clone())], file).await;
     let client = reqwest::Client::new();
-    let signup = client
-        .post(format!("{base}/api/v1/auth/signup"))
-        .json(&serde_json::json!({"email": "ada@example.com", "password": "correct horse battery staple", "name": "Ada"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signup.status(), 201);
-    let login: serde_json::Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&serde_json::json!({"email": "ada@example.com", "password": "correct horse battery staple"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let token = signed_in(&client, &base, "ada@example.com").await;
     let me: serde_json::Value = client
         .get(format!("{base}/api/v1/me"))
-        .bearer_auth(login["access_token"].as_str().unwrap())
+        .bearer_auth(&token)
         .send()
         .await
         .unwrap()

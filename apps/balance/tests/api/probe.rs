@@ -5,34 +5,13 @@
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::{TcpSocket, TcpStream},
+use tokio::{io::AsyncWriteExt, net::TcpStream};
+
+use crate::{
+    cli::{serve, signed_in},
+    helpers::migrated_db,
+    slow_clients::{closed_within, connect_from as from},
 };
-
-use crate::{cli::serve, helpers::migrated_db};
-
-async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<String> {
-    let mut seen = Vec::new();
-    let done = tokio::time::timeout(within, async {
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = stream.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            seen.extend_from_slice(&buf[..n]);
-        }
-    })
-    .await;
-    done.ok()
-        .map(|_| String::from_utf8_lossy(&seen).into_owned())
-}
-
-async fn from(source: [u8; 4], to: std::net::SocketAddr) -> TcpStream {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind((source, 0).into()).unwrap();
-    socket.connect(to).await.unwrap()
-}
 
 #[tokio::test]
 async fn the_security_probe_finds_nothing() {
@@ -86,23 +65,7 @@ async fn the_security_probe_finds_nothing() {
     drop(held);
 
     // F3: the per-user limit holds.
-    let signup = client
-        .post(format!("{base}/api/v1/auth/signup"))
-        .json(&json!({"email": "probe@example.com", "password": "correct horse battery staple", "name": "Probe"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(signup.status(), 201);
-    let login: serde_json::Value = client
-        .post(format!("{base}/api/v1/auth/login"))
-        .json(&json!({"email": "probe@example.com", "password": "correct horse battery staple"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    let token = login["access_token"].as_str().unwrap().to_string();
+    let token = signed_in(&client, &base, "probe@example.com").await;
     let tenant: serde_json::Value = client
         .post(format!("{base}/api/v1/tenants"))
         .bearer_auth(&token)

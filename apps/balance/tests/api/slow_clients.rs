@@ -21,7 +21,7 @@ const SHORT: &[(&str, &str)] = &[
 
 /// Reads until the server closes the connection, at most `within`; what it sent, or `None`
 /// when it was still open then.
-async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<String> {
+pub(crate) async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<String> {
     let mut seen = Vec::new();
     let read = tokio::time::timeout(within, async {
         let mut buf = [0u8; 4096];
@@ -37,7 +37,7 @@ async fn closed_within(stream: &mut TcpStream, within: Duration) -> Option<Strin
         .map(|_| String::from_utf8_lossy(&seen).into_owned())
 }
 
-async fn connect_from(source: [u8; 4], to: SocketAddr) -> TcpStream {
+pub(crate) async fn connect_from(source: [u8; 4], to: SocketAddr) -> TcpStream {
     let socket = TcpSocket::new_v4().unwrap();
     socket.bind((source, 0).into()).unwrap();
     socket.connect(to).await.unwrap()
