@@ -62,6 +62,18 @@ async fn two_factor_sign_in_from_enrollment_to_recovery_codes_to_disabling() {
         .await
         .unwrap();
     assert_problem(bad, 401, "totp_invalid").await;
+    // Wrong secrets outside login are audited like a login's.
+    let kinds: Vec<String> = app
+        .platform_events()
+        .await
+        .into_iter()
+        .map(|(kind, _)| kind)
+        .collect();
+    assert!(
+        kinds.iter().any(|k| k == "auth.password_check_failed"),
+        "{kinds:?}"
+    );
+    assert!(kinds.iter().any(|k| k == "auth.totp_failed"), "{kinds:?}");
     let step = step_now();
     let first = totp::code_at(&secret, step, 6);
     let (status, _, codes) = parts(
