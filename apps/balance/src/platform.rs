@@ -29,6 +29,8 @@ pub struct Platform {
     pub authz: Arc<dyn kernel::auth::Authorize>,
     /// Tenants, members, invitations and API keys, for routes, jobs, the bot and the CLI.
     pub tenancy: tenancy::Tenancy,
+    /// Accounts, categories and transactions.
+    pub ledger: ledger::Ledger,
     /// Custom roles.
     pub roles: access::Roles,
 }
@@ -85,7 +87,10 @@ impl Platform {
             identity.clone(),
             policy.clone(),
         ));
-        let tenancy = tenancy::Tenancy::new(identity.clone(), policy.clone());
+        let ledger = ledger::Ledger::new();
+        // A new tenant gets the ledger's default categories in its creating transaction.
+        let tenancy = tenancy::Tenancy::new(identity.clone(), policy.clone())
+            .with_setup(Arc::new(ledger.clone()));
         Ok(Platform {
             pool,
             jobs_pool,
@@ -96,6 +101,7 @@ impl Platform {
             cursors: config.keys.cursor_signer(),
             queues,
             tenancy,
+            ledger,
             roles: access::Roles::new(policy.clone()),
             policy,
             authz,

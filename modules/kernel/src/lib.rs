@@ -26,6 +26,7 @@ pub mod names;
 pub mod page;
 pub mod problem;
 pub mod secret;
+pub mod setup;
 
 pub use context::{RequestContext, client_key};
 pub use db::{
@@ -40,3 +41,4 @@ pub use names::{DisplayName, RoleNames};
 pub use page::{CursorSigner, Keyset, Page, PageParams, Position, QueryId};
 pub use problem::{ApiResult, FieldError, Problem};
 pub use secret::Secret;
+pub use setup::TenantSetup;

@@ -12,6 +12,13 @@ pub const DELETION_GRACE_DAYS: i64 = 30;
 /// The tenant-owned tables, children first: what a purge deletes. The schema test checks
 /// that every table with a `tenant_id` is here.
 pub const PURGE_ORDER: &[&str] = &[
+    "transaction_terms",
+    "transaction_term_counts",
+    "transaction_splits",
+    "account_days",
+    "transactions",
+    "accounts",
+    "categories",
     "event_clients",
     "audit_checkpoints",
     "events",

@@ -30,11 +30,22 @@ pub struct NewKey {
 pub struct Tenancy {
     identity: Identity,
     policy: access::PolicyStore,
+    setups: Vec<std::sync::Arc<dyn kernel::TenantSetup>>,
 }
 
 impl Tenancy {
     pub fn new(identity: Identity, policy: access::PolicyStore) -> Tenancy {
-        Tenancy { identity, policy }
+        Tenancy {
+            identity,
+            policy,
+            setups: Vec::new(),
+        }
+    }
+
+    /// Adds a module's part of every new tenant (run in the creating transaction).
+    pub fn with_setup(mut self, setup: std::sync::Arc<dyn kernel::TenantSetup>) -> Tenancy {
+        self.setups.push(setup);
+        self
     }
 
     /// Checks roles to be given against what the caller holds: roles of this tenant only,
@@ -64,6 +75,9 @@ impl Tenancy {
                 .resource("member", owner)
                 .payload(json!({ "roles": ["owner"] })),
         );
+        for setup in &self.setups {
+            setup.set_up(tx).await?;
+        }
         Ok(store::tenant(tx.conn(), id, Some(owner)).await?)
     }
 

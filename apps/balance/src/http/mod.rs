@@ -35,6 +35,7 @@ pub type ProductApi = (
     audit::AuditApi,
     audit::TenantEventsApi,
     jobs::TenantJobsApi,
+    ledger::LedgerApi,
 );
 
 /// The permission of every tenant operation, by operation id: the modules declare them beside
@@ -45,6 +46,7 @@ pub fn permissions() -> impl Iterator<Item = (&'static str, &'static str)> {
         .chain(access::PERMISSIONS)
         .chain(audit::PERMISSIONS)
         .chain(jobs::PERMISSIONS)
+        .chain(ledger::PERMISSIONS)
         .copied()
 }
 
@@ -68,6 +70,11 @@ pub fn product_api(platform: &crate::Platform) -> ProductApi {
             platform.cursors.clone(),
         ),
         jobs::TenantJobsApi::new(platform.authz.clone()),
+        ledger::LedgerApi::new(
+            platform.authz.clone(),
+            platform.ledger.clone(),
+            platform.cursors.clone(),
+        ),
     )
 }
 

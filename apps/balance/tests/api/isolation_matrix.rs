@@ -27,6 +27,9 @@ pub(crate) fn body_for(spec: &Value, schema: &Value) -> Value {
         Some("array") => json!([]),
         Some("integer") | Some("number") => json!(0),
         Some("boolean") => json!(false),
+        _ if schema["enum"].is_array() => schema["enum"][0].clone(),
+        _ if schema["pattern"] == "^[A-Z]{3}$" => json!("EUR"),
+        _ if schema["format"] == "date" => json!("2026-01-01"),
         _ => json!("x"),
     }
 }
@@ -182,11 +185,33 @@ async fn every_tenant_endpoint_refuses_strangers_and_members_without_its_permiss
         json!({"name": "matrix-role", "permissions": ["tenant:read"]}),
     )
     .await;
+    let an_account = made(
+        Method::POST,
+        format!("/api/v1/tenants/{a}/accounts"),
+        json!({"name": "Operating", "kind": "checking", "currency": "EUR"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a_category = made(
+        Method::POST,
+        format!("/api/v1/tenants/{a}/categories"),
+        json!({"name": "Matrix", "kind": "expense"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let url_for = |path: &str| {
         let id = if path.contains("/api-keys/") {
             a_key.clone()
         } else if path.contains("/invitations/") {
             a_invitation.clone()
+        } else if path.contains("/accounts/") {
+            an_account.clone()
+        } else if path.contains("/categories/") {
+            a_category.clone()
         } else {
             job.to_string()
         };

@@ -10,6 +10,7 @@ mod identity;
 mod isolation;
 mod isolation_matrix;
 mod jobs;
+mod ledger;
 mod ops;
 mod pagination;
 mod probe;

@@ -326,6 +326,97 @@ async fn succeed_everywhere(app: &TestApp) -> (String, String) {
     };
     expect(app, 200, M::GET, &format!("{t}/jobs/{job}"), &ada, None).await;
 
+    // The ledger: accounts with and without the optional fields, categories two levels deep.
+    let bare = json!({"name": "Cash box", "kind": "cash", "currency": "EUR"});
+    let bare = expect(
+        app,
+        201,
+        M::POST,
+        &format!("{t}/accounts"),
+        &ada,
+        Some(bare),
+    )
+    .await;
+    let full = json!({
+        "name": "Operating", "kind": "checking", "currency": "EUR", "opening_balance": 150_000,
+        "opening_date": "2026-01-01", "iban": "DE89 3704 0044 0532 0130 00", "institution": "Commerzbank",
+    });
+    let full = expect(
+        app,
+        201,
+        M::POST,
+        &format!("{t}/accounts"),
+        &ada,
+        Some(full),
+    )
+    .await;
+    expect(
+        app,
+        200,
+        M::GET,
+        &format!("{t}/accounts?limit=1"),
+        &ada,
+        None,
+    )
+    .await;
+    expect(app, 200, M::GET, &format!("{t}/accounts"), &ada, None).await;
+    let account = format!("{t}/accounts/{}", str_of(&full, "id"));
+    expect(app, 200, M::GET, &account, &ada, None).await;
+    let archive = json!({"archived": true, "institution": null});
+    expect(app, 200, M::PATCH, &account, &ada, Some(archive)).await;
+    expect(
+        app,
+        200,
+        M::GET,
+        &format!("{account}/balances?from=2026-02-01&to=2026-02-03"),
+        &ada,
+        None,
+    )
+    .await;
+    expect(
+        app,
+        204,
+        M::DELETE,
+        &format!("{t}/accounts/{}", str_of(&bare, "id")),
+        &ada,
+        None,
+    )
+    .await;
+    expect(
+        app,
+        200,
+        M::GET,
+        &format!("{t}/categories?limit=200"),
+        &ada,
+        None,
+    )
+    .await;
+    let parent = json!({"name": "Research", "kind": "expense"});
+    let parent = expect(
+        app,
+        201,
+        M::POST,
+        &format!("{t}/categories"),
+        &ada,
+        Some(parent),
+    )
+    .await;
+    let child = json!({"name": "Lab", "kind": "expense", "parent_id": str_of(&parent, "id")});
+    let child = expect(
+        app,
+        201,
+        M::POST,
+        &format!("{t}/categories"),
+        &ada,
+        Some(child),
+    )
+    .await;
+    let child = format!("{t}/categories/{}", str_of(&child, "id"));
+    expect(app, 200, M::GET, &child, &ada, None).await;
+    let rename = json!({"name": "Laboratory"});
+    expect(app, 200, M::PATCH, &child, &ada, Some(rename)).await;
+    expect(app, 204, M::DELETE, &child, &ada, None).await;
+
     expect(app, 204, M::DELETE, &member, &ada, None).await;
     expect(
         app,

@@ -1,0 +1,361 @@
+//! The ledger's types that parse rather than validate: an IBAN that passed ISO 13616, an
+//! account kind, a category kind, the default categories every tenant starts with.
+
+use std::fmt;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use kernel::{Currency, FieldError};
+use poem_openapi::{Enum, Object};
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// An IBAN, normalised (upper case, no spaces) and checked: its country's length where the
+/// registry lists it, and the ISO 7064 mod-97 check digits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Iban(String);
+
+/// IBAN lengths by country (SWIFT's IBAN registry), for the countries Balance's users bank
+/// in most; another country is checked by shape and check digits alone.
+const LENGTHS: &[(&str, usize)] = &[
+    ("AD", 24),
+    ("AE", 23),
+    ("AT", 20),
+    ("BA", 20),
+    ("BE", 16),
+    ("BG", 22),
+    ("BH", 22),
+    ("BR", 29),
+    ("CH", 21),
+    ("CY", 28),
+    ("CZ", 24),
+    ("DE", 22),
+    ("DK", 18),
+    ("EE", 20),
+    ("ES", 24),
+    ("FI", 18),
+    ("FO", 18),
+    ("FR", 27),
+    ("GB", 22),
+    ("GI", 23),
+    ("GL", 18),
+    ("GR", 27),
+    ("HR", 21),
+    ("HU", 28),
+    ("IE", 22),
+    ("IL", 23),
+    ("IS", 26),
+    ("IT", 27),
+    ("LI", 21),
+    ("LT", 20),
+    ("LU", 20),
+    ("LV", 21),
+    ("MC", 27),
+    ("MT", 31),
+    ("NL", 18),
+    ("NO", 15),
+    ("PL", 28),
+    ("PT", 25),
+    ("RO", 24),
+    ("RS", 22),
+    ("SA", 24),
+    ("SE", 24),
+    ("SI", 19),
+    ("SK", 24),
+    ("SM", 27),
+    ("TR", 26),
+    ("UA", 29),
+];
+
+impl Iban {
+    /// Parses an IBAN as people write it (`DE89 3704 0044 0532 0130 00`).
+    pub fn parse(field: &str, raw: &str) -> Result<Iban, FieldError> {
+        let bad = |why: &str| FieldError::new(field, why.to_string());
+        let iban: String = raw
+            .chars()
+            .filter(|c| !c.is_whitespace() && *c != '-')
+            .collect::<String>()
+            .to_ascii_uppercase();
+        if !(15..=34).contains(&iban.len()) || !iban.is_ascii() {
+            return Err(bad("is not an IBAN: 15 to 34 letters and digits"));
+        }
+        let (country, rest) = iban.split_at(2);
+        if !country.bytes().all(|b| b.is_ascii_uppercase())
+            || !rest[..2].bytes().all(|b| b.is_ascii_digit())
+            || !rest.bytes().all(|b| b.is_ascii_alphanumeric())
+        {
+            return Err(bad(
+                "is not an IBAN: a country code, two check digits, then letters and digits",
+            ));
+        }
+        if let Some((_, len)) = LENGTHS.iter().find(|(c, _)| *c == country)
+            && iban.len() != *len
+        {
+            return Err(FieldError::new(
+                field,
+                format!("is not an IBAN: {country} IBANs have {len} characters"),
+            ));
+        }
+        // Move the first four characters to the end, letters become 10..35, mod 97 == 1.
+        let rearranged = iban[4..].bytes().chain(iban[..4].bytes());
+        let mut remainder: u32 = 0;
+        for b in rearranged {
+            let value = if b.is_ascii_digit() {
+                u32::from(b - b'0')
+            } else {
+                u32::from(b - b'A') + 10
+            };
+            remainder = if value >= 10 {
+                (remainder * 100 + value) % 97
+            } else {
+                (remainder * 10 + value) % 97
+            };
+        }
+        if remainder != 1 {
+            return Err(bad("is not an IBAN: its check digits do not match"));
+        }
+        Ok(Iban(iban))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Iban {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an account is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize, Deserialize)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum AccountKind {
+    Checking,
+    Savings,
+    Credit,
+    Cash,
+    Loan,
+}
+
+impl AccountKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AccountKind::Checking => "checking",
+            AccountKind::Savings => "savings",
+            AccountKind::Credit => "credit",
+            AccountKind::Cash => "cash",
+            AccountKind::Loan => "loan",
+        }
+    }
+
+    /// The kind stored as `raw` (the table's check constraint admits no other).
+    pub fn from_db(raw: &str) -> AccountKind {
+        match raw {
+            "savings" => AccountKind::Savings,
+            "credit" => AccountKind::Credit,
+            "cash" => AccountKind::Cash,
+            "loan" => AccountKind::Loan,
+            _ => AccountKind::Checking,
+        }
+    }
+}
+
+/// What a category counts: spending, income, or money moving between own accounts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize, Deserialize)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum CategoryKind {
+    Expense,
+    Income,
+    Transfer,
+}
+
+impl CategoryKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CategoryKind::Expense => "expense",
+            CategoryKind::Income => "income",
+            CategoryKind::Transfer => "transfer",
+        }
+    }
+
+    pub fn from_db(raw: &str) -> CategoryKind {
+        match raw {
+            "income" => CategoryKind::Income,
+            "transfer" => CategoryKind::Transfer,
+            _ => CategoryKind::Expense,
+        }
+    }
+}
+
+/// The categories a new tenant starts with: a business set, two levels at most.
+pub const DEFAULT_CATEGORIES: &[(&str, CategoryKind, &[&str])] = &[
+    (
+        "Revenue",
+        CategoryKind::Income,
+        &["Sales", "Services", "Interest"],
+    ),
+    ("Uncategorised income", CategoryKind::Income, &[]),
+    (
+        "Payroll",
+        CategoryKind::Expense,
+        &["Salaries", "Contractors", "Benefits"],
+    ),
+    ("Rent", CategoryKind::Expense, &[]),
+    (
+        "Software",
+        CategoryKind::Expense,
+        &["Subscriptions", "Hosting"],
+    ),
+    (
+        "Travel",
+        CategoryKind::Expense,
+        &["Flights", "Hotels", "Local transport"],
+    ),
+    ("Meals", CategoryKind::Expense, &[]),
+    ("Office", CategoryKind::Expense, &["Supplies"]),
+    ("Marketing", CategoryKind::Expense, &["Advertising"]),
+    ("Taxes", CategoryKind::Expense, &["VAT", "Income tax"]),
+    ("Bank fees", CategoryKind::Expense, &[]),
+    ("Utilities", CategoryKind::Expense, &[]),
+    ("Insurance", CategoryKind::Expense, &[]),
+    (
+        "Professional services",
+        CategoryKind::Expense,
+        &["Legal", "Accounting"],
+    ),
+    ("Equipment", CategoryKind::Expense, &[]),
+    ("Uncategorised expense", CategoryKind::Expense, &[]),
+    ("Transfers", CategoryKind::Transfer, &[]),
+];
+
+/// An account, with balances read in O(1).
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct Account {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: AccountKind,
+    pub currency: Currency,
+    /// Minor units of the currency (cents), as every amount.
+    pub opening_balance: i64,
+    pub opening_date: NaiveDate,
+    /// Normalised: upper case, no spaces.
+    pub iban: Option<String>,
+    pub institution: Option<String>,
+    /// Opening balance plus posted transactions.
+    pub balance: i64,
+    /// `balance` plus pending transactions.
+    pub pending_balance: i64,
+    /// What the bank last said, when connected.
+    pub reported_balance: Option<i64>,
+    pub reported_at: Option<DateTime<Utc>>,
+    /// Set when archived: kept with its transactions, hidden from pickers.
+    pub archived_at: Option<DateTime<Utc>>,
+    /// For `If-Match`.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// One day's closing balances of an account.
+#[derive(Debug, Clone, PartialEq, Eq, Object)]
+pub struct DayBalance {
+    pub date: NaiveDate,
+    pub balance: i64,
+    pub pending_balance: i64,
+}
+
+/// A new account, parsed.
+#[derive(Debug, Clone)]
+pub struct NewAccount {
+    pub name: kernel::DisplayName,
+    pub kind: AccountKind,
+    pub currency: Currency,
+    pub opening_balance: i64,
+    pub opening_date: NaiveDate,
+    pub iban: Option<Iban>,
+    pub institution: Option<kernel::DisplayName>,
+}
+
+/// Changes to an account; `None` leaves a field as it is (`Some(None)` clears it).
+#[derive(Debug, Clone, Default)]
+pub struct AccountChanges {
+    pub name: Option<kernel::DisplayName>,
+    pub iban: Option<Option<Iban>>,
+    pub institution: Option<Option<kernel::DisplayName>>,
+    pub archived: Option<bool>,
+}
+
+/// A category.
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct Category {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: CategoryKind,
+    /// The parent of a subcategory; `null` at the top level.
+    pub parent_id: Option<Uuid>,
+    pub archived_at: Option<DateTime<Utc>>,
+    /// For `If-Match`.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A new category, parsed.
+#[derive(Debug, Clone)]
+pub struct NewCategory {
+    pub name: kernel::DisplayName,
+    pub kind: CategoryKind,
+    pub parent_id: Option<Uuid>,
+}
+
+/// Changes to a category.
+#[derive(Debug, Clone, Default)]
+pub struct CategoryChanges {
+    pub name: Option<kernel::DisplayName>,
+    pub archived: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ibans_are_normalised_and_checked() {
+        let iban = Iban::parse("iban", " de89 3704 0044 0532 0130 00 ").unwrap();
+        assert_eq!(iban.as_str(), "DE89370400440532013000");
+        for ok in [
+            "GB82 WEST 1234 5698 7654 32",
+            "FR14 2004 1010 0505 0001 3M02 606",
+            "NL91ABNA0417164300",
+            "BE68539007547034",
+        ] {
+            assert!(Iban::parse("iban", ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "DE89 3704 0044 0532 0130 01", // check digits
+            "DE89 3704 0044 0532 0130",    // German length
+            "GB82-WEST-1234-5698-7654-3",  // length
+            "1234567890123456",            // no country
+            "DE8937040044053201300é",
+            "",
+        ] {
+            let e = Iban::parse("iban", bad).unwrap_err();
+            assert_eq!(e.field, "iban", "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_default_categories_have_two_levels_and_unique_names() {
+        let mut names = std::collections::HashSet::new();
+        for (name, _, children) in DEFAULT_CATEGORIES {
+            assert!(names.insert(name.to_lowercase()), "{name}");
+            let mut child_names = std::collections::HashSet::new();
+            for child in *children {
+                assert!(child_names.insert(child.to_lowercase()), "{child}");
+            }
+        }
+        assert!(DEFAULT_CATEGORIES.len() >= 15);
+    }
+}

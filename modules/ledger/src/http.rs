@@ -1,0 +1,577 @@
+//! The ledger routes. Thin: authorize, parse into domain types, call [`Ledger`], map; the
+//! idempotency prologue of each creating `POST` lives here.
+
+use std::sync::Arc;
+
+use chrono::NaiveDate;
+use kernel::{
+    ApiResult, Currency, DisplayName, FieldErrors, Keyset, LazyJson, Problem, TenantId, Validate,
+    auth::{Authorize, BearerAuth},
+    concurrency,
+    idempotency::{self, Fingerprint, IdempotencyKey},
+};
+use poem::http::StatusCode;
+use poem_openapi::{
+    ApiResponse, Object, OpenApi,
+    param::{Header, Path, Query},
+    payload::Json,
+    types::MaybeUndefined,
+};
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::{
+    Ledger,
+    domain::{
+        Account, AccountChanges, AccountKind, Category, CategoryChanges, CategoryKind, DayBalance,
+        Iban, NewAccount, NewCategory,
+    },
+};
+
+/// The permission of each operation, declared beside the routes (spec: `x-permission`).
+pub const PERMISSIONS: &[(&str, &str)] = &[
+    ("list_accounts", ACCOUNTS_READ),
+    ("create_account", ACCOUNTS_WRITE),
+    ("get_account", ACCOUNTS_READ),
+    ("update_account", ACCOUNTS_WRITE),
+    ("delete_account", ACCOUNTS_WRITE),
+    ("get_account_balances", ACCOUNTS_READ),
+    ("list_categories", CATEGORIES_READ),
+    ("create_category", CATEGORIES_WRITE),
+    ("get_category", CATEGORIES_READ),
+    ("update_category", CATEGORIES_WRITE),
+    ("delete_category", CATEGORIES_WRITE),
+];
+const ACCOUNTS_READ: &str = "accounts:read";
+const ACCOUNTS_WRITE: &str = "accounts:write";
+const CATEGORIES_READ: &str = "categories:read";
+const CATEGORIES_WRITE: &str = "categories:write";
+
+#[derive(poem_openapi::Tags)]
+enum Tag {
+    /// Accounts, categories and transactions.
+    Ledger,
+}
+
+kernel::page_object!(
+    /// The accounts the caller may see, newest first.
+    AccountList,
+    Account
+);
+kernel::page_object!(
+    /// The tenant's categories, newest first.
+    CategoryList,
+    Category
+);
+
+/// A new account.
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewAccountBody {
+    /// 1–200 characters.
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub name: String,
+    pub kind: AccountKind,
+    /// ISO 4217; every transaction of the account is in it.
+    pub currency: Currency,
+    /// Minor units (cents); default 0.
+    pub opening_balance: Option<i64>,
+    /// Default: today.
+    pub opening_date: Option<NaiveDate>,
+    /// Spaces allowed; stored normalised after the ISO 13616 check.
+    #[oai(validator(max_length = 64))]
+    pub iban: Option<String>,
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub institution: Option<String>,
+}
+
+impl Validate for NewAccountBody {
+    fn validate(&self, errors: &mut FieldErrors) {
+        if let Err(e) = DisplayName::parse("name", &self.name) {
+            errors.push(e);
+        }
+        if let Some(Err(e)) = self.iban.as_deref().map(|i| Iban::parse("iban", i)) {
+            errors.push(e);
+        }
+        if let Some(Err(e)) = self
+            .institution
+            .as_deref()
+            .map(|i| DisplayName::parse("institution", i))
+        {
+            errors.push(e);
+        }
+    }
+}
+
+/// Changes to an account; absent fields stay, `null` clears `iban` and `institution`.
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountPatch {
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub name: Option<String>,
+    #[oai(validator(max_length = 64))]
+    #[serde(default)]
+    pub iban: MaybeUndefined<String>,
+    #[oai(validator(min_length = 1, max_length = 200))]
+    #[serde(default)]
+    pub institution: MaybeUndefined<String>,
+    /// `true` archives the account (it keeps its transactions), `false` restores it.
+    pub archived: Option<bool>,
+}
+
+impl Validate for AccountPatch {
+    fn validate(&self, errors: &mut FieldErrors) {
+        if let Some(Err(e)) = self.name.as_deref().map(|n| DisplayName::parse("name", n)) {
+            errors.push(e);
+        }
+        if let MaybeUndefined::Value(iban) = &self.iban
+            && let Err(e) = Iban::parse("iban", iban)
+        {
+            errors.push(e);
+        }
+        if let MaybeUndefined::Value(institution) = &self.institution
+            && let Err(e) = DisplayName::parse("institution", institution)
+        {
+            errors.push(e);
+        }
+    }
+}
+
+/// A new category.
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewCategoryBody {
+    /// 1–200 characters, unique at its level.
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub name: String,
+    pub kind: CategoryKind,
+    /// A top-level category of the same kind, to make this a subcategory.
+    pub parent_id: Option<Uuid>,
+}
+
+impl Validate for NewCategoryBody {
+    fn validate(&self, errors: &mut FieldErrors) {
+        if let Err(e) = DisplayName::parse("name", &self.name) {
+            errors.push(e);
+        }
+    }
+}
+
+/// Changes to a category.
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CategoryPatch {
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub name: Option<String>,
+    /// `true` archives it (kept on its transactions, hidden from pickers).
+    pub archived: Option<bool>,
+}
+
+impl Validate for CategoryPatch {
+    fn validate(&self, errors: &mut FieldErrors) {
+        if let Some(Err(e)) = self.name.as_deref().map(|n| DisplayName::parse("name", n)) {
+            errors.push(e);
+        }
+    }
+}
+
+#[derive(ApiResponse)]
+pub enum AccountCreated {
+    /// Created.
+    #[oai(status = 201)]
+    Created(Json<Account>, #[oai(header = "Location")] String),
+}
+
+#[derive(ApiResponse)]
+pub enum CategoryCreated {
+    /// Created.
+    #[oai(status = 201)]
+    Created(Json<Category>, #[oai(header = "Location")] String),
+}
+
+#[derive(ApiResponse)]
+pub enum Deleted {
+    /// Deleted.
+    #[oai(status = 204)]
+    Deleted,
+}
+
+/// A domain type from a field `Validate` already checked.
+fn parsed<T>(r: Result<T, kernel::FieldError>) -> Result<T, Problem> {
+    r.map_err(|e| Problem::validation(vec![e]))
+}
+
+/// The ledger routes.
+pub struct LedgerApi {
+    authz: Arc<dyn Authorize>,
+    ledger: Ledger,
+    cursors: kernel::CursorSigner,
+}
+
+impl LedgerApi {
+    pub fn new(authz: Arc<dyn Authorize>, ledger: Ledger, cursors: kernel::CursorSigner) -> Self {
+        LedgerApi {
+            authz,
+            ledger,
+            cursors,
+        }
+    }
+
+    fn keyset(
+        &self,
+        operation: &str,
+        tenant: TenantId,
+        limit: Option<i64>,
+        cursor: Option<&str>,
+    ) -> Result<Keyset, Problem> {
+        Keyset::parse(&self.cursors, operation, tenant, limit, cursor)
+    }
+}
+
+#[OpenApi(prefix_path = "/api/v1", tag = "Tag::Ledger")]
+impl LedgerApi {
+    /// The accounts the caller may see, with their balances.
+    #[oai(
+        path = "/tenants/:tenant_id/accounts",
+        method = "get",
+        operation_id = "list_accounts"
+    )]
+    async fn list_accounts(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        limit: Query<Option<i64>>,
+        cursor: Query<Option<String>>,
+    ) -> ApiResult<Json<AccountList>> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, ACCOUNTS_READ)
+            .await?;
+        let page = self.keyset("list_accounts", tenant_id.0, limit.0, cursor.0.as_deref())?;
+        let accounts = self.ledger.accounts(&mut tx, &page).await?;
+        tx.commit().await?;
+        Ok(Json(accounts.into()))
+    }
+
+    /// Opens an account. Its balances start at the opening balance and move with every
+    /// transaction in the same database transaction.
+    #[oai(
+        path = "/tenants/:tenant_id/accounts",
+        method = "post",
+        operation_id = "create_account"
+    )]
+    async fn create_account(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        #[oai(name = "Idempotency-Key")] key: Header<Option<String>>,
+        body: LazyJson<NewAccountBody>,
+    ) -> ApiResult<AccountCreated> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, ACCOUNTS_WRITE)
+            .await?;
+        let body = body.parse()?;
+        let key = IdempotencyKey::parse_optional(key.0.as_deref())?;
+        let fingerprint = Fingerprint::new("create_account", body.digest());
+        let location = |a: &Account| format!("/api/v1/tenants/{}/accounts/{}", tenant_id.0, a.id);
+        if let Some(a) = idempotency::claim::<_, Account>(
+            &mut tx,
+            key.as_ref(),
+            fingerprint,
+            StatusCode::CREATED,
+        )
+        .await?
+        {
+            let at = location(&a);
+            return Ok(AccountCreated::Created(Json(a), at));
+        }
+        let new = NewAccount {
+            name: parsed(DisplayName::parse("name", &body.name))?,
+            kind: body.kind,
+            currency: body.currency,
+            opening_balance: body.opening_balance.unwrap_or(0),
+            opening_date: body
+                .opening_date
+                .unwrap_or_else(|| chrono::Utc::now().date_naive()),
+            iban: body
+                .iban
+                .as_deref()
+                .map(|i| parsed(Iban::parse("iban", i)))
+                .transpose()?,
+            institution: body
+                .institution
+                .as_deref()
+                .map(|i| parsed(DisplayName::parse("institution", i)))
+                .transpose()?,
+        };
+        let account = self.ledger.create_account(&mut tx, new).await?;
+        idempotency::commit(tx, key.as_ref(), StatusCode::CREATED, &account).await?;
+        let at = location(&account);
+        Ok(AccountCreated::Created(Json(account), at))
+    }
+
+    /// An account with its balances.
+    #[oai(
+        path = "/tenants/:tenant_id/accounts/:id",
+        method = "get",
+        operation_id = "get_account"
+    )]
+    async fn get_account(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<Account>> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, ACCOUNTS_READ)
+            .await?;
+        let account = self.ledger.account(&mut tx, id.0).await?;
+        tx.commit().await?;
+        Ok(Json(account))
+    }
+
+    /// Renames an account, sets its IBAN or institution, archives or restores it.
+    #[oai(
+        path = "/tenants/:tenant_id/accounts/:id",
+        method = "patch",
+        operation_id = "update_account"
+    )]
+    async fn update_account(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        id: Path<Uuid>,
+        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        body: LazyJson<AccountPatch>,
+    ) -> ApiResult<Json<Account>> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, ACCOUNTS_WRITE)
+            .await?;
+        let body = body.parse()?;
+        let expected = concurrency::if_match(if_match.0.as_deref())?;
+        let changes = AccountChanges {
+            name: body
+                .name
+                .as_deref()
+                .map(|n| parsed(DisplayName::parse("name", n)))
+                .transpose()?,
+            iban: match &body.iban {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(i) => Some(Some(parsed(Iban::parse("iban", i))?)),
+            },
+            institution: match &body.institution {
+                MaybeUndefined::Undefined => None,
+                MaybeUndefined::Null => Some(None),
+                MaybeUndefined::Value(i) => {
+                    Some(Some(parsed(DisplayName::parse("institution", i))?))
+                }
+            },
+            archived: body.archived,
+        };
+        let account = self
+            .ledger
+            .update_account(&mut tx, id.0, expected, changes)
+            .await?;
+        tx.commit().await?;
+        Ok(Json(account))
+    }
+
+    /// Deletes an account without transactions; one with transactions is
+    /// `409 account_in_use` (archive it instead).
+    #[oai(
+        path = "/tenants/:tenant_id/accounts/:id",
+        method = "delete",
+        operation_id = "delete_account"
+    )]
+    async fn delete_account(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        id: Path<Uuid>,
+    ) -> ApiResult<Deleted> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, ACCOUNTS_WRITE)
+            .await?;
+        self.ledger.delete_account(&mut tx, id.0).await?;
+        tx.commit().await?;
+        Ok(Deleted::Deleted)
+    }
+
+    /// The account's closing balances, posted and with pending transactions, for each day
+    /// from `from` to `to` (default: the last 30 days; at most five years).
+    #[oai(
+        path = "/tenants/:tenant_id/accounts/:id/balances",
+        method = "get",
+        operation_id = "get_account_balances"
+    )]
+    async fn balances(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        id: Path<Uuid>,
+        from: Query<Option<NaiveDate>>,
+        to: Query<Option<NaiveDate>>,
+    ) -> ApiResult<Json<Vec<DayBalance>>> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, ACCOUNTS_READ)
+            .await?;
+        let series = self.ledger.balances(&mut tx, id.0, from.0, to.0).await?;
+        tx.commit().await?;
+        Ok(Json(series))
+    }
+
+    /// The tenant's categories (a default business set to start with).
+    #[oai(
+        path = "/tenants/:tenant_id/categories",
+        method = "get",
+        operation_id = "list_categories"
+    )]
+    async fn list_categories(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        limit: Query<Option<i64>>,
+        cursor: Query<Option<String>>,
+    ) -> ApiResult<Json<CategoryList>> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, CATEGORIES_READ)
+            .await?;
+        let page = self.keyset("list_categories", tenant_id.0, limit.0, cursor.0.as_deref())?;
+        let categories = self.ledger.categories(&mut tx, &page).await?;
+        tx.commit().await?;
+        Ok(Json(categories.into()))
+    }
+
+    /// Creates a category, or a subcategory of a top-level one (two levels at most).
+    #[oai(
+        path = "/tenants/:tenant_id/categories",
+        method = "post",
+        operation_id = "create_category"
+    )]
+    async fn create_category(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        #[oai(name = "Idempotency-Key")] key: Header<Option<String>>,
+        body: LazyJson<NewCategoryBody>,
+    ) -> ApiResult<CategoryCreated> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, CATEGORIES_WRITE)
+            .await?;
+        let body = body.parse()?;
+        let key = IdempotencyKey::parse_optional(key.0.as_deref())?;
+        let fingerprint = Fingerprint::new("create_category", body.digest());
+        let location =
+            |c: &Category| format!("/api/v1/tenants/{}/categories/{}", tenant_id.0, c.id);
+        if let Some(c) = idempotency::claim::<_, Category>(
+            &mut tx,
+            key.as_ref(),
+            fingerprint,
+            StatusCode::CREATED,
+        )
+        .await?
+        {
+            let at = location(&c);
+            return Ok(CategoryCreated::Created(Json(c), at));
+        }
+        let new = NewCategory {
+            name: parsed(DisplayName::parse("name", &body.name))?,
+            kind: body.kind,
+            parent_id: body.parent_id,
+        };
+        let category = self.ledger.create_category(&mut tx, new).await?;
+        idempotency::commit(tx, key.as_ref(), StatusCode::CREATED, &category).await?;
+        let at = location(&category);
+        Ok(CategoryCreated::Created(Json(category), at))
+    }
+
+    /// A category.
+    #[oai(
+        path = "/tenants/:tenant_id/categories/:id",
+        method = "get",
+        operation_id = "get_category"
+    )]
+    async fn get_category(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<Category>> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, CATEGORIES_READ)
+            .await?;
+        let category = self.ledger.category(&mut tx, id.0).await?;
+        tx.commit().await?;
+        Ok(Json(category))
+    }
+
+    /// Renames, archives or restores a category.
+    #[oai(
+        path = "/tenants/:tenant_id/categories/:id",
+        method = "patch",
+        operation_id = "update_category"
+    )]
+    async fn update_category(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        id: Path<Uuid>,
+        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        body: LazyJson<CategoryPatch>,
+    ) -> ApiResult<Json<Category>> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, CATEGORIES_WRITE)
+            .await?;
+        let body = body.parse()?;
+        let expected = concurrency::if_match(if_match.0.as_deref())?;
+        let changes = CategoryChanges {
+            name: body
+                .name
+                .as_deref()
+                .map(|n| parsed(DisplayName::parse("name", n)))
+                .transpose()?,
+            archived: body.archived,
+        };
+        let category = self
+            .ledger
+            .update_category(&mut tx, id.0, expected, changes)
+            .await?;
+        tx.commit().await?;
+        Ok(Json(category))
+    }
+
+    /// Deletes a category nothing uses; `?reassign_to=` moves its transactions and splits
+    /// to another category first, in the same transaction. In use: `409 category_in_use`.
+    #[oai(
+        path = "/tenants/:tenant_id/categories/:id",
+        method = "delete",
+        operation_id = "delete_category"
+    )]
+    async fn delete_category(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        id: Path<Uuid>,
+        reassign_to: Query<Option<Uuid>>,
+    ) -> ApiResult<Deleted> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, CATEGORIES_WRITE)
+            .await?;
+        self.ledger
+            .delete_category(&mut tx, id.0, reassign_to.0)
+            .await?;
+        tx.commit().await?;
+        Ok(Deleted::Deleted)
+    }
+}

@@ -1,0 +1,4 @@
+//! The ledger through its service, without HTTP: the path an import, a sync job or the bot
+//! takes.
+
+mod accounts;
