@@ -317,6 +317,223 @@ pub struct CategoryChanges {
     pub archived: Option<bool>,
 }
 
+/// Whether the bank has booked a transaction yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize, Deserialize)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum TransactionStatus {
+    Pending,
+    Posted,
+}
+
+impl TransactionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransactionStatus::Pending => "pending",
+            TransactionStatus::Posted => "posted",
+        }
+    }
+
+    pub fn from_db(raw: &str) -> TransactionStatus {
+        if raw == "pending" {
+            TransactionStatus::Pending
+        } else {
+            TransactionStatus::Posted
+        }
+    }
+}
+
+/// Where a transaction came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Enum, Serialize, Deserialize)]
+#[oai(rename_all = "lowercase")]
+#[serde(rename_all = "lowercase")]
+pub enum TransactionSource {
+    Manual,
+    Import,
+    Sync,
+}
+
+impl TransactionSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransactionSource::Manual => "manual",
+            TransactionSource::Import => "import",
+            TransactionSource::Sync => "sync",
+        }
+    }
+
+    pub fn from_db(raw: &str) -> TransactionSource {
+        match raw {
+            "import" => TransactionSource::Import,
+            "sync" => TransactionSource::Sync,
+            _ => TransactionSource::Manual,
+        }
+    }
+}
+
+/// A part of a transaction with its own category; the parts add up to its amount.
+#[derive(Debug, Clone, PartialEq, Eq, Object, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Split {
+    pub category_id: Uuid,
+    /// Minor units, the same sign as the transaction's amount.
+    pub amount: i64,
+    #[oai(validator(max_length = 500))]
+    #[serde(default)]
+    pub memo: Option<String>,
+}
+
+/// Why a transaction has its category: who decided, how sure, in words.
+#[derive(Debug, Clone, PartialEq, Object, Serialize, Deserialize)]
+pub struct Categorization {
+    pub category_id: Option<Uuid>,
+    /// `rule`, `similarity`, `llm`, `person` or `import`.
+    pub source: String,
+    /// 0 to 1.
+    pub confidence: f64,
+    pub reasoning: String,
+    pub rule_id: Option<Uuid>,
+    pub model: Option<String>,
+    pub decided_at: DateTime<Utc>,
+}
+
+/// The fields a person's edit locks: imports, syncs and rules never overwrite them.
+pub const LOCKABLE: &[&str] = &["category", "merchant", "notes", "tags", "date"];
+
+/// A transaction.
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct Transaction {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    /// The booking date.
+    pub date: NaiveDate,
+    pub value_date: Option<NaiveDate>,
+    /// Minor units; expenses are negative.
+    pub amount: i64,
+    /// The account's currency.
+    pub currency: Currency,
+    pub merchant: Option<String>,
+    pub description: String,
+    pub status: TransactionStatus,
+    /// `null` when it has splits, or is not categorised yet.
+    pub category_id: Option<Uuid>,
+    pub splits: Vec<Split>,
+    pub categorization: Option<Categorization>,
+    pub notes: Option<String>,
+    pub tags: Vec<String>,
+    pub source: TransactionSource,
+    pub external_id: Option<String>,
+    pub import_id: Option<Uuid>,
+    /// Shared by the two legs of a transfer.
+    pub transfer_id: Option<Uuid>,
+    /// Fields a person edited (`category`, `merchant`, `notes`, `tags`, `date`).
+    pub locked_fields: Vec<String>,
+    /// For `If-Match`.
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A new transaction, parsed (amount and splits checked against each other by the service,
+/// which also knows the account's currency).
+#[derive(Debug, Clone)]
+pub struct NewTransaction {
+    pub account_id: Uuid,
+    pub date: NaiveDate,
+    pub value_date: Option<NaiveDate>,
+    pub amount: i64,
+    /// When given, it must be the account's.
+    pub currency: Option<Currency>,
+    pub merchant: Option<String>,
+    pub description: String,
+    pub status: TransactionStatus,
+    pub category_id: Option<Uuid>,
+    pub splits: Vec<Split>,
+    pub notes: Option<String>,
+    pub tags: Vec<String>,
+    pub external_id: Option<String>,
+}
+
+/// Changes to a transaction; `None` leaves a field as it is (`Some(None)` clears it).
+#[derive(Debug, Clone, Default)]
+pub struct TransactionChanges {
+    pub date: Option<NaiveDate>,
+    pub amount: Option<i64>,
+    pub merchant: Option<Option<String>>,
+    pub description: Option<String>,
+    pub status: Option<TransactionStatus>,
+    pub category_id: Option<Option<Uuid>>,
+    pub splits: Option<Vec<Split>>,
+    pub notes: Option<Option<String>>,
+    pub tags: Option<Vec<String>>,
+}
+
+/// What a transaction list asks for.
+#[derive(Debug, Clone, Default)]
+pub struct TransactionFilter {
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub account_id: Option<Uuid>,
+    /// The transaction's category, or one of its splits'.
+    pub category_id: Option<Uuid>,
+    pub min_amount: Option<i64>,
+    pub max_amount: Option<i64>,
+    pub status: Option<TransactionStatus>,
+    /// Every one of these tags.
+    pub tags: Vec<String>,
+    pub source: Option<TransactionSource>,
+    pub import_id: Option<Uuid>,
+    /// Neither a category nor splits.
+    pub uncategorized: bool,
+    /// Transfer legs too (default).
+    pub include_transfers: bool,
+    /// Words that must all start a word of the merchant, description or notes.
+    pub q: Option<String>,
+}
+
+impl TransactionFilter {
+    /// A canonical text of the filter: a list cursor is bound to it.
+    pub fn canonical(&self) -> String {
+        format!("{self:?}")
+    }
+}
+
+/// Who changes a transaction: a person's edit locks what it touches; an import, a sync or
+/// a rule leaves locked fields alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Editor {
+    Person,
+    Automation,
+}
+
+/// The words a transaction is found by (INTEGRATIONS.md §5): lower case, accents folded,
+/// split on anything that is not a letter or digit; words with digits (reference numbers)
+/// and single letters are left out.
+pub fn terms(texts: &[&str]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for text in texts {
+        for word in fold(text).split(|c: char| !c.is_alphanumeric()) {
+            if word.chars().count() < 2 || word.chars().any(|c| c.is_numeric()) {
+                continue;
+            }
+            let word = word.chars().take(64).collect::<String>();
+            if !out.contains(&word) {
+                out.push(word);
+            }
+        }
+    }
+    out
+}
+
+/// Lower case without accents, as terms and queries are compared.
+pub fn fold(text: &str) -> String {
+    use unicode_normalization::UnicodeNormalization;
+    text.nfd()
+        .filter(|c| !('\u{0300}'..='\u{036F}').contains(c))
+        .collect::<String>()
+        .to_lowercase()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -344,6 +561,15 @@ mod tests {
             let e = Iban::parse("iban", bad).unwrap_err();
             assert_eq!(e.field, "iban", "{bad}");
         }
+    }
+
+    #[test]
+    fn terms_are_folded_words_without_numbers() {
+        assert_eq!(
+            terms(&["CARD PAYMENT Café-Müller REF123456", "Café crème, x"]),
+            ["card", "payment", "cafe", "muller", "creme"]
+        );
+        assert_eq!(fold("ÉCOLE"), "ecole");
     }
 
     #[test]

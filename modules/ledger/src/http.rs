@@ -24,7 +24,8 @@ use crate::{
     Ledger,
     domain::{
         Account, AccountChanges, AccountKind, Category, CategoryChanges, CategoryKind, DayBalance,
-        Iban, NewAccount, NewCategory,
+        Editor, Iban, NewAccount, NewCategory, NewTransaction, Split, Transaction,
+        TransactionChanges, TransactionFilter, TransactionSource, TransactionStatus,
     },
 };
 
@@ -41,11 +42,18 @@ pub const PERMISSIONS: &[(&str, &str)] = &[
     ("get_category", CATEGORIES_READ),
     ("update_category", CATEGORIES_WRITE),
     ("delete_category", CATEGORIES_WRITE),
+    ("list_transactions", TRANSACTIONS_READ),
+    ("create_transaction", TRANSACTIONS_WRITE),
+    ("get_transaction", TRANSACTIONS_READ),
+    ("update_transaction", TRANSACTIONS_WRITE),
+    ("delete_transaction", TRANSACTIONS_WRITE),
 ];
 const ACCOUNTS_READ: &str = "accounts:read";
 const ACCOUNTS_WRITE: &str = "accounts:write";
 const CATEGORIES_READ: &str = "categories:read";
 const CATEGORIES_WRITE: &str = "categories:write";
+const TRANSACTIONS_READ: &str = "transactions:read";
+const TRANSACTIONS_WRITE: &str = "transactions:write";
 
 #[derive(poem_openapi::Tags)]
 enum Tag {
@@ -63,6 +71,153 @@ kernel::page_object!(
     CategoryList,
     Category
 );
+kernel::page_object!(
+    /// Transactions matching the filters, newest first by date.
+    TransactionList,
+    Transaction
+);
+
+/// Checks free text of a transaction: no control characters but line breaks in notes.
+fn text(errors: &mut FieldErrors, field: &str, value: &str, max: usize) {
+    errors.check(
+        value.chars().count() <= max,
+        field,
+        format!("must be at most {max} characters"),
+    );
+}
+
+fn check_tags(errors: &mut FieldErrors, tags: &[String]) {
+    errors.check(tags.len() <= 20, "tags", "at most 20 tags");
+    for (i, tag) in tags.iter().enumerate() {
+        let n = tag.trim().chars().count();
+        errors.check(
+            (1..=50).contains(&n) && !tag.chars().any(char::is_control),
+            &format!("tags[{i}]"),
+            "a tag is 1-50 characters without control characters",
+        );
+    }
+}
+
+fn check_splits(errors: &mut FieldErrors, splits: &[Split]) {
+    errors.check(splits.len() <= 50, "splits", "at most 50 parts");
+    for (i, split) in splits.iter().enumerate() {
+        if let Some(memo) = &split.memo {
+            text(errors, &format!("splits[{i}].memo"), memo, 500);
+        }
+    }
+}
+
+/// A new transaction.
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTransactionBody {
+    pub account_id: Uuid,
+    /// The booking date.
+    pub date: NaiveDate,
+    pub value_date: Option<NaiveDate>,
+    /// Minor units (cents) as an integer; expenses are negative.
+    pub amount: i64,
+    /// When given, the account's currency (anything else is refused).
+    pub currency: Option<Currency>,
+    #[oai(validator(max_length = 200))]
+    pub merchant: Option<String>,
+    #[oai(validator(max_length = 1000))]
+    pub description: Option<String>,
+    /// Default `posted`.
+    pub status: Option<TransactionStatus>,
+    /// `null` with splits.
+    pub category_id: Option<Uuid>,
+    /// Parts with their own categories that add up to `amount`.
+    #[oai(validator(max_items = 50))]
+    pub splits: Option<Vec<Split>>,
+    #[oai(validator(max_length = 4000))]
+    pub notes: Option<String>,
+    #[oai(validator(max_items = 20))]
+    pub tags: Option<Vec<String>>,
+}
+
+impl Validate for NewTransactionBody {
+    fn validate(&self, errors: &mut FieldErrors) {
+        if let Some(m) = &self.merchant {
+            text(errors, "merchant", m, 200);
+        }
+        if let Some(d) = &self.description {
+            text(errors, "description", d, 1000);
+        }
+        if let Some(n) = &self.notes {
+            text(errors, "notes", n, 4000);
+        }
+        check_tags(errors, self.tags.as_deref().unwrap_or_default());
+        check_splits(errors, self.splits.as_deref().unwrap_or_default());
+    }
+}
+
+/// Changes to a transaction; absent fields stay, `null` clears the nullable ones. A
+/// person's edit of category or splits, merchant, notes, tags or date locks that field
+/// against imports, syncs and rules.
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionPatch {
+    pub date: Option<NaiveDate>,
+    pub amount: Option<i64>,
+    #[oai(validator(max_length = 200))]
+    #[serde(default)]
+    pub merchant: MaybeUndefined<String>,
+    #[oai(validator(max_length = 1000))]
+    pub description: Option<String>,
+    pub status: Option<TransactionStatus>,
+    #[serde(default)]
+    pub category_id: MaybeUndefined<Uuid>,
+    #[oai(validator(max_items = 50))]
+    pub splits: Option<Vec<Split>>,
+    #[oai(validator(max_length = 4000))]
+    #[serde(default)]
+    pub notes: MaybeUndefined<String>,
+    #[oai(validator(max_items = 20))]
+    pub tags: Option<Vec<String>>,
+}
+
+impl Validate for TransactionPatch {
+    fn validate(&self, errors: &mut FieldErrors) {
+        if let MaybeUndefined::Value(m) = &self.merchant {
+            text(errors, "merchant", m, 200);
+        }
+        if let Some(d) = &self.description {
+            text(errors, "description", d, 1000);
+        }
+        if let MaybeUndefined::Value(n) = &self.notes {
+            text(errors, "notes", n, 4000);
+        }
+        check_tags(errors, self.tags.as_deref().unwrap_or_default());
+        check_splits(errors, self.splits.as_deref().unwrap_or_default());
+    }
+}
+
+fn maybe<T>(m: MaybeUndefined<T>) -> Option<Option<T>> {
+    match m {
+        MaybeUndefined::Undefined => None,
+        MaybeUndefined::Null => Some(None),
+        MaybeUndefined::Value(v) => Some(Some(v)),
+    }
+}
+
+fn tags(raw: Option<Vec<String>>) -> Vec<String> {
+    let mut tags: Vec<String> = raw
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| t.trim().to_string())
+        .collect();
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+#[derive(ApiResponse)]
+pub enum TransactionCreated {
+    /// Created; the account's balances moved with it.
+    #[oai(status = 201)]
+    Created(Json<Transaction>, #[oai(header = "Location")] String),
+}
 
 /// A new account.
 #[derive(Debug, Object, Deserialize)]
@@ -571,6 +726,223 @@ impl LedgerApi {
         self.ledger
             .delete_category(&mut tx, id.0, reassign_to.0)
             .await?;
+        tx.commit().await?;
+        Ok(Deleted::Deleted)
+    }
+
+    /// Transactions matching the filters, newest first by date. `q` finds words and word
+    /// beginnings in the merchant, description and notes (all words, any case or accents).
+    #[oai(
+        path = "/tenants/:tenant_id/transactions",
+        method = "get",
+        operation_id = "list_transactions"
+    )]
+    #[allow(clippy::too_many_arguments)]
+    async fn list_transactions(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        from: Query<Option<NaiveDate>>,
+        to: Query<Option<NaiveDate>>,
+        account_id: Query<Option<Uuid>>,
+        category_id: Query<Option<Uuid>>,
+        min_amount: Query<Option<i64>>,
+        max_amount: Query<Option<i64>>,
+        status: Query<Option<TransactionStatus>>,
+        /// Comma-separated; every one must be on the transaction.
+        tags: Query<Option<String>>,
+        source: Query<Option<TransactionSource>>,
+        import_id: Query<Option<Uuid>>,
+        /// Only transactions with neither a category nor splits.
+        uncategorized: Query<Option<bool>>,
+        /// Default `true`.
+        include_transfers: Query<Option<bool>>,
+        #[oai(validator(max_length = 200))] q: Query<Option<String>>,
+        limit: Query<Option<i64>>,
+        cursor: Query<Option<String>>,
+    ) -> ApiResult<Json<TransactionList>> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, TRANSACTIONS_READ)
+            .await?;
+        let filter = TransactionFilter {
+            from: from.0,
+            to: to.0,
+            account_id: account_id.0,
+            category_id: category_id.0,
+            min_amount: min_amount.0,
+            max_amount: max_amount.0,
+            status: status.0,
+            tags: tags
+                .0
+                .as_deref()
+                .map(|t| {
+                    t.split(',')
+                        .map(|t| t.trim().to_string())
+                        .filter(|t| !t.is_empty())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            source: source.0,
+            import_id: import_id.0,
+            uncategorized: uncategorized.0.unwrap_or(false),
+            include_transfers: include_transfers.0.unwrap_or(true),
+            q: q.0,
+        };
+        let scope = format!("{}:{}", tenant_id.0, filter.canonical());
+        let page = Keyset::parse(
+            &self.cursors,
+            "list_transactions",
+            scope,
+            limit.0,
+            cursor.0.as_deref(),
+        )?;
+        let list = self.ledger.transactions(&mut tx, &filter, &page).await?;
+        tx.commit().await?;
+        Ok(Json(list.into()))
+    }
+
+    /// Enters a transaction by hand; the account's balances move with it. Amounts are
+    /// integers of minor units in the account's currency.
+    #[oai(
+        path = "/tenants/:tenant_id/transactions",
+        method = "post",
+        operation_id = "create_transaction"
+    )]
+    async fn create_transaction(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        #[oai(name = "Idempotency-Key")] key: Header<Option<String>>,
+        body: LazyJson<NewTransactionBody>,
+    ) -> ApiResult<TransactionCreated> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, TRANSACTIONS_WRITE)
+            .await?;
+        let body = body.parse()?;
+        let key = IdempotencyKey::parse_optional(key.0.as_deref())?;
+        let fingerprint = Fingerprint::new("create_transaction", body.digest());
+        let location =
+            |t: &Transaction| format!("/api/v1/tenants/{}/transactions/{}", tenant_id.0, t.id);
+        if let Some(t) = idempotency::claim::<_, Transaction>(
+            &mut tx,
+            key.as_ref(),
+            fingerprint,
+            StatusCode::CREATED,
+        )
+        .await?
+        {
+            let at = location(&t);
+            return Ok(TransactionCreated::Created(Json(t), at));
+        }
+        let body = body.into_inner();
+        let new = NewTransaction {
+            account_id: body.account_id,
+            date: body.date,
+            value_date: body.value_date,
+            amount: body.amount,
+            currency: body.currency,
+            merchant: body
+                .merchant
+                .map(|m| m.trim().to_string())
+                .filter(|m| !m.is_empty()),
+            description: body.description.unwrap_or_default().trim().to_string(),
+            status: body.status.unwrap_or(TransactionStatus::Posted),
+            category_id: body.category_id,
+            splits: body.splits.unwrap_or_default(),
+            notes: body.notes,
+            tags: tags(body.tags),
+            external_id: None,
+        };
+        let created = self
+            .ledger
+            .create_transaction(&mut tx, new, TransactionSource::Manual)
+            .await?;
+        idempotency::commit(tx, key.as_ref(), StatusCode::CREATED, &created).await?;
+        let at = location(&created);
+        Ok(TransactionCreated::Created(Json(created), at))
+    }
+
+    /// A transaction with its splits and how it got its category.
+    #[oai(
+        path = "/tenants/:tenant_id/transactions/:id",
+        method = "get",
+        operation_id = "get_transaction"
+    )]
+    async fn get_transaction(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        id: Path<Uuid>,
+    ) -> ApiResult<Json<Transaction>> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, TRANSACTIONS_READ)
+            .await?;
+        let t = self.ledger.transaction(&mut tx, id.0).await?;
+        tx.commit().await?;
+        Ok(Json(t))
+    }
+
+    /// Changes a transaction (category or splits, merchant, notes, tags, date, amount,
+    /// status). The fields a person edits are locked against imports, syncs and rules.
+    #[oai(
+        path = "/tenants/:tenant_id/transactions/:id",
+        method = "patch",
+        operation_id = "update_transaction"
+    )]
+    async fn update_transaction(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        id: Path<Uuid>,
+        #[oai(name = "If-Match")] if_match: Header<Option<String>>,
+        body: LazyJson<TransactionPatch>,
+    ) -> ApiResult<Json<Transaction>> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, TRANSACTIONS_WRITE)
+            .await?;
+        let body = body.parse()?.into_inner();
+        let expected = concurrency::if_match(if_match.0.as_deref())?;
+        let changes = TransactionChanges {
+            date: body.date,
+            amount: body.amount,
+            merchant: maybe(body.merchant),
+            description: body.description,
+            status: body.status,
+            category_id: maybe(body.category_id),
+            splits: body.splits,
+            notes: maybe(body.notes),
+            tags: body.tags.map(|t| tags(Some(t))),
+        };
+        let t = self
+            .ledger
+            .update_transaction(&mut tx, id.0, expected, changes, Editor::Person)
+            .await?;
+        tx.commit().await?;
+        Ok(Json(t))
+    }
+
+    /// Deletes a transaction (soft, audited). It leaves the balances, and stays known to
+    /// deduplication: an import or a sync of the same row does not bring it back.
+    #[oai(
+        path = "/tenants/:tenant_id/transactions/:id",
+        method = "delete",
+        operation_id = "delete_transaction"
+    )]
+    async fn delete_transaction(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        id: Path<Uuid>,
+    ) -> ApiResult<Deleted> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, TRANSACTIONS_WRITE)
+            .await?;
+        self.ledger.delete_transaction(&mut tx, id.0).await?;
         tx.commit().await?;
         Ok(Deleted::Deleted)
     }

@@ -12,8 +12,9 @@ mod service;
 mod store;
 
 pub use domain::{
-    Account, AccountChanges, AccountKind, Category, CategoryChanges, CategoryKind, DayBalance,
-    Iban, NewAccount, NewCategory,
+    Account, AccountChanges, AccountKind, Categorization, Category, CategoryChanges, CategoryKind,
+    DayBalance, Editor, Iban, NewAccount, NewCategory, NewTransaction, Split, Transaction,
+    TransactionChanges, TransactionFilter, TransactionSource, TransactionStatus,
 };
 pub use error::LedgerError;
 pub use http::{LedgerApi, PERMISSIONS};

@@ -11,8 +11,9 @@ use uuid::Uuid;
 use crate::{
     LedgerError,
     domain::{
-        Account, AccountChanges, Category, CategoryChanges, DEFAULT_CATEGORIES, DayBalance,
-        NewAccount, NewCategory,
+        Account, AccountChanges, Categorization, Category, CategoryChanges, DEFAULT_CATEGORIES,
+        DayBalance, Editor, NewAccount, NewCategory, NewTransaction, Split, Transaction,
+        TransactionChanges, TransactionFilter, TransactionSource, TransactionStatus, fold, terms,
     },
     store,
 };
@@ -346,5 +347,498 @@ impl Ledger {
 impl kernel::TenantSetup for Ledger {
     fn set_up<'a>(&'a self, tx: &'a mut TenantTx) -> BoxFuture<'a, Result<(), Problem>> {
         Box::pin(async move { Ok(self.seed_categories(tx).await?) })
+    }
+}
+
+/// The end of the range of terms that start with `word` (C collation: byte order).
+fn prefix_range(word: &str) -> (String, String) {
+    (word.to_string(), format!("{word}\u{10FFFF}"))
+}
+
+fn view(row: store::TransactionRow, splits: Vec<Split>) -> Transaction {
+    Transaction {
+        id: row.id,
+        account_id: row.account_id,
+        date: row.date,
+        value_date: row.value_date,
+        amount: row.amount,
+        currency: kernel::Currency::parse(&row.currency).expect("the table holds ISO 4217 codes"),
+        merchant: row.merchant,
+        description: row.description,
+        status: TransactionStatus::from_db(&row.status),
+        category_id: row.category_id,
+        splits,
+        categorization: row
+            .categorization
+            .and_then(|c| serde_json::from_value(c).ok()),
+        notes: row.notes,
+        tags: row.tags,
+        source: TransactionSource::from_db(&row.source),
+        external_id: row.external_id,
+        import_id: row.import_id,
+        transfer_id: row.transfer_id,
+        locked_fields: row.locked_fields,
+        version: row.version,
+        created_at: row.created_at,
+        updated_at: row.updated_at,
+    }
+}
+
+/// What a transaction adds to its account's balances: `(posted, pending)`.
+fn contribution(status: &str, amount: i64) -> (i64, i64) {
+    if status == "pending" {
+        (0, amount)
+    } else {
+        (amount, 0)
+    }
+}
+
+fn person_categorization(category: Option<Uuid>) -> serde_json::Value {
+    json!(Categorization {
+        category_id: category,
+        source: "person".into(),
+        confidence: 1.0,
+        reasoning: "Chosen by a person.".into(),
+        rule_id: None,
+        model: None,
+        decided_at: Utc::now(),
+    })
+}
+
+impl Ledger {
+    /// The splits of `rows`, by transaction.
+    async fn with_splits(
+        &self,
+        tx: &mut TenantTx,
+        rows: Vec<store::TransactionRow>,
+    ) -> Result<Vec<Transaction>, LedgerError> {
+        let tenant = tx.tenant_id();
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.id).collect();
+        let mut splits = store::splits_of(tx.conn(), tenant, &ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|row| {
+                let (mine, rest): (Vec<_>, Vec<_>) =
+                    splits.drain(..).partition(|s| s.transaction_id == row.id);
+                splits = rest;
+                let mine = mine
+                    .into_iter()
+                    .map(|s| Split {
+                        category_id: s.category_id,
+                        amount: s.amount,
+                        memo: s.memo,
+                    })
+                    .collect();
+                view(row, mine)
+            })
+            .collect())
+    }
+
+    /// Checks a category and splits against an amount: splits add up to it exactly, each
+    /// with its sign and not zero, and replace the single category; every category is one
+    /// of the tenant's.
+    async fn check_categories(
+        &self,
+        tx: &mut TenantTx,
+        amount: i64,
+        category: Option<Uuid>,
+        splits: &[Split],
+    ) -> Result<(), LedgerError> {
+        if !splits.is_empty() {
+            if category.is_some() {
+                return Err(LedgerError::invalid(
+                    "category_id",
+                    "must be null when the transaction has splits: each split has its category",
+                ));
+            }
+            if splits.len() < 2 {
+                return Err(LedgerError::invalid(
+                    "splits",
+                    "must have at least two parts (one part is just a category)",
+                ));
+            }
+            for (i, split) in splits.iter().enumerate() {
+                if split.amount == 0 || split.amount.signum() != amount.signum() {
+                    return Err(LedgerError::invalid(
+                        &format!("splits[{i}].amount"),
+                        "must be non-zero, with the sign of the transaction's amount",
+                    ));
+                }
+            }
+            let total = splits
+                .iter()
+                .try_fold(0i64, |sum, s| sum.checked_add(s.amount));
+            if total != Some(amount) {
+                return Err(LedgerError::invalid(
+                    "splits",
+                    format!(
+                        "must add up to the amount {amount}; they add up to {}",
+                        total.map_or("more than fits".to_string(), |t| t.to_string())
+                    ),
+                ));
+            }
+        }
+        let mut ids: Vec<Uuid> = splits
+            .iter()
+            .map(|s| s.category_id)
+            .chain(category)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        if !ids.is_empty() {
+            let tenant = tx.tenant_id();
+            if store::known_categories(tx.conn(), tenant, &ids).await? != ids.len() as i64 {
+                let field = if category.is_some() && splits.is_empty() {
+                    "category_id"
+                } else {
+                    "splits"
+                };
+                return Err(LedgerError::invalid(
+                    field,
+                    "names no category of this tenant",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Enters a transaction: the account's balances, its day and the search terms move in
+    /// the same transaction. `source` is `manual` for a person; imports and syncs pass
+    /// theirs (and their fingerprint through their own entry point).
+    pub async fn create_transaction(
+        &self,
+        tx: &mut TenantTx,
+        new: NewTransaction,
+        source: TransactionSource,
+    ) -> Result<Transaction, LedgerError> {
+        let tenant = tx.tenant_id();
+        let account = store::account(tx.conn(), tenant, new.account_id, true)
+            .await?
+            .ok_or_else(|| LedgerError::invalid("account_id", "names no account of this tenant"))?;
+        if account.archived_at.is_some() {
+            return Err(LedgerError::AccountArchived);
+        }
+        if let Some(currency) = new.currency
+            && currency != account.currency
+        {
+            return Err(LedgerError::invalid(
+                "currency",
+                format!(
+                    "must be the account's currency, {}: an account's transactions are in its currency",
+                    account.currency
+                ),
+            ));
+        }
+        self.check_categories(tx, new.amount, new.category_id, &new.splits)
+            .await?;
+        let categorized = new.category_id.is_some() || !new.splits.is_empty();
+        let categorization = (categorized && source == TransactionSource::Manual)
+            .then(|| person_categorization(new.category_id));
+        let row = store::insert_transaction(
+            tx.conn(),
+            tenant,
+            store::NewTransactionRow {
+                id: Uuid::now_v7(),
+                account_id: account.id,
+                date: new.date,
+                value_date: new.value_date,
+                amount: new.amount,
+                currency: account.currency.code(),
+                merchant: new.merchant.as_deref(),
+                description: &new.description,
+                status: new.status.as_str(),
+                category_id: new.category_id,
+                categorization,
+                notes: new.notes.as_deref(),
+                tags: &new.tags,
+                source: source.as_str(),
+                external_id: new.external_id.as_deref(),
+                import_id: None,
+                fingerprint: None,
+                transfer_id: None,
+            },
+        )
+        .await?;
+        store::replace_splits(tx.conn(), tenant, row.id, account.id, &new.splits).await?;
+        self.index(tx, &row).await?;
+        let (posted, pending) = contribution(&row.status, row.amount);
+        store::move_balances(tx.conn(), tenant, account.id, row.date, posted, pending).await?;
+        tx.record(
+            NewEvent::new("transaction.created")
+                .resource("transaction", row.id)
+                .payload(json!({
+                    "account_id": account.id,
+                    "amount": row.amount,
+                    "date": row.date,
+                    "source": row.source,
+                    "splits": new.splits.len(),
+                })),
+        );
+        Ok(view(row, new.splits))
+    }
+
+    /// Writes a transaction's search terms (merchant, description, notes).
+    async fn index(
+        &self,
+        tx: &mut TenantTx,
+        row: &store::TransactionRow,
+    ) -> Result<(), LedgerError> {
+        let tenant = tx.tenant_id();
+        let words = terms(&[
+            row.merchant.as_deref().unwrap_or(""),
+            &row.description,
+            row.notes.as_deref().unwrap_or(""),
+        ]);
+        store::add_terms(tx.conn(), tenant, row.id, row.account_id, row.date, &words).await?;
+        Ok(())
+    }
+
+    /// One transaction, with its splits.
+    pub async fn transaction(
+        &self,
+        tx: &mut TenantTx,
+        id: Uuid,
+    ) -> Result<Transaction, LedgerError> {
+        let tenant = tx.tenant_id();
+        let row = store::transaction(tx.conn(), tenant, id)
+            .await?
+            .ok_or(LedgerError::NotFound)?;
+        Ok(self.with_splits(tx, vec![row]).await?.remove(0))
+    }
+
+    /// The transactions matching `filter`, newest first by date.
+    pub async fn transactions(
+        &self,
+        tx: &mut TenantTx,
+        filter: &TransactionFilter,
+        page: &Keyset,
+    ) -> Result<Page<Transaction>, LedgerError> {
+        let mut words = Vec::new();
+        if let Some(q) = &filter.q {
+            for word in fold(q).split(|c: char| !c.is_alphanumeric()) {
+                if word.chars().count() >= 2 {
+                    words.push(prefix_range(word));
+                }
+            }
+            if words.is_empty() {
+                return Err(LedgerError::invalid(
+                    "q",
+                    "needs a word of at least two letters or digits",
+                ));
+            }
+        }
+        let filters = store::Filters {
+            from: filter.from,
+            to: filter.to,
+            account_id: filter.account_id,
+            category_id: filter.category_id,
+            min_amount: filter.min_amount,
+            max_amount: filter.max_amount,
+            status: filter.status.map(|s| s.as_str().to_string()),
+            tags: filter.tags.clone(),
+            source: filter.source.map(|s| s.as_str().to_string()),
+            import_id: filter.import_id,
+            uncategorized: filter.uncategorized,
+            include_transfers: filter.include_transfers,
+            words,
+        };
+        let (at, id) = page.after();
+        let after = (at.map(|a| a.date_naive()), id);
+        let tenant = tx.tenant_id();
+        let rows =
+            store::transactions(tx.conn(), tenant, &filters, after, page.fetch_limit()).await?;
+        let rows = self.with_splits(tx, rows).await?;
+        Ok(page.page(rows, |t| {
+            (
+                t.date.and_hms_opt(0, 0, 0).expect("midnight").and_utc(),
+                t.id,
+            )
+        }))
+    }
+
+    /// Changes a transaction. A person's edit of category (or splits), merchant, notes,
+    /// tags or date locks that field; an automation's (an import, a sync, a rule) leaves
+    /// locked fields as they are. Balances, the day deltas and the terms follow.
+    pub async fn update_transaction(
+        &self,
+        tx: &mut TenantTx,
+        id: Uuid,
+        expected: Option<i64>,
+        changes_to: TransactionChanges,
+        editor: Editor,
+    ) -> Result<Transaction, LedgerError> {
+        let tenant = tx.tenant_id();
+        let current = store::lock_transaction(tx.conn(), tenant, id)
+            .await?
+            .ok_or(LedgerError::NotFound)?;
+        concurrency::check(expected, current.version)?;
+        let current_splits: Vec<Split> = store::splits_of(tx.conn(), tenant, &[id])
+            .await?
+            .into_iter()
+            .map(|s| Split {
+                category_id: s.category_id,
+                amount: s.amount,
+                memo: s.memo,
+            })
+            .collect();
+        let before = json!(view(current.clone(), current_splits.clone()));
+        let locked = |field: &str| {
+            editor == Editor::Automation && current.locked_fields.iter().any(|f| f == field)
+        };
+        let mut next = current.clone();
+        let mut touched: Vec<&str> = Vec::new();
+        let mut splits = current_splits.clone();
+        if let Some(date) = changes_to.date
+            && !locked("date")
+        {
+            next.date = date;
+            touched.push("date");
+        }
+        if let Some(amount) = changes_to.amount {
+            next.amount = amount;
+        }
+        if let Some(status) = changes_to.status {
+            next.status = status.as_str().to_string();
+        }
+        if let Some(description) = changes_to.description {
+            next.description = description;
+        }
+        if let Some(merchant) = changes_to.merchant
+            && !locked("merchant")
+        {
+            next.merchant = merchant;
+            touched.push("merchant");
+        }
+        if let Some(notes) = changes_to.notes
+            && !locked("notes")
+        {
+            next.notes = notes;
+            touched.push("notes");
+        }
+        if let Some(tags) = changes_to.tags
+            && !locked("tags")
+        {
+            next.tags = tags;
+            touched.push("tags");
+        }
+        let recategorized = changes_to.category_id.is_some() || changes_to.splits.is_some();
+        if recategorized && !locked("category") {
+            let splits_given = changes_to.splits.is_some();
+            if let Some(new_splits) = changes_to.splits {
+                splits = new_splits;
+            }
+            match changes_to.category_id {
+                // A category without new splits replaces the splits there were.
+                Some(category) => {
+                    next.category_id = category;
+                    if category.is_some() && !splits_given {
+                        splits.clear();
+                    }
+                }
+                None if !splits.is_empty() => next.category_id = None,
+                None => {}
+            }
+            touched.push("category");
+            if editor == Editor::Person {
+                next.categorization = Some(person_categorization(next.category_id));
+            }
+        }
+        self.check_categories(tx, next.amount, next.category_id, &splits)
+            .await?;
+        if editor == Editor::Person {
+            for field in touched {
+                if !next.locked_fields.iter().any(|f| f == field) {
+                    next.locked_fields.push(field.to_string());
+                }
+            }
+        }
+        let updated = store::update_transaction(tx.conn(), tenant, &next).await?;
+        if splits != current_splits {
+            store::replace_splits(tx.conn(), tenant, id, current.account_id, &splits).await?;
+        }
+        let moved = (current.date, current.amount, &current.status)
+            != (updated.date, updated.amount, &updated.status);
+        if moved {
+            let (posted, pending) = contribution(&current.status, current.amount);
+            store::move_balances(
+                tx.conn(),
+                tenant,
+                current.account_id,
+                current.date,
+                -posted,
+                -pending,
+            )
+            .await?;
+            let (posted, pending) = contribution(&updated.status, updated.amount);
+            store::move_balances(
+                tx.conn(),
+                tenant,
+                updated.account_id,
+                updated.date,
+                posted,
+                pending,
+            )
+            .await?;
+        }
+        let reindex = (
+            current.date,
+            &current.merchant,
+            &current.description,
+            &current.notes,
+        ) != (
+            updated.date,
+            &updated.merchant,
+            &updated.description,
+            &updated.notes,
+        );
+        if reindex {
+            store::remove_terms(tx.conn(), tenant, id).await?;
+            self.index(tx, &updated).await?;
+        }
+        let result = view(updated, splits);
+        let after = json!(result);
+        tx.record(
+            NewEvent::new("transaction.updated")
+                .resource("transaction", id)
+                .payload(json!({
+                    "by": if editor == Editor::Person { "person" } else { "automation" },
+                    "changes": changes(&before, &after, &[
+                        "date", "amount", "status", "merchant", "description", "category_id",
+                        "splits", "notes", "tags",
+                    ]),
+                })),
+        );
+        Ok(result)
+    }
+
+    /// Deletes a transaction (soft, audited): its amount leaves the balances and its terms
+    /// the index, and it stays known to dedup, so an import or sync never brings it back.
+    pub async fn delete_transaction(&self, tx: &mut TenantTx, id: Uuid) -> Result<(), LedgerError> {
+        let tenant = tx.tenant_id();
+        let current = store::lock_transaction(tx.conn(), tenant, id)
+            .await?
+            .ok_or(LedgerError::NotFound)?;
+        store::delete_transaction(tx.conn(), tenant, id).await?;
+        store::remove_terms(tx.conn(), tenant, id).await?;
+        let (posted, pending) = contribution(&current.status, current.amount);
+        store::move_balances(
+            tx.conn(),
+            tenant,
+            current.account_id,
+            current.date,
+            -posted,
+            -pending,
+        )
+        .await?;
+        tx.record(
+            NewEvent::new("transaction.deleted")
+                .resource("transaction", id)
+                .payload(json!({
+                    "account_id": current.account_id,
+                    "amount": current.amount,
+                    "date": current.date,
+                })),
+        );
+        Ok(())
     }
 }

@@ -433,3 +433,432 @@ pub(crate) async fn delete_category(
     .await?;
     Ok(())
 }
+
+#[derive(Clone)]
+pub(crate) struct TransactionRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub date: NaiveDate,
+    pub value_date: Option<NaiveDate>,
+    pub amount: i64,
+    pub currency: String,
+    pub merchant: Option<String>,
+    pub description: String,
+    pub status: String,
+    pub category_id: Option<Uuid>,
+    pub categorization: Option<serde_json::Value>,
+    pub notes: Option<String>,
+    pub tags: Vec<String>,
+    pub source: String,
+    pub external_id: Option<String>,
+    pub import_id: Option<Uuid>,
+    pub transfer_id: Option<Uuid>,
+    pub locked_fields: Vec<String>,
+    pub version: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A transaction to store (its terms and balances are written beside it).
+pub(crate) struct NewTransactionRow<'a> {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub date: NaiveDate,
+    pub value_date: Option<NaiveDate>,
+    pub amount: i64,
+    pub currency: &'a str,
+    pub merchant: Option<&'a str>,
+    pub description: &'a str,
+    pub status: &'a str,
+    pub category_id: Option<Uuid>,
+    pub categorization: Option<serde_json::Value>,
+    pub notes: Option<&'a str>,
+    pub tags: &'a [String],
+    pub source: &'a str,
+    pub external_id: Option<&'a str>,
+    pub import_id: Option<Uuid>,
+    pub fingerprint: Option<&'a [u8]>,
+    pub transfer_id: Option<Uuid>,
+}
+
+pub(crate) async fn insert_transaction(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    t: NewTransactionRow<'_>,
+) -> Result<TransactionRow, sqlx::Error> {
+    sqlx::query_as!(
+        TransactionRow,
+        "INSERT INTO transactions (tenant_id, id, account_id, date, value_date, amount, currency,
+             merchant, description, status, category_id, categorization, notes, tags, source,
+             external_id, import_id, fingerprint, transfer_id)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
+         RETURNING id, account_id, date, value_date, amount, currency, merchant, description, status,
+                   category_id, categorization, notes, tags, source, external_id, import_id,
+                   transfer_id, locked_fields, version, created_at, updated_at",
+        tenant.as_uuid(),
+        t.id,
+        t.account_id,
+        t.date,
+        t.value_date,
+        t.amount,
+        t.currency,
+        t.merchant,
+        t.description,
+        t.status,
+        t.category_id,
+        t.categorization,
+        t.notes,
+        t.tags,
+        t.source,
+        t.external_id,
+        t.import_id,
+        t.fingerprint,
+        t.transfer_id,
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// A live (not deleted) transaction, locked for an update.
+pub(crate) async fn lock_transaction(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<Option<TransactionRow>, sqlx::Error> {
+    sqlx::query_as!(
+        TransactionRow,
+        "SELECT id, account_id, date, value_date, amount, currency, merchant, description, status,
+                category_id, categorization, notes, tags, source, external_id, import_id,
+                transfer_id, locked_fields, version, created_at, updated_at
+         FROM transactions WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL FOR UPDATE",
+        tenant.as_uuid(),
+        id,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+pub(crate) async fn transaction(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<Option<TransactionRow>, sqlx::Error> {
+    sqlx::query_as!(
+        TransactionRow,
+        "SELECT id, account_id, date, value_date, amount, currency, merchant, description, status,
+                category_id, categorization, notes, tags, source, external_id, import_id,
+                transfer_id, locked_fields, version, created_at, updated_at
+         FROM transactions WHERE tenant_id = $1 AND id = $2 AND deleted_at IS NULL",
+        tenant.as_uuid(),
+        id,
+    )
+    .fetch_optional(conn)
+    .await
+}
+
+/// Writes a transaction's fields (the service merged the changes) and moves its version.
+pub(crate) async fn update_transaction(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    t: &TransactionRow,
+) -> Result<TransactionRow, sqlx::Error> {
+    sqlx::query_as!(
+        TransactionRow,
+        "UPDATE transactions SET date = $3, amount = $4, merchant = $5, description = $6,
+                status = $7, category_id = $8, categorization = $9, notes = $10, tags = $11,
+                locked_fields = $12, version = version + 1, updated_at = now()
+         WHERE tenant_id = $1 AND id = $2
+         RETURNING id, account_id, date, value_date, amount, currency, merchant, description, status,
+                   category_id, categorization, notes, tags, source, external_id, import_id,
+                   transfer_id, locked_fields, version, created_at, updated_at",
+        tenant.as_uuid(),
+        t.id,
+        t.date,
+        t.amount,
+        t.merchant,
+        t.description,
+        t.status,
+        t.category_id,
+        t.categorization,
+        t.notes,
+        &t.tags,
+        &t.locked_fields,
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Soft-deletes a transaction: it stays known to dedup (its fingerprint is kept).
+pub(crate) async fn delete_transaction(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE transactions SET deleted_at = now(), version = version + 1, updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+        tenant.as_uuid(),
+        id,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+pub(crate) struct SplitRow {
+    pub transaction_id: Uuid,
+    pub category_id: Uuid,
+    pub amount: i64,
+    pub memo: Option<String>,
+}
+
+/// The splits of these transactions, in their order.
+pub(crate) async fn splits_of(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    ids: &[Uuid],
+) -> Result<Vec<SplitRow>, sqlx::Error> {
+    sqlx::query_as!(
+        SplitRow,
+        "SELECT transaction_id, category_id, amount, memo FROM transaction_splits
+         WHERE tenant_id = $1 AND transaction_id = ANY($2)
+         ORDER BY transaction_id, ordinal",
+        tenant.as_uuid(),
+        ids,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Replaces a transaction's splits.
+pub(crate) async fn replace_splits(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    transaction: Uuid,
+    account: Uuid,
+    splits: &[crate::domain::Split],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM transaction_splits WHERE tenant_id = $1 AND transaction_id = $2",
+        tenant.as_uuid(),
+        transaction,
+    )
+    .execute(&mut *conn)
+    .await?;
+    if splits.is_empty() {
+        return Ok(());
+    }
+    let categories: Vec<Uuid> = splits.iter().map(|s| s.category_id).collect();
+    let amounts: Vec<i64> = splits.iter().map(|s| s.amount).collect();
+    let memos: Vec<Option<String>> = splits.iter().map(|s| s.memo.clone()).collect();
+    sqlx::query!(
+        "INSERT INTO transaction_splits (tenant_id, transaction_id, ordinal, account_id, category_id, amount, memo)
+         SELECT $1, $2, (s.ordinality - 1)::int2, $3, s.category_id, s.amount, s.memo
+         FROM unnest($4::uuid[], $5::int8[], $6::text[]) WITH ORDINALITY AS s(category_id, amount, memo, ordinality)",
+        tenant.as_uuid(),
+        transaction,
+        account,
+        &categories,
+        &amounts,
+        &memos as &[Option<String>],
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// How many of `ids` are categories of the tenant.
+pub(crate) async fn known_categories(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    ids: &[Uuid],
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM categories WHERE tenant_id = $1 AND id = ANY($2)"#,
+        tenant.as_uuid(),
+        ids,
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Indexes a transaction's terms, and counts them for prefix expansion.
+pub(crate) async fn add_terms(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    transaction: Uuid,
+    account: Uuid,
+    date: NaiveDate,
+    terms: &[String],
+) -> Result<(), sqlx::Error> {
+    if terms.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        "INSERT INTO transaction_terms (tenant_id, term, date, transaction_id, account_id)
+         SELECT $1, t, $3, $2, $4 FROM unnest($5::text[]) AS t ON CONFLICT DO NOTHING",
+        tenant.as_uuid(),
+        transaction,
+        date,
+        account,
+        terms,
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO transaction_term_counts (tenant_id, term, n)
+         SELECT $1, t, 1 FROM unnest($2::text[]) AS t
+         ON CONFLICT (tenant_id, term) DO UPDATE SET n = transaction_term_counts.n + 1",
+        tenant.as_uuid(),
+        terms,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes a transaction's terms (a delete, or before re-indexing an edit).
+pub(crate) async fn remove_terms(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    transaction: Uuid,
+) -> Result<(), sqlx::Error> {
+    let removed = sqlx::query_scalar!(
+        r#"DELETE FROM transaction_terms WHERE tenant_id = $1 AND transaction_id = $2
+           RETURNING term AS "term!""#,
+        tenant.as_uuid(),
+        transaction,
+    )
+    .fetch_all(&mut *conn)
+    .await?;
+    if removed.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        "UPDATE transaction_term_counts SET n = n - 1
+         WHERE tenant_id = $1 AND term = ANY($2::text[]) AND n > 0",
+        tenant.as_uuid(),
+        &removed,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves an account's balances, and its day's delta, by what a transaction adds (negative
+/// to take it back): `posted` counts in both balances, `pending` in the pending one only.
+pub(crate) async fn move_balances(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    account: Uuid,
+    day: NaiveDate,
+    posted: i64,
+    pending: i64,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE accounts SET balance = balance + $3, pending_balance = pending_balance + $3 + $4,
+                updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+        tenant.as_uuid(),
+        account,
+        posted,
+        pending,
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO account_days (tenant_id, account_id, day, posted, pending)
+         VALUES ($1, $2, $3, $4, $5)
+         ON CONFLICT (tenant_id, account_id, day) DO UPDATE
+           SET posted = account_days.posted + $4, pending = account_days.pending + $5",
+        tenant.as_uuid(),
+        account,
+        day,
+        posted,
+        pending,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The list's filters, as the statement takes them (`None`/empty: no filter).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Filters {
+    pub from: Option<NaiveDate>,
+    pub to: Option<NaiveDate>,
+    pub account_id: Option<Uuid>,
+    pub category_id: Option<Uuid>,
+    pub min_amount: Option<i64>,
+    pub max_amount: Option<i64>,
+    pub status: Option<String>,
+    pub tags: Vec<String>,
+    pub source: Option<String>,
+    pub import_id: Option<Uuid>,
+    pub uncategorized: bool,
+    pub include_transfers: bool,
+    /// Each word of `q` as a `[lo, hi)` range of terms (the word as a prefix).
+    pub words: Vec<(String, String)>,
+}
+
+/// One page of the transactions matching `f`, newest first by `(date, id)`.
+pub(crate) async fn transactions(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    f: &Filters,
+    after: (Option<NaiveDate>, Option<Uuid>),
+    limit: i64,
+) -> Result<Vec<TransactionRow>, sqlx::Error> {
+    let (lo, hi): (Vec<String>, Vec<String>) = f.words.iter().cloned().unzip();
+    sqlx::query_as!(
+        TransactionRow,
+        "SELECT t.id, t.account_id, t.date, t.value_date, t.amount, t.currency, t.merchant,
+                t.description, t.status, t.category_id, t.categorization, t.notes, t.tags,
+                t.source, t.external_id, t.import_id, t.transfer_id, t.locked_fields, t.version,
+                t.created_at, t.updated_at
+         FROM transactions t
+         WHERE t.tenant_id = $1 AND t.deleted_at IS NULL
+           AND ($2::date IS NULL OR t.date >= $2) AND ($3::date IS NULL OR t.date <= $3)
+           AND ($4::uuid IS NULL OR t.account_id = $4)
+           AND ($5::uuid IS NULL OR t.category_id = $5 OR EXISTS (
+                 SELECT FROM transaction_splits s
+                 WHERE s.tenant_id = $1 AND s.transaction_id = t.id AND s.category_id = $5))
+           AND ($6::int8 IS NULL OR t.amount >= $6) AND ($7::int8 IS NULL OR t.amount <= $7)
+           AND ($8::text IS NULL OR t.status = $8)
+           AND (cardinality($9::text[]) = 0 OR t.tags @> $9)
+           AND ($10::text IS NULL OR t.source = $10)
+           AND ($11::uuid IS NULL OR t.import_id = $11)
+           AND (NOT $12 OR (t.category_id IS NULL AND NOT EXISTS (
+                 SELECT FROM transaction_splits s WHERE s.tenant_id = $1 AND s.transaction_id = t.id)))
+           AND ($13 OR t.transfer_id IS NULL)
+           AND ($14::date IS NULL OR (t.date, t.id) < ($14, $15))
+           AND NOT EXISTS (
+                 SELECT FROM unnest($16::text[], $17::text[]) AS w(lo, hi)
+                 WHERE NOT EXISTS (
+                   SELECT FROM transaction_terms x
+                   WHERE x.tenant_id = $1 AND x.transaction_id = t.id
+                     AND x.term >= w.lo AND x.term < w.hi))
+         ORDER BY t.date DESC, t.id DESC
+         LIMIT $18",
+        tenant.as_uuid(),
+        f.from,
+        f.to,
+        f.account_id,
+        f.category_id,
+        f.min_amount,
+        f.max_amount,
+        f.status,
+        &f.tags,
+        f.source,
+        f.import_id,
+        f.uncategorized,
+        f.include_transfers,
+        after.0,
+        after.1,
+        &lo,
+        &hi,
+        limit,
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -27,6 +27,22 @@ pub(super) fn apply(spec: &mut Value) {
         }
     }
     page_limits(spec);
+    standard_formats(spec);
+}
+
+/// chrono's `NaiveDate` comes out as `format: naive-date`, which no tool knows; the values
+/// are RFC 3339 full dates, OpenAPI's `date`.
+fn standard_formats(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            if map.get("format").and_then(Value::as_str) == Some("naive-date") {
+                map.insert("format".into(), json!("date"));
+            }
+            map.values_mut().for_each(standard_formats);
+        }
+        Value::Array(items) => items.iter_mut().for_each(standard_formats),
+        _ => {}
+    }
 }
 
 /// An `Option` field is always sent, as `null` when it has no value (serde reads `null` as

@@ -30,6 +30,7 @@ pub(crate) fn body_for(spec: &Value, schema: &Value) -> Value {
         _ if schema["enum"].is_array() => schema["enum"][0].clone(),
         _ if schema["pattern"] == "^[A-Z]{3}$" => json!("EUR"),
         _ if schema["format"] == "date" => json!("2026-01-01"),
+        _ if schema["format"] == "uuid" => json!(uuid::Uuid::now_v7()),
         _ => json!("x"),
     }
 }
@@ -203,6 +204,15 @@ async fn every_tenant_endpoint_refuses_strangers_and_members_without_its_permiss
         .as_str()
         .unwrap()
         .to_string();
+    let a_transaction = made(
+        Method::POST,
+        format!("/api/v1/tenants/{a}/transactions"),
+        json!({"account_id": an_account, "date": "2026-02-01", "amount": -100}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let url_for = |path: &str| {
         let id = if path.contains("/api-keys/") {
             a_key.clone()
@@ -212,6 +222,8 @@ async fn every_tenant_endpoint_refuses_strangers_and_members_without_its_permiss
             an_account.clone()
         } else if path.contains("/categories/") {
             a_category.clone()
+        } else if path.contains("/transactions/") {
+            a_transaction.clone()
         } else {
             job.to_string()
         };

@@ -221,3 +221,359 @@ async fn categories_keep_two_levels_and_move_their_use_when_deleted() {
     .await;
     assert_eq!(status, 204);
 }
+
+struct Books {
+    ada: String,
+    t: kernel::TenantId,
+    account: String,
+    rent: String,
+    software: String,
+}
+
+async fn books(app: &TestApp) -> Books {
+    let (ada, _) = app.new_user("ada@example.com").await;
+    let t = app.create_tenant(&ada, "Acme").await;
+    let body = json!({"name": "Operating", "kind": "checking", "currency": "EUR", "opening_balance": 100_000, "opening_date": "2026-01-01"});
+    let (_, account) = call(
+        app,
+        Method::POST,
+        &format!("/api/v1/tenants/{t}/accounts"),
+        &ada,
+        Some(body),
+    )
+    .await;
+    let (_, cats) = call(
+        app,
+        Method::GET,
+        &format!("/api/v1/tenants/{t}/categories?limit=200"),
+        &ada,
+        None,
+    )
+    .await;
+    let id_of = |name: &str| {
+        cats["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    Books {
+        account: account["id"].as_str().unwrap().to_string(),
+        rent: id_of("Rent"),
+        software: id_of("Software"),
+        ada,
+        t,
+    }
+}
+
+impl Books {
+    fn path(&self, rest: &str) -> String {
+        format!("/api/v1/tenants/{}/{rest}", self.t)
+    }
+
+    async fn enter(&self, app: &TestApp, body: Value) -> (u16, Value) {
+        let mut body = body;
+        body["account_id"] = json!(self.account);
+        call(
+            app,
+            Method::POST,
+            &self.path("transactions"),
+            &self.ada,
+            Some(body),
+        )
+        .await
+    }
+
+    async fn account(&self, app: &TestApp) -> Value {
+        call(
+            app,
+            Method::GET,
+            &self.path(&format!("accounts/{}", self.account)),
+            &self.ada,
+            None,
+        )
+        .await
+        .1
+    }
+}
+
+#[tokio::test]
+async fn transactions_move_the_balances_in_the_same_transaction_and_leave_them_when_deleted() {
+    let app = TestApp::spawn().await;
+    let b = books(&app).await;
+    let (status, rent) = b.enter(&app, json!({"date": "2026-02-01", "amount": -120_000, "merchant": "Landlord GmbH", "category_id": b.rent})).await;
+    assert_eq!(status, 201, "{rent}");
+    assert_eq!(rent["categorization"]["source"], "person");
+    let (status, _) = b.enter(&app, json!({"date": "2026-02-03", "amount": 50_000, "status": "pending", "description": "Invoice 7"})).await;
+    assert_eq!(status, 201);
+    let account = b.account(&app).await;
+    assert_eq!(
+        (
+            account["balance"].as_i64(),
+            account["pending_balance"].as_i64()
+        ),
+        (Some(-20_000), Some(30_000))
+    );
+    let (_, series) = call(
+        &app,
+        Method::GET,
+        &b.path(&format!(
+            "accounts/{}/balances?from=2026-01-31&to=2026-02-03",
+            b.account
+        )),
+        &b.ada,
+        None,
+    )
+    .await;
+    let balances: Vec<(i64, i64)> = series
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["balance"].as_i64().unwrap(),
+                d["pending_balance"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        balances,
+        [
+            (100_000, 100_000),
+            (-20_000, -20_000),
+            (-20_000, -20_000),
+            (-20_000, 30_000)
+        ]
+    );
+
+    // An account with transactions is kept: archive it instead.
+    let resp = app
+        .authed(
+            Method::DELETE,
+            &b.path(&format!("accounts/{}", b.account)),
+            &b.ada,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 409, "account_in_use").await;
+
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &b.path(&format!("transactions/{}", rent["id"].as_str().unwrap())),
+        &b.ada,
+        None,
+    )
+    .await;
+    assert_eq!(status, 204);
+    let account = b.account(&app).await;
+    assert_eq!(
+        (
+            account["balance"].as_i64(),
+            account["pending_balance"].as_i64()
+        ),
+        (Some(100_000), Some(150_000))
+    );
+    let (status, _) = call(
+        &app,
+        Method::GET,
+        &b.path(&format!("transactions/{}", rent["id"].as_str().unwrap())),
+        &b.ada,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let resp = app
+        .authed(
+            Method::DELETE,
+            &b.path(&format!("accounts/{}", b.account)),
+            &b.ada,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 409, "account_in_use").await;
+}
+
+#[tokio::test]
+async fn bad_amounts_splits_and_currencies_are_refused_and_change_nothing() {
+    let app = TestApp::spawn().await;
+    let b = books(&app).await;
+    let cases = [
+        (json!({"date": "2026-02-01", "amount": 12.5}), "amount"),
+        (json!({"date": "2026-02-01", "amount": "-100"}), "amount"),
+        (
+            json!({"date": "2026-02-01", "amount": -100, "currency": "USD"}),
+            "currency",
+        ),
+        (
+            json!({"date": "2026-02-01", "amount": -100, "splits": [
+            {"category_id": b.rent, "amount": -60}, {"category_id": b.software, "amount": -30}]}),
+            "splits",
+        ),
+        (
+            json!({"date": "2026-02-01", "amount": -100, "splits": [
+            {"category_id": b.rent, "amount": -160}, {"category_id": b.software, "amount": 60}]}),
+            "splits[1].amount",
+        ),
+        (
+            json!({"date": "2026-02-01", "amount": -100, "category_id": b.rent, "splits": [
+            {"category_id": b.rent, "amount": -60}, {"category_id": b.software, "amount": -40}]}),
+            "category_id",
+        ),
+        (
+            json!({"date": "2026-02-01", "amount": -100, "category_id": uuid::Uuid::now_v7()}),
+            "category_id",
+        ),
+    ];
+    for (body, field) in cases {
+        let (status, problem) = b.enter(&app, body.clone()).await;
+        assert_eq!(
+            (status, problem["code"].as_str()),
+            (422, Some("validation_failed")),
+            "{body}: {problem}"
+        );
+        assert_eq!(problem["errors"][0]["field"], field, "{body}: {problem}");
+    }
+    let account = b.account(&app).await;
+    assert_eq!(account["balance"], 100_000);
+    let (_, list) = call(&app, Method::GET, &b.path("transactions"), &b.ada, None).await;
+    assert_eq!(list["data"], json!([]));
+
+    let (status, split) = b.enter(&app, json!({"date": "2026-02-01", "amount": -100, "splits": [
+        {"category_id": b.rent, "amount": -60, "memo": "office"}, {"category_id": b.software, "amount": -40}]})).await;
+    assert_eq!(status, 201, "{split}");
+    assert!(split["category_id"].is_null());
+    assert_eq!(split["splits"].as_array().unwrap().len(), 2);
+    // A list by category finds a transaction through its splits.
+    let (_, by_software) = call(
+        &app,
+        Method::GET,
+        &b.path(&format!("transactions?category_id={}", b.software)),
+        &b.ada,
+        None,
+    )
+    .await;
+    assert_eq!(by_software["data"].as_array().unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn search_finds_words_and_beginnings_in_any_case_and_accents() {
+    let app = TestApp::spawn().await;
+    let b = books(&app).await;
+    for (merchant, description, date) in [
+        ("Café Müller", "CARD PAYMENT REF123", "2026-03-01"),
+        ("Amazon Web Services", "AWS invoice March", "2026-03-02"),
+        ("Amazon Marketplace", "Office chair", "2026-03-03"),
+    ] {
+        let (status, _) = b.enter(&app, json!({"date": date, "amount": -1000, "merchant": merchant, "description": description})).await;
+        assert_eq!(status, 201);
+    }
+    let find = |q: &'static str| {
+        let path = b.path(&format!("transactions?q={}", urlencoding(q)));
+        let (app, ada) = (&app, b.ada.clone());
+        async move {
+            let (status, list) = call(app, Method::GET, &path, &ada, None).await;
+            assert_eq!(status, 200, "{q}: {list}");
+            list["data"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["merchant"].as_str().unwrap().to_string())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(find("cafe").await, ["Café Müller"]);
+    assert_eq!(find("MULLER").await, ["Café Müller"]);
+    assert_eq!(
+        find("amaz").await,
+        ["Amazon Marketplace", "Amazon Web Services"]
+    );
+    assert_eq!(find("amazon chair").await, ["Amazon Marketplace"]);
+    assert_eq!(find("am se").await, ["Amazon Web Services"]);
+    assert!(find("nothing").await.is_empty());
+    assert!(
+        find("ref123").await.is_empty(),
+        "reference numbers are not words"
+    );
+    let resp = app
+        .authed(Method::GET, &b.path("transactions?q=a"), &b.ada)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 422, "validation_failed").await;
+}
+
+fn urlencoding(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_persons_edit_locks_the_field_and_moves_balances_and_search() {
+    let app = TestApp::spawn().await;
+    let b = books(&app).await;
+    let (_, t) = b
+        .enter(
+            &app,
+            json!({"date": "2026-02-01", "amount": -5000, "merchant": "Githb"}),
+        )
+        .await;
+    let one = b.path(&format!("transactions/{}", t["id"].as_str().unwrap()));
+    let patch = json!({"merchant": "GitHub", "category_id": b.software, "amount": -7000, "date": "2026-02-05", "tags": ["dev", "dev"]});
+    let resp = app
+        .authed(Method::PATCH, &one, &b.ada)
+        .header("If-Match", format!("\"{}\"", t["version"]))
+        .json(&patch)
+        .send()
+        .await
+        .unwrap();
+    let (status, _, edited) = parts(resp).await;
+    assert_eq!(status, 200, "{edited}");
+    let mut locked: Vec<&str> = edited["locked_fields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    locked.sort();
+    assert_eq!(locked, ["category", "date", "merchant", "tags"]);
+    assert_eq!(edited["tags"], json!(["dev"]));
+    assert_eq!(edited["categorization"]["source"], "person");
+    assert_eq!(b.account(&app).await["balance"], 93_000);
+    let (_, found) = call(
+        &app,
+        Method::GET,
+        &b.path("transactions?q=github"),
+        &b.ada,
+        None,
+    )
+    .await;
+    assert_eq!(found["data"].as_array().unwrap().len(), 1);
+    let (_, old) = call(
+        &app,
+        Method::GET,
+        &b.path("transactions?q=githb"),
+        &b.ada,
+        None,
+    )
+    .await;
+    assert_eq!(old["data"], json!([]));
+    let stale = app
+        .authed(Method::PATCH, &one, &b.ada)
+        .header("If-Match", format!("\"{}\"", t["version"]))
+        .json(&json!({"notes": "x"}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(stale, 412, "precondition_failed").await;
+}

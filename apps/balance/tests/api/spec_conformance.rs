@@ -382,7 +382,8 @@ async fn succeed_everywhere(app: &TestApp) -> (String, String) {
         None,
     )
     .await;
-    expect(
+    let operating = str_of(&full, "id");
+    let cats = expect(
         app,
         200,
         M::GET,
@@ -391,6 +392,71 @@ async fn succeed_everywhere(app: &TestApp) -> (String, String) {
         None,
     )
     .await;
+    let cat = |name: &str| {
+        cats["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["name"] == name)
+            .map(|c| str_of(c, "id"))
+            .unwrap()
+    };
+    let restore = json!({"archived": false});
+    expect(app, 200, M::PATCH, &account, &ada, Some(restore)).await;
+    let bare_tx = json!({"account_id": operating, "date": "2026-02-01", "amount": -1_999});
+    let bare_tx = expect(
+        app,
+        201,
+        M::POST,
+        &format!("{t}/transactions"),
+        &ada,
+        Some(bare_tx),
+    )
+    .await;
+    let full_tx = json!({
+        "account_id": operating, "date": "2026-02-02", "value_date": "2026-02-03", "amount": -10_000,
+        "currency": "EUR", "merchant": "Landlord", "description": "February rent", "status": "pending",
+        "category_id": null, "splits": [
+            {"category_id": cat("Rent"), "amount": -8_000, "memo": "office"},
+            {"category_id": cat("Utilities"), "amount": -2_000},
+        ],
+        "notes": "paid early", "tags": ["fixed"],
+    });
+    expect(
+        app,
+        201,
+        M::POST,
+        &format!("{t}/transactions"),
+        &ada,
+        Some(full_tx),
+    )
+    .await;
+    expect(
+        app,
+        200,
+        M::GET,
+        &format!("{t}/transactions?limit=1"),
+        &ada,
+        None,
+    )
+    .await;
+    expect(
+        app,
+        200,
+        M::GET,
+        &format!(
+            "{t}/transactions?from=2026-01-01&to=2026-12-31&account_id={operating}&status=pending&tags=fixed&q=rent&source=manual&uncategorized=false&include_transfers=true&min_amount=-20000&max_amount=0"
+        ),
+        &ada,
+        None,
+    )
+    .await;
+    let one = format!("{t}/transactions/{}", str_of(&bare_tx, "id"));
+    expect(app, 200, M::GET, &one, &ada, None).await;
+    let edit =
+        json!({"merchant": "Bakery", "notes": null, "category_id": cat("Meals"), "tags": ["team"]});
+    expect(app, 200, M::PATCH, &one, &ada, Some(edit)).await;
+    expect(app, 204, M::DELETE, &one, &ada, None).await;
     let parent = json!({"name": "Research", "kind": "expense"});
     let parent = expect(
         app,
@@ -459,7 +525,7 @@ async fn succeed_everywhere(app: &TestApp) -> (String, String) {
 }
 
 /// Values of `schema` that each break one rule it declares (`pattern` aside: no regex here).
-fn breaking(schema: &Value) -> Vec<Value> {
+fn breaking(spec: &Value, schema: &Value) -> Vec<Value> {
     let n = |k: &str| schema[k].as_u64().map(|n| n as usize);
     let mut bad = Vec::new();
     if let Some(max) = n("maxLength") {
@@ -472,7 +538,11 @@ fn breaking(schema: &Value) -> Vec<Value> {
         bad.push(json!("not an address"));
     }
     if let Some(max) = n("maxItems") {
-        bad.push(json!(vec!["viewer"; max + 1]));
+        let item = match schema["items"]["type"].as_str() {
+            Some("string") | None if schema["items"]["$ref"].is_null() => json!("viewer"),
+            _ => body_for(spec, &schema["items"]),
+        };
+        bad.push(json!(vec![item; max + 1]));
     }
     if n("minItems").is_some_and(|m| m > 0) {
         bad.push(json!([]));
@@ -520,7 +590,7 @@ async fn fail_everywhere(app: &TestApp, spec: &Value, token: &str, tenant: &str)
                 let name = schema["$ref"].as_str().unwrap().rsplit('/').next().unwrap();
                 let properties = &spec["components"]["schemas"][name]["properties"];
                 for (field, rules) in properties.as_object().unwrap() {
-                    for bad in breaking(rules) {
+                    for bad in breaking(spec, rules) {
                         let mut broken = valid.clone();
                         broken[field] = bad.clone();
                         let got = expect(app, 422, m.clone(), &own, token, Some(broken)).await;

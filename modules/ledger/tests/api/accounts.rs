@@ -10,14 +10,14 @@ use ledger::{
 };
 use testkit::{db::TestDb, seed};
 
-struct Env {
+pub struct Env {
     _db: TestDb,
-    kdb: Db,
+    pub kdb: Db,
     ledger: Ledger,
 }
 
 impl Env {
-    async fn new() -> Env {
+    pub async fn new() -> Env {
         let db = TestDb::with_migrations().await.unwrap();
         let keys = Keys::from_seeds([("test-1", &[11u8; 32][..])]).unwrap();
         let hook: Arc<dyn kernel::CommitHook> = Arc::new(AuditLog::new(keys));

@@ -2,3 +2,4 @@
 //! takes.
 
 mod accounts;
+mod transactions;

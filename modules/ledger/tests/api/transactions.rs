@@ -1,0 +1,128 @@
+//! Transactions through the service, the way an import, a sync or a rule changes them.
+
+use chrono::NaiveDate;
+use kernel::{Actor, Currency, DisplayName, TenantTx};
+use ledger::{
+    AccountKind, Editor, Ledger, NewAccount, NewTransaction, TransactionChanges, TransactionSource,
+    TransactionStatus,
+};
+use testkit::seed;
+
+use crate::accounts::Env;
+
+fn new_transaction(account: uuid::Uuid, merchant: &str) -> NewTransaction {
+    NewTransaction {
+        account_id: account,
+        date: NaiveDate::from_ymd_opt(2026, 2, 1).unwrap(),
+        value_date: None,
+        amount: -4_200,
+        currency: None,
+        merchant: Some(merchant.into()),
+        description: "CARD PAYMENT".into(),
+        status: TransactionStatus::Posted,
+        category_id: None,
+        splits: Vec::new(),
+        notes: None,
+        tags: Vec::new(),
+        external_id: None,
+    }
+}
+
+#[tokio::test]
+async fn imports_syncs_and_rules_never_overwrite_what_a_person_edited() {
+    let env = Env::new().await;
+    let tenant = seed::tenant(&env.kdb, "Acme").await;
+    let ledger = Ledger::new();
+    let mut tx = TenantTx::begin(&env.kdb, tenant, Actor::System)
+        .await
+        .unwrap();
+    let account = ledger
+        .create_account(
+            &mut tx,
+            NewAccount {
+                name: DisplayName::parse("name", "Operating").unwrap(),
+                kind: AccountKind::Checking,
+                currency: Currency::parse("EUR").unwrap(),
+                opening_balance: 0,
+                opening_date: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+                iban: None,
+                institution: None,
+            },
+        )
+        .await
+        .unwrap();
+    let t = ledger
+        .create_transaction(
+            &mut tx,
+            new_transaction(account.id, "AMZN MKTP"),
+            TransactionSource::Import,
+        )
+        .await
+        .unwrap();
+    // A person fixes the merchant and the tags.
+    let edited = ledger
+        .update_transaction(
+            &mut tx,
+            t.id,
+            None,
+            TransactionChanges {
+                merchant: Some(Some("Amazon".into())),
+                tags: Some(vec!["office".into()]),
+                ..TransactionChanges::default()
+            },
+            Editor::Person,
+        )
+        .await
+        .unwrap();
+    assert_eq!(edited.locked_fields, ["merchant", "tags"]);
+    // Each lockable field, offered by an automation: the locked ones stay, the rest apply.
+    let offered = [
+        (
+            "merchant",
+            TransactionChanges {
+                merchant: Some(Some("AMZN".into())),
+                ..TransactionChanges::default()
+            },
+        ),
+        (
+            "tags",
+            TransactionChanges {
+                tags: Some(vec!["imported".into()]),
+                ..TransactionChanges::default()
+            },
+        ),
+        (
+            "notes",
+            TransactionChanges {
+                notes: Some(Some("from the bank".into())),
+                ..TransactionChanges::default()
+            },
+        ),
+        (
+            "date",
+            TransactionChanges {
+                date: NaiveDate::from_ymd_opt(2026, 2, 2),
+                ..TransactionChanges::default()
+            },
+        ),
+    ];
+    for (field, changes) in offered {
+        let after = ledger
+            .update_transaction(&mut tx, t.id, None, changes, Editor::Automation)
+            .await
+            .unwrap();
+        match field {
+            "merchant" => assert_eq!(after.merchant.as_deref(), Some("Amazon")),
+            "tags" => assert_eq!(after.tags, ["office"]),
+            "notes" => assert_eq!(after.notes.as_deref(), Some("from the bank")),
+            "date" => assert_eq!(after.date, NaiveDate::from_ymd_opt(2026, 2, 2).unwrap()),
+            _ => unreachable!(),
+        }
+        assert_eq!(
+            after.locked_fields,
+            ["merchant", "tags"],
+            "an automation locks nothing"
+        );
+    }
+    tx.commit().await.unwrap();
+}
