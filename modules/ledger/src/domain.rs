@@ -468,6 +468,27 @@ pub struct TransactionChanges {
     pub tags: Option<Vec<String>>,
 }
 
+/// Money moved between two of the tenant's accounts.
+#[derive(Debug, Clone)]
+pub struct NewTransfer {
+    pub from_account_id: Uuid,
+    pub to_account_id: Uuid,
+    /// Positive minor units, leaving `from_account_id`.
+    pub amount: i64,
+    pub date: NaiveDate,
+    pub description: String,
+}
+
+/// The two legs of a transfer.
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
+pub struct Transfer {
+    pub transfer_id: Uuid,
+    /// The leg that leaves (negative amount).
+    pub from: Transaction,
+    /// The leg that arrives.
+    pub to: Transaction,
+}
+
 /// What a transaction list asks for.
 #[derive(Debug, Clone, Default)]
 pub struct TransactionFilter {

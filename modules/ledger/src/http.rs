@@ -24,8 +24,8 @@ use crate::{
     Ledger,
     domain::{
         Account, AccountChanges, AccountKind, Category, CategoryChanges, CategoryKind, DayBalance,
-        Editor, Iban, NewAccount, NewCategory, NewTransaction, Split, Transaction,
-        TransactionChanges, TransactionFilter, TransactionSource, TransactionStatus,
+        Editor, Iban, NewAccount, NewCategory, NewTransaction, NewTransfer, Split, Transaction,
+        TransactionChanges, TransactionFilter, TransactionSource, TransactionStatus, Transfer,
     },
 };
 
@@ -47,6 +47,8 @@ pub const PERMISSIONS: &[(&str, &str)] = &[
     ("get_transaction", TRANSACTIONS_READ),
     ("update_transaction", TRANSACTIONS_WRITE),
     ("delete_transaction", TRANSACTIONS_WRITE),
+    ("create_transfer", TRANSACTIONS_WRITE),
+    ("link_transfer", TRANSACTIONS_WRITE),
 ];
 const ACCOUNTS_READ: &str = "accounts:read";
 const ACCOUNTS_WRITE: &str = "accounts:write";
@@ -210,6 +212,46 @@ fn tags(raw: Option<Vec<String>>) -> Vec<String> {
     tags.sort();
     tags.dedup();
     tags
+}
+
+/// Money moved between two accounts of the tenant, in one currency.
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewTransferBody {
+    pub from_account_id: Uuid,
+    pub to_account_id: Uuid,
+    /// Positive minor units, leaving `from_account_id`.
+    pub amount: i64,
+    pub date: NaiveDate,
+    #[oai(validator(max_length = 1000))]
+    pub description: Option<String>,
+}
+
+impl Validate for NewTransferBody {
+    fn validate(&self, errors: &mut FieldErrors) {
+        errors.check(self.amount > 0, "amount", "must be positive");
+        if let Some(d) = &self.description {
+            text(errors, "description", d, 1000);
+        }
+    }
+}
+
+/// The transaction that is the other leg.
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkTransferBody {
+    pub counterpart_id: Uuid,
+}
+
+impl Validate for LinkTransferBody {
+    fn validate(&self, _: &mut FieldErrors) {}
+}
+
+#[derive(ApiResponse)]
+pub enum TransferCreated {
+    /// Created: two legs.
+    #[oai(status = 201)]
+    Created(Json<Transfer>),
 }
 
 #[derive(ApiResponse)]
@@ -945,5 +987,76 @@ impl LedgerApi {
         self.ledger.delete_transaction(&mut tx, id.0).await?;
         tx.commit().await?;
         Ok(Deleted::Deleted)
+    }
+
+    /// Moves money between two accounts of the tenant (one currency): two linked legs that
+    /// never count as spending or income.
+    #[oai(
+        path = "/tenants/:tenant_id/transfers",
+        method = "post",
+        operation_id = "create_transfer"
+    )]
+    async fn create_transfer(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        #[oai(name = "Idempotency-Key")] key: Header<Option<String>>,
+        body: LazyJson<NewTransferBody>,
+    ) -> ApiResult<TransferCreated> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, TRANSACTIONS_WRITE)
+            .await?;
+        let body = body.parse()?;
+        let key = IdempotencyKey::parse_optional(key.0.as_deref())?;
+        let fingerprint = Fingerprint::new("create_transfer", body.digest());
+        if let Some(t) = idempotency::claim::<_, Transfer>(
+            &mut tx,
+            key.as_ref(),
+            fingerprint,
+            StatusCode::CREATED,
+        )
+        .await?
+        {
+            return Ok(TransferCreated::Created(Json(t)));
+        }
+        let body = body.into_inner();
+        let new = NewTransfer {
+            from_account_id: body.from_account_id,
+            to_account_id: body.to_account_id,
+            amount: body.amount,
+            date: body.date,
+            description: body.description.unwrap_or_default().trim().to_string(),
+        };
+        let transfer = self.ledger.create_transfer(&mut tx, new).await?;
+        idempotency::commit(tx, key.as_ref(), StatusCode::CREATED, &transfer).await?;
+        Ok(TransferCreated::Created(Json(transfer)))
+    }
+
+    /// Links an existing pair as one transfer: opposite amounts in two accounts of the
+    /// tenant, one currency, neither linked yet.
+    #[oai(
+        path = "/tenants/:tenant_id/transactions/:id/link-transfer",
+        method = "post",
+        operation_id = "link_transfer"
+    )]
+    async fn link_transfer(
+        &self,
+        auth: BearerAuth,
+        tenant_id: Path<TenantId>,
+        id: Path<Uuid>,
+        body: LazyJson<LinkTransferBody>,
+    ) -> ApiResult<Json<Transfer>> {
+        let mut tx = self
+            .authz
+            .tenant(auth.token(), tenant_id.0, TRANSACTIONS_WRITE)
+            .await?;
+        let counterpart = body.parse()?.counterpart_id;
+        let transfer = self
+            .ledger
+            .link_transfer(&mut tx, id.0, counterpart)
+            .await?;
+        tx.commit().await?;
+        Ok(Json(transfer))
     }
 }

@@ -13,8 +13,9 @@ mod store;
 
 pub use domain::{
     Account, AccountChanges, AccountKind, Categorization, Category, CategoryChanges, CategoryKind,
-    DayBalance, Editor, Iban, NewAccount, NewCategory, NewTransaction, Split, Transaction,
-    TransactionChanges, TransactionFilter, TransactionSource, TransactionStatus,
+    DayBalance, Editor, Iban, NewAccount, NewCategory, NewTransaction, NewTransfer, Split,
+    Transaction, TransactionChanges, TransactionFilter, TransactionSource, TransactionStatus,
+    Transfer,
 };
 pub use error::LedgerError;
 pub use http::{LedgerApi, PERMISSIONS};

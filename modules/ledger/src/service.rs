@@ -12,8 +12,9 @@ use crate::{
     LedgerError,
     domain::{
         Account, AccountChanges, Categorization, Category, CategoryChanges, DEFAULT_CATEGORIES,
-        DayBalance, Editor, NewAccount, NewCategory, NewTransaction, Split, Transaction,
-        TransactionChanges, TransactionFilter, TransactionSource, TransactionStatus, fold, terms,
+        DayBalance, Editor, NewAccount, NewCategory, NewTransaction, NewTransfer, Split,
+        Transaction, TransactionChanges, TransactionFilter, TransactionSource, TransactionStatus,
+        Transfer, fold, terms,
     },
     store,
 };
@@ -511,6 +512,174 @@ impl Ledger {
         new: NewTransaction,
         source: TransactionSource,
     ) -> Result<Transaction, LedgerError> {
+        let created = self.insert(tx, new, source, None).await?;
+        tx.record(
+            NewEvent::new("transaction.created")
+                .resource("transaction", created.id)
+                .payload(json!({
+                    "account_id": created.account_id,
+                    "amount": created.amount,
+                    "date": created.date,
+                    "source": created.source,
+                    "splits": created.splits.len(),
+                })),
+        );
+        Ok(created)
+    }
+
+    /// Moves money between two of the tenant's accounts in one currency: two legs, linked by
+    /// one `transfer_id`, that never count as spending or income.
+    pub async fn create_transfer(
+        &self,
+        tx: &mut TenantTx,
+        new: NewTransfer,
+    ) -> Result<Transfer, LedgerError> {
+        if new.amount <= 0 {
+            return Err(LedgerError::invalid(
+                "amount",
+                "must be positive: it leaves `from_account_id`",
+            ));
+        }
+        if new.from_account_id == new.to_account_id {
+            return Err(LedgerError::invalid(
+                "to_account_id",
+                "must be another account than `from_account_id`",
+            ));
+        }
+        let tenant = tx.tenant_id();
+        let from = store::account(tx.conn(), tenant, new.from_account_id, true)
+            .await?
+            .ok_or_else(|| {
+                LedgerError::invalid("from_account_id", "names no account of this tenant")
+            })?;
+        let to = store::account(tx.conn(), tenant, new.to_account_id, true)
+            .await?
+            .ok_or_else(|| {
+                LedgerError::invalid("to_account_id", "names no account of this tenant")
+            })?;
+        if from.currency != to.currency {
+            return Err(LedgerError::invalid(
+                "to_account_id",
+                format!(
+                    "is in {}, `from_account_id` in {}: a transfer moves one currency (record a conversion as two transactions)",
+                    to.currency, from.currency
+                ),
+            ));
+        }
+        let transfer_id = Uuid::now_v7();
+        let leg = |account: Uuid, amount: i64| NewTransaction {
+            account_id: account,
+            date: new.date,
+            value_date: None,
+            amount,
+            currency: None,
+            merchant: None,
+            description: new.description.clone(),
+            status: TransactionStatus::Posted,
+            category_id: None,
+            splits: Vec::new(),
+            notes: None,
+            tags: Vec::new(),
+            external_id: None,
+        };
+        let out = self
+            .insert(
+                tx,
+                leg(from.id, -new.amount),
+                TransactionSource::Manual,
+                Some(transfer_id),
+            )
+            .await?;
+        let inn = self
+            .insert(
+                tx,
+                leg(to.id, new.amount),
+                TransactionSource::Manual,
+                Some(transfer_id),
+            )
+            .await?;
+        tx.record(
+            NewEvent::new("transfer.created")
+                .resource("transfer", transfer_id)
+                .payload(json!({
+                    "from_account_id": from.id,
+                    "to_account_id": to.id,
+                    "amount": new.amount,
+                    "date": new.date,
+                    "legs": [out.id, inn.id],
+                })),
+        );
+        Ok(Transfer {
+            transfer_id,
+            from: out,
+            to: inn,
+        })
+    }
+
+    /// Links two existing transactions as the legs of one transfer: opposite amounts, one
+    /// currency, two accounts, neither linked already.
+    pub async fn link_transfer(
+        &self,
+        tx: &mut TenantTx,
+        id: Uuid,
+        counterpart: Uuid,
+    ) -> Result<Transfer, LedgerError> {
+        let tenant = tx.tenant_id();
+        if id == counterpart {
+            return Err(LedgerError::invalid(
+                "counterpart_id",
+                "must be another transaction",
+            ));
+        }
+        let one = store::lock_transaction(tx.conn(), tenant, id)
+            .await?
+            .ok_or(LedgerError::NotFound)?;
+        let other = store::lock_transaction(tx.conn(), tenant, counterpart)
+            .await?
+            .ok_or_else(|| {
+                LedgerError::invalid("counterpart_id", "names no transaction of this tenant")
+            })?;
+        let refuse = |why: &str| Err(LedgerError::invalid("counterpart_id", why.to_string()));
+        if one.transfer_id.is_some() || other.transfer_id.is_some() {
+            return refuse("one of the two is a transfer leg already");
+        }
+        if one.account_id == other.account_id {
+            return refuse("is in the same account: a transfer has legs in two accounts");
+        }
+        if one.currency != other.currency {
+            return refuse("is in another currency");
+        }
+        if one.amount != -other.amount || one.amount == 0 {
+            return refuse("must have the opposite amount");
+        }
+        let transfer_id = Uuid::now_v7();
+        store::set_transfer(tx.conn(), tenant, &[one.id, other.id], transfer_id).await?;
+        tx.record(
+            NewEvent::new("transfer.linked")
+                .resource("transfer", transfer_id)
+                .payload(json!({ "legs": [one.id, other.id] })),
+        );
+        let (out, inn) = if one.amount < 0 {
+            (one.id, other.id)
+        } else {
+            (other.id, one.id)
+        };
+        Ok(Transfer {
+            transfer_id,
+            from: self.transaction(tx, out).await?,
+            to: self.transaction(tx, inn).await?,
+        })
+    }
+
+    /// Writes a new transaction with its splits, terms and balance movement (no audit event:
+    /// the caller records what it did).
+    async fn insert(
+        &self,
+        tx: &mut TenantTx,
+        new: NewTransaction,
+        source: TransactionSource,
+        transfer_id: Option<Uuid>,
+    ) -> Result<Transaction, LedgerError> {
         let tenant = tx.tenant_id();
         let account = store::account(tx.conn(), tenant, new.account_id, true)
             .await?
@@ -555,7 +724,7 @@ impl Ledger {
                 external_id: new.external_id.as_deref(),
                 import_id: None,
                 fingerprint: None,
-                transfer_id: None,
+                transfer_id,
             },
         )
         .await?;
@@ -563,17 +732,6 @@ impl Ledger {
         self.index(tx, &row).await?;
         let (posted, pending) = contribution(&row.status, row.amount);
         store::move_balances(tx.conn(), tenant, account.id, row.date, posted, pending).await?;
-        tx.record(
-            NewEvent::new("transaction.created")
-                .resource("transaction", row.id)
-                .payload(json!({
-                    "account_id": account.id,
-                    "amount": row.amount,
-                    "date": row.date,
-                    "source": row.source,
-                    "splits": new.splits.len(),
-                })),
-        );
         Ok(view(row, new.splits))
     }
 

@@ -862,3 +862,22 @@ pub(crate) async fn transactions(
     .fetch_all(conn)
     .await
 }
+
+/// Makes these transactions the legs of one transfer.
+pub(crate) async fn set_transfer(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    ids: &[Uuid],
+    transfer_id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE transactions SET transfer_id = $3, version = version + 1, updated_at = now()
+         WHERE tenant_id = $1 AND id = ANY($2)",
+        tenant.as_uuid(),
+        ids,
+        transfer_id,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}

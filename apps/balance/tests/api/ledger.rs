@@ -577,3 +577,105 @@ async fn a_persons_edit_locks_the_field_and_moves_balances_and_search() {
         .unwrap();
     assert_problem(stale, 412, "precondition_failed").await;
 }
+
+#[tokio::test]
+async fn transfers_move_money_between_own_accounts_in_one_currency_and_never_count_as_spending() {
+    let app = TestApp::spawn().await;
+    let b = books(&app).await;
+    let open = |name: &str, currency: &str| {
+        let body = json!({"name": name, "kind": "savings", "currency": currency});
+        let (app, path, ada) = (&app, b.path("accounts"), b.ada.clone());
+        async move {
+            call(app, Method::POST, &path, &ada, Some(body)).await.1["id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let savings = open("Savings", "EUR").await;
+    let dollars = open("Dollars", "USD").await;
+    let body = json!({"from_account_id": b.account, "to_account_id": savings, "amount": 25_000, "date": "2026-02-10", "description": "Reserve"});
+    let (status, transfer) =
+        call(&app, Method::POST, &b.path("transfers"), &b.ada, Some(body)).await;
+    assert_eq!(status, 201, "{transfer}");
+    assert_eq!(transfer["from"]["amount"], -25_000);
+    assert_eq!(transfer["to"]["amount"], 25_000);
+    assert_eq!(transfer["from"]["transfer_id"], transfer["transfer_id"]);
+    assert_eq!(b.account(&app).await["balance"], 75_000);
+    let (_, s) = call(
+        &app,
+        Method::GET,
+        &b.path(&format!("accounts/{savings}")),
+        &b.ada,
+        None,
+    )
+    .await;
+    assert_eq!(s["balance"], 25_000);
+
+    let across = json!({"from_account_id": b.account, "to_account_id": dollars, "amount": 100, "date": "2026-02-10"});
+    let (status, problem) = call(
+        &app,
+        Method::POST,
+        &b.path("transfers"),
+        &b.ada,
+        Some(across),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["errors"][0]["field"].as_str()),
+        (422, Some("to_account_id")),
+        "{problem}"
+    );
+    let (_, d) = call(
+        &app,
+        Method::GET,
+        &b.path(&format!("accounts/{dollars}")),
+        &b.ada,
+        None,
+    )
+    .await;
+    assert_eq!(d["balance"], 0, "a refused transfer moves nothing");
+
+    let (_, spending) = call(
+        &app,
+        Method::GET,
+        &b.path("transactions?include_transfers=false"),
+        &b.ada,
+        None,
+    )
+    .await;
+    assert_eq!(spending["data"], json!([]));
+
+    // Two rows entered on their own become one transfer.
+    let (_, out) = b
+        .enter(&app, json!({"date": "2026-02-11", "amount": -700}))
+        .await;
+    let mut body = json!({"account_id": savings, "date": "2026-02-12", "amount": 700});
+    let (_, inn) = call(
+        &app,
+        Method::POST,
+        &b.path("transactions"),
+        &b.ada,
+        Some(body.take()),
+    )
+    .await;
+    let (_, same_account) = b
+        .enter(&app, json!({"date": "2026-02-11", "amount": 700}))
+        .await;
+    let link = |id: &Value, other: &Value| {
+        let path = b.path(&format!(
+            "transactions/{}/link-transfer",
+            id.as_str().unwrap()
+        ));
+        let body = json!({"counterpart_id": other});
+        let (app, ada) = (&app, b.ada.clone());
+        async move { call(app, Method::POST, &path, &ada, Some(body)).await }
+    };
+    let (status, problem) = link(&out["id"], &same_account["id"]).await;
+    assert_eq!(status, 422, "{problem}");
+    let (status, linked) = link(&out["id"], &inn["id"]).await;
+    assert_eq!(status, 200, "{linked}");
+    assert_eq!(linked["from"]["id"], out["id"]);
+    let (status, _) = link(&out["id"], &same_account["id"]).await;
+    assert_eq!(status, 422, "a leg is linked once");
+}

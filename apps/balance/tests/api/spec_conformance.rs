@@ -451,6 +451,62 @@ async fn succeed_everywhere(app: &TestApp) -> (String, String) {
         None,
     )
     .await;
+    let savings = json!({"name": "Savings", "kind": "savings", "currency": "EUR"});
+    let savings = expect(
+        app,
+        201,
+        M::POST,
+        &format!("{t}/accounts"),
+        &ada,
+        Some(savings),
+    )
+    .await;
+    let transfer = json!({
+        "from_account_id": operating, "to_account_id": str_of(&savings, "id"), "amount": 500,
+        "date": "2026-02-04", "description": "Reserve",
+    });
+    expect(
+        app,
+        201,
+        M::POST,
+        &format!("{t}/transfers"),
+        &ada,
+        Some(transfer),
+    )
+    .await;
+    let bare_transfer = json!({
+        "from_account_id": operating, "to_account_id": str_of(&savings, "id"), "amount": 1,
+        "date": "2026-02-04",
+    });
+    expect(
+        app,
+        201,
+        M::POST,
+        &format!("{t}/transfers"),
+        &ada,
+        Some(bare_transfer),
+    )
+    .await;
+    let leg = json!({"account_id": str_of(&savings, "id"), "date": "2026-02-01", "amount": 1_999});
+    let leg = expect(
+        app,
+        201,
+        M::POST,
+        &format!("{t}/transactions"),
+        &ada,
+        Some(leg),
+    )
+    .await;
+    let link = json!({"counterpart_id": str_of(&leg, "id")});
+    expect(
+        app,
+        200,
+        M::POST,
+        &format!("{t}/transactions/{}/link-transfer", str_of(&bare_tx, "id")),
+        &ada,
+        Some(link),
+    )
+    .await;
     let one = format!("{t}/transactions/{}", str_of(&bare_tx, "id"));
     expect(app, 200, M::GET, &one, &ada, None).await;
     let edit =
