@@ -105,7 +105,11 @@ impl Authorizer {
         if deleted && need.action() != "read" {
             return Err(AccessError::TenantDeleted);
         }
-        tx.extensions_mut().insert(Grants::new(roles, granted));
+        if let Some(accounts) = &found.account_ids {
+            tx.scope_accounts(accounts).await?;
+        }
+        tx.extensions_mut()
+            .insert(Grants::new(roles, granted).with_accounts(found.account_ids));
         Ok(tx)
     }
 
@@ -157,9 +161,21 @@ impl Authorizer {
         if key.deleted && need.action() != "read" {
             return Err(AccessError::TenantDeleted);
         }
+        // Its accounts: its own scope within its creator's.
+        let accounts = match (key.account_ids, key.creator_account_ids) {
+            (None, creator) => creator,
+            (Some(own), None) => Some(own),
+            (Some(own), Some(creator)) => {
+                Some(own.into_iter().filter(|a| creator.contains(a)).collect())
+            }
+        };
+        if let Some(accounts) = &accounts {
+            tx.scope_accounts(accounts).await?;
+        }
         store::touch_api_key(tx.conn(), tenant, key.id).await?;
         tx.act_as_api_key(key.id);
-        tx.extensions_mut().insert(Grants::new(key.roles, granted));
+        tx.extensions_mut()
+            .insert(Grants::new(key.roles, granted).with_accounts(accounts));
         Ok(tx)
     }
 }

@@ -53,6 +53,9 @@ pub enum AccessError {
         keys: i64,
         invitations: i64,
     },
+    /// A field the access layer checks against the tenant (accounts to grant).
+    #[error("invalid field {}", .0.field)]
+    Invalid(FieldError),
     #[error("database")]
     Database(#[from] sqlx::Error),
     /// A kernel failure (a commit hook, a stale `If-Match`), already a problem.
@@ -136,6 +139,7 @@ impl From<AccessError> for Problem {
                     "`{role}` is held by {members} member(s), {keys} API key(s) and {invitations} pending invitation(s); give them other roles first."
                 ),
             ),
+            AccessError::Invalid(field) => Problem::validation(vec![field]),
             AccessError::Database(e) => Problem::from(e),
             AccessError::Problem(p) => p,
         }

@@ -11,11 +11,26 @@ use crate::{AccessError, PermissionSet, PolicyStore, store};
 pub struct Grants {
     roles: Vec<String>,
     permissions: PermissionSet,
+    accounts: Option<Vec<uuid::Uuid>>,
 }
 
 impl Grants {
     pub(crate) fn new(roles: Vec<String>, permissions: PermissionSet) -> Grants {
-        Grants { roles, permissions }
+        Grants {
+            roles,
+            permissions,
+            accounts: None,
+        }
+    }
+
+    pub(crate) fn with_accounts(mut self, accounts: Option<Vec<uuid::Uuid>>) -> Grants {
+        self.accounts = accounts;
+        self
+    }
+
+    /// The accounts the actor may see; `None`: every account of the tenant.
+    pub fn accounts(&self) -> Option<&[uuid::Uuid]> {
+        self.accounts.as_deref()
     }
 
     /// The actor's roles.
@@ -159,4 +174,31 @@ pub async fn still_grantable(
         }
     }
     Ok(kept)
+}
+
+/// The accounts to grant (to a member, an invitation or an API key), checked against what
+/// the caller sees: each must be an account of the tenant the caller can see (the account
+/// scope of the caller's own transaction hides the others, so one count decides), and a
+/// caller confined to some accounts grants no more than those (`None` becomes theirs).
+pub async fn check_accounts(
+    policy: &PolicyStore,
+    tx: &mut TenantTx,
+    wanted: Option<Vec<uuid::Uuid>>,
+    field: &str,
+) -> Result<Option<Vec<uuid::Uuid>>, AccessError> {
+    let held = held(policy, tx).await?;
+    let Some(mut wanted) = wanted else {
+        return Ok(held.accounts().map(<[uuid::Uuid]>::to_vec));
+    };
+    wanted.sort();
+    wanted.dedup();
+    let tenant = tx.tenant_id();
+    let visible = store::visible_accounts(tx.conn(), tenant, &wanted).await?;
+    if visible != wanted.len() as i64 {
+        return Err(AccessError::Invalid(kernel::FieldError::new(
+            field,
+            "names accounts that are not accounts of this tenant you can see",
+        )));
+    }
+    Ok(Some(wanted))
 }

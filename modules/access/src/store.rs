@@ -19,6 +19,8 @@ pub(crate) struct MemberGrant {
     pub roles: Option<Vec<String>>,
     pub deleted: Option<bool>,
     pub policy_version: Option<i64>,
+    /// The accounts the member may see; `None`: every account.
+    pub account_ids: Option<Vec<Uuid>>,
 }
 
 // The decision's statements ride in the round trip of `BEGIN` (kernel::FirstRead), where
@@ -60,6 +62,7 @@ pub(crate) fn member_grant(rows: &[PgRow]) -> Result<MemberGrant, sqlx::Error> {
         roles: row.try_get(1)?,
         deleted: row.try_get(2)?,
         policy_version: row.try_get(3)?,
+        account_ids: row.try_get(4)?,
     })
 }
 
@@ -73,6 +76,9 @@ pub(crate) struct KeyGrant {
     /// Who minted the key, and their roles now (`None`: no longer a member).
     pub created_by: Option<Uuid>,
     pub creator_roles: Option<Vec<String>>,
+    /// The key's accounts, and its creator's (`None`: every account).
+    pub account_ids: Option<Vec<Uuid>>,
+    pub creator_account_ids: Option<Vec<Uuid>>,
 }
 
 pub(crate) fn live_api_key(tenant: TenantId, hashes: &[Vec<u8>]) -> FirstRead {
@@ -93,9 +99,27 @@ pub(crate) fn key_grant(rows: &[PgRow]) -> Result<Option<KeyGrant>, sqlx::Error>
                 policy_version: row.try_get(3)?,
                 created_by: row.try_get(4)?,
                 creator_roles: row.try_get(5)?,
+                account_ids: row.try_get(6)?,
+                creator_account_ids: row.try_get(7)?,
             })
         })
         .transpose()
+}
+
+/// How many of `ids` are accounts the transaction can see (the ledger's table, read here
+/// only to check a grant: docs/ARCHITECTURE.md, "Who owns which table").
+pub(crate) async fn visible_accounts(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    ids: &[Uuid],
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM accounts WHERE tenant_id = $1 AND id = ANY($2)"#,
+        tenant.as_uuid(),
+        ids,
+    )
+    .fetch_one(conn)
+    .await
 }
 
 /// Records a key's use at most once a minute, never waiting on another request of the same

@@ -603,6 +603,27 @@ impl TenantTx {
         self.0.context.actor = Actor::ApiKey(key);
     }
 
+    /// Confines the transaction to these accounts of its tenant (DESIGN.md §8): the
+    /// account-owned tables' restrictive policies read `balance.account_ids`. An empty list
+    /// confines it to none. Set by the access decision for a member or key with a scope.
+    pub async fn scope_accounts(&mut self, accounts: &[Uuid]) -> Result<(), Problem> {
+        let list = if accounts.is_empty() {
+            Uuid::nil().to_string()
+        } else {
+            accounts
+                .iter()
+                .map(Uuid::to_string)
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        // UUIDs print as hex and dashes: safe to inline.
+        let statement = format!("SET LOCAL balance.account_ids = '{list}'");
+        sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
+            .execute(self.conn())
+            .await?;
+        Ok(())
+    }
+
     /// The tenant this transaction is confined to.
     pub fn tenant_id(&self) -> TenantId {
         match self.0.context.scope {

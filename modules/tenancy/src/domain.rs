@@ -27,6 +27,8 @@ pub struct Member {
     pub name: String,
     pub email: String,
     pub roles: Vec<String>,
+    /// The accounts they may see; `null`: every account.
+    pub account_ids: Option<Vec<Uuid>>,
     pub joined_at: DateTime<Utc>,
     /// For `If-Match` on role changes.
     pub version: i64,
@@ -38,6 +40,8 @@ pub struct Invitation {
     pub id: Uuid,
     pub email: String,
     pub roles: Vec<String>,
+    /// The accounts the invitee will see; `null`: every account.
+    pub account_ids: Option<Vec<Uuid>>,
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     /// `null` until accepted.
@@ -52,6 +56,8 @@ pub struct ApiKey {
     pub id: Uuid,
     pub name: String,
     pub roles: Vec<String>,
+    /// The accounts it may see (within its creator's); `null`: every account.
+    pub account_ids: Option<Vec<Uuid>>,
     /// Enough to recognise the key, not to use it.
     pub prefix: String,
     /// `null`: it does not expire.
@@ -69,6 +75,8 @@ pub struct CreatedApiKey {
     pub id: Uuid,
     pub name: String,
     pub roles: Vec<String>,
+    /// The accounts it may see; `null`: every account.
+    pub account_ids: Option<Vec<Uuid>>,
     pub prefix: String,
     /// `bal_live_…`: use it as `Authorization: Bearer …`. It is not stored and never shown again.
     pub secret: String,
@@ -94,6 +102,7 @@ pub struct SealedApiKey {
     pub id: Uuid,
     pub name: String,
     pub roles: Vec<String>,
+    pub account_ids: Option<Vec<Uuid>>,
     pub prefix: String,
     pub sealed_secret: String,
     pub expires_at: Option<DateTime<Utc>>,

@@ -100,10 +100,22 @@ pub struct NewInvitation {
     /// Roles the invitee gets, built-in or custom (no more than the inviter holds).
     #[oai(validator(min_items = 1, max_items = 10))]
     pub roles: Vec<String>,
+    /// The accounts the invitee will see (absent or `null`: every account you see).
+    #[oai(validator(max_items = 100))]
+    pub account_ids: Option<Vec<Uuid>>,
+}
+
+fn check_account_ids(errors: &mut FieldErrors, ids: Option<&[Uuid]>) {
+    errors.check(
+        ids.is_none_or(|ids| ids.len() <= 100),
+        "account_ids",
+        "at most 100 accounts",
+    );
 }
 
 impl Validate for NewInvitation {
     fn validate(&self, errors: &mut FieldErrors) {
+        check_account_ids(errors, self.account_ids.as_deref());
         if let Err(e) = Email::parse(&self.email) {
             errors.add("email", e.to_string());
         }
@@ -142,10 +154,14 @@ pub struct NewApiKey {
     #[oai(validator(min_items = 1, max_items = 10))]
     pub roles: Vec<String>,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The accounts it may see (absent or `null`: every account you see).
+    #[oai(validator(max_items = 100))]
+    pub account_ids: Option<Vec<Uuid>>,
 }
 
 impl Validate for NewApiKey {
     fn validate(&self, errors: &mut FieldErrors) {
+        check_account_ids(errors, self.account_ids.as_deref());
         if let Err(e) = DisplayName::parse("name", &self.name) {
             errors.push(e);
         }
@@ -167,10 +183,17 @@ pub struct MemberRoles {
     /// Built-in roles (owner, admin, accountant, viewer, billing) or custom ones.
     #[oai(validator(min_items = 1, max_items = 10))]
     pub roles: Vec<String>,
+    /// The accounts the member sees: absent keeps them, `null` is every account.
+    #[oai(validator(max_items = 100))]
+    #[serde(default)]
+    pub account_ids: poem_openapi::types::MaybeUndefined<Vec<Uuid>>,
 }
 
 impl Validate for MemberRoles {
     fn validate(&self, errors: &mut FieldErrors) {
+        if let poem_openapi::types::MaybeUndefined::Value(ids) = &self.account_ids {
+            check_account_ids(errors, Some(ids));
+        }
         if let Err(e) = RoleNames::parse("roles", &self.roles) {
             errors.push(e);
         }
@@ -355,11 +378,17 @@ impl TenancyApi {
             .authz
             .tenant(auth.token(), tenant_id.0, MEMBERS_WRITE)
             .await?;
-        let roles = parsed(RoleNames::parse("roles", &body.parse()?.roles))?;
+        let body = body.parse()?;
+        let roles = parsed(RoleNames::parse("roles", &body.roles))?;
         let expected = concurrency::if_match(if_match.0.as_deref())?;
+        let accounts = match body.account_ids.clone() {
+            poem_openapi::types::MaybeUndefined::Undefined => None,
+            poem_openapi::types::MaybeUndefined::Null => Some(None),
+            poem_openapi::types::MaybeUndefined::Value(ids) => Some(Some(ids)),
+        };
         let member = self
             .tenancy
-            .update_member(&mut tx, user_id.0, expected, &roles)
+            .update_member_access(&mut tx, user_id.0, expected, &roles, accounts)
             .await?;
         tx.commit().await?;
         Ok(Json(member))
@@ -431,6 +460,7 @@ impl TenancyApi {
             name: parsed(DisplayName::parse("name", &body.name))?,
             roles: parsed(RoleNames::parse("roles", &body.roles))?,
             expires_at: body.expires_at,
+            account_ids: body.account_ids.clone(),
         };
         if let Some(stored) = idempotency::claim::<_, SealedApiKey>(
             &mut tx,
@@ -528,7 +558,10 @@ impl TenancyApi {
             Problem::validation(vec![kernel::FieldError::new("email", e.to_string())])
         })?;
         let roles = parsed(RoleNames::parse("roles", &body.roles))?;
-        let created = self.tenancy.invite(&mut tx, &email, &roles).await?;
+        let created = self
+            .tenancy
+            .invite_to_accounts(&mut tx, &email, &roles, body.account_ids.clone())
+            .await?;
         idempotency::commit(tx, key.as_ref(), StatusCode::CREATED, &created).await?;
         Ok(InvitationCreated::Created(Json(created)))
     }

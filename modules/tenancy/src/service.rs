@@ -23,6 +23,8 @@ pub struct NewKey {
     pub name: DisplayName,
     pub roles: RoleNames,
     pub expires_at: Option<DateTime<Utc>>,
+    /// The accounts it may see (`None`: every account the creator sees).
+    pub account_ids: Option<Vec<Uuid>>,
 }
 
 /// The tenancy service: tenants, members, invitations and API keys.
@@ -64,7 +66,7 @@ impl Tenancy {
     ) -> Result<Tenant, TenancyError> {
         let id = tx.tenant_id();
         store::insert_tenant(tx.conn(), id, name.as_str()).await?;
-        store::add_member(tx.conn(), id, owner, &["owner".to_string()]).await?;
+        store::add_member(tx.conn(), id, owner, &["owner".to_string()], None).await?;
         tx.record(
             NewEvent::new("tenant.created")
                 .resource("tenant", id)
@@ -180,16 +182,39 @@ impl Tenancy {
         expected: Option<i64>,
         roles: &RoleNames,
     ) -> Result<Member, TenancyError> {
+        self.update_member_access(tx, user, expected, roles, None)
+            .await
+    }
+
+    /// [`Tenancy::update_member`], and the accounts the member sees when `accounts` is given
+    /// (`Some(None)`: every account): no more than the caller sees.
+    pub async fn update_member_access(
+        &self,
+        tx: &mut TenantTx,
+        user: UserId,
+        expected: Option<i64>,
+        roles: &RoleNames,
+        accounts: Option<Option<Vec<Uuid>>>,
+    ) -> Result<Member, TenancyError> {
         let current = self.lock_member(tx, user, Some(roles)).await?;
         concurrency::check(expected, current.version)?;
         self.check_grant(tx, roles).await?;
+        let accounts = match accounts {
+            None => current.account_ids.clone(),
+            Some(wanted) => {
+                access::grants::check_accounts(&self.policy, tx, wanted, "account_ids").await?
+            }
+        };
         let id = tx.tenant_id();
-        store::set_member_roles(tx.conn(), id, user, roles.as_slice()).await?;
+        store::set_member_roles(tx.conn(), id, user, roles.as_slice(), accounts.as_deref()).await?;
         access::bump_policy(tx).await?;
         tx.record(
             NewEvent::new("member.role_changed")
                 .resource("member", user)
-                .payload(json!({ "from": current.roles, "to": roles.as_slice() })),
+                .payload(json!({
+                    "from": current.roles, "to": roles.as_slice(),
+                    "accounts_from": current.account_ids, "accounts_to": accounts,
+                })),
         );
         self.narrow_grants_of(tx, user, Some(roles.as_slice()))
             .await?;
@@ -281,6 +306,9 @@ impl Tenancy {
         new: NewKey,
     ) -> Result<CreatedApiKey, TenancyError> {
         self.check_grant(tx, &new.roles).await?;
+        let accounts =
+            access::grants::check_accounts(&self.policy, tx, new.account_ids, "account_ids")
+                .await?;
         let tenant = tx.tenant_id();
         let minted = self.identity.mint_api_key(tenant);
         let id = Uuid::now_v7();
@@ -297,18 +325,20 @@ impl Tenancy {
                 prefix: &minted.prefix,
                 created_by,
                 expires_at: new.expires_at,
+                account_ids: accounts.as_deref(),
             },
         )
         .await?;
         tx.record(
             NewEvent::new("api_key.created")
                 .resource("api_key", id)
-                .payload(json!({ "roles": new.roles.as_slice() })),
+                .payload(json!({ "roles": new.roles.as_slice(), "account_ids": accounts })),
         );
         Ok(CreatedApiKey {
             id,
             name: new.name.into_inner(),
             roles: new.roles.into_inner(),
+            account_ids: accounts,
             prefix: minted.prefix,
             secret: minted.token,
             expires_at: new.expires_at,
@@ -327,6 +357,7 @@ impl Tenancy {
             id: created.id,
             name: created.name.clone(),
             roles: created.roles.clone(),
+            account_ids: created.account_ids.clone(),
             prefix: created.prefix.clone(),
             sealed_secret: B64.encode(sealed),
             expires_at: created.expires_at,
@@ -356,6 +387,7 @@ impl Tenancy {
             id: stored.id,
             name: stored.name,
             roles: stored.roles,
+            account_ids: stored.account_ids,
             prefix: stored.prefix,
             secret,
             expires_at: stored.expires_at,
@@ -392,7 +424,20 @@ impl Tenancy {
         email: &Email,
         roles: &RoleNames,
     ) -> Result<Invitation, TenancyError> {
+        self.invite_to_accounts(tx, email, roles, None).await
+    }
+
+    /// [`Tenancy::invite`], limited to `accounts` (`None`: every account the inviter sees).
+    pub async fn invite_to_accounts(
+        &self,
+        tx: &mut TenantTx,
+        email: &Email,
+        roles: &RoleNames,
+        accounts: Option<Vec<Uuid>>,
+    ) -> Result<Invitation, TenancyError> {
         self.check_grant(tx, roles).await?;
+        let accounts =
+            access::grants::check_accounts(&self.policy, tx, accounts, "account_ids").await?;
         let tenant = tx.tenant_id();
         let inviter = tx.context().actor.user_id();
         self.check_invitation_rate(tx, inviter).await?;
@@ -407,6 +452,7 @@ impl Tenancy {
                 pepper_id: &minted.pepper_id,
                 hash: &minted.hash,
                 invited_by: inviter,
+                account_ids: accounts.as_deref(),
             },
         )
         .await?;
@@ -529,7 +575,16 @@ impl Tenancy {
         if roles.is_empty() {
             return Err(TenancyError::InvalidInvitation);
         }
-        if !store::add_member(tx.conn(), tenant, user, &roles).await? {
+        // Nor more accounts than its inviter sees now.
+        let accounts = match (found.account_ids.clone(), found.inviter_account_ids.clone()) {
+            (None, inviter) if found.invited_by.is_some() => inviter,
+            (None, _) => None,
+            (Some(own), None) => Some(own),
+            (Some(own), Some(inviter)) => {
+                Some(own.into_iter().filter(|a| inviter.contains(a)).collect())
+            }
+        };
+        if !store::add_member(tx.conn(), tenant, user, &roles, accounts.as_deref()).await? {
             return Err(TenancyError::AlreadyMember);
         }
         store::mark_invitation_accepted(tx.conn(), tenant, found.id, user).await?;

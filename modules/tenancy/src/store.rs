@@ -35,12 +35,15 @@ pub(crate) async fn add_member(
     tenant: TenantId,
     user: UserId,
     roles: &[String],
+    accounts: Option<&[Uuid]>,
 ) -> Result<bool, sqlx::Error> {
     let added = sqlx::query!(
-        "INSERT INTO memberships (tenant_id, user_id, roles) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+        "INSERT INTO memberships (tenant_id, user_id, roles, account_ids) VALUES ($1, $2, $3, $4)
+         ON CONFLICT DO NOTHING",
         tenant.as_uuid(),
         user.as_uuid(),
         roles,
+        accounts,
     )
     .execute(conn)
     .await?
@@ -140,6 +143,7 @@ pub(crate) async fn mark_tenant_deleted(
 /// A membership's roles and version.
 pub(crate) struct MembershipRow {
     pub roles: Vec<String>,
+    pub account_ids: Option<Vec<Uuid>>,
     pub version: i64,
 }
 
@@ -151,7 +155,7 @@ pub(crate) async fn lock_membership(
 ) -> Result<Option<MembershipRow>, sqlx::Error> {
     sqlx::query_as!(
         MembershipRow,
-        "SELECT roles, version FROM memberships WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE",
+        "SELECT roles, account_ids, version FROM memberships WHERE tenant_id = $1 AND user_id = $2 FOR UPDATE",
         tenant.as_uuid(),
         user.as_uuid(),
     )
@@ -179,12 +183,15 @@ pub(crate) async fn set_member_roles(
     tenant: TenantId,
     user: UserId,
     roles: &[String],
+    accounts: Option<&[Uuid]>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE memberships SET roles = $3, version = version + 1 WHERE tenant_id = $1 AND user_id = $2",
+        "UPDATE memberships SET roles = $3, account_ids = $4, version = version + 1
+         WHERE tenant_id = $1 AND user_id = $2",
         tenant.as_uuid(),
         user.as_uuid(),
         roles,
+        accounts,
     )
     .execute(conn)
     .await?;
@@ -214,7 +221,7 @@ pub(crate) async fn member(
 ) -> Result<Option<Member>, sqlx::Error> {
     sqlx::query_as!(
         Member,
-        r#"SELECT m.user_id AS "user_id: UserId", u.name, u.email, m.roles,
+        r#"SELECT m.user_id AS "user_id: UserId", u.name, u.email, m.roles, m.account_ids,
                   m.created_at AS joined_at, m.version
            FROM memberships m JOIN users u ON u.id = m.user_id
            WHERE m.tenant_id = $1 AND m.user_id = $2"#,
@@ -234,7 +241,7 @@ pub(crate) async fn members(
 ) -> Result<Vec<Member>, sqlx::Error> {
     sqlx::query_as!(
         Member,
-        r#"SELECT m.user_id AS "user_id: UserId", u.name, u.email, m.roles,
+        r#"SELECT m.user_id AS "user_id: UserId", u.name, u.email, m.roles, m.account_ids,
                   m.created_at AS joined_at, m.version
            FROM memberships m JOIN users u ON u.id = m.user_id
            WHERE m.tenant_id = $1 AND ($2::timestamptz IS NULL OR (m.created_at, m.user_id) > ($2, $3))
@@ -258,6 +265,7 @@ pub(crate) struct NewKeyRow<'a> {
     pub prefix: &'a str,
     pub created_by: Option<UserId>,
     pub expires_at: Option<DateTime<Utc>>,
+    pub account_ids: Option<&'a [Uuid]>,
 }
 
 /// Inserts an API key; returns when it was created.
@@ -267,8 +275,8 @@ pub(crate) async fn insert_api_key(
     key: NewKeyRow<'_>,
 ) -> Result<DateTime<Utc>, sqlx::Error> {
     sqlx::query_scalar!(
-        "INSERT INTO api_keys (tenant_id, id, name, roles, pepper_id, hash, prefix, created_by, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) RETURNING created_at",
+        "INSERT INTO api_keys (tenant_id, id, name, roles, pepper_id, hash, prefix, created_by, expires_at, account_ids)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING created_at",
         tenant.as_uuid(),
         key.id,
         key.name,
@@ -278,6 +286,7 @@ pub(crate) async fn insert_api_key(
         key.prefix,
         key.created_by.map(|u| u.as_uuid()),
         key.expires_at,
+        key.account_ids,
     )
     .fetch_one(conn)
     .await
@@ -292,7 +301,7 @@ pub(crate) async fn api_keys(
 ) -> Result<Vec<ApiKey>, sqlx::Error> {
     sqlx::query_as!(
         ApiKey,
-        "SELECT id, name, roles, prefix, expires_at, created_at, last_used_at, revoked_at FROM api_keys
+        "SELECT id, name, roles, account_ids, prefix, expires_at, created_at, last_used_at, revoked_at FROM api_keys
          WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
          ORDER BY created_at DESC, id DESC LIMIT $4",
         tenant.as_uuid(),
@@ -500,6 +509,7 @@ pub(crate) struct NewInvitationRow<'a> {
     pub pepper_id: &'a str,
     pub hash: &'a [u8],
     pub invited_by: Option<UserId>,
+    pub account_ids: Option<&'a [Uuid]>,
 }
 
 /// Inserts an invitation that expires in 7 days.
@@ -510,9 +520,9 @@ pub(crate) async fn insert_invitation(
 ) -> Result<Invitation, sqlx::Error> {
     sqlx::query_as!(
         Invitation,
-        "INSERT INTO invitations (tenant_id, id, email, roles, pepper_id, hash, invited_by, expires_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, now() + interval '7 days')
-         RETURNING id, email, roles, created_at, expires_at, accepted_at, revoked_at",
+        "INSERT INTO invitations (tenant_id, id, email, roles, pepper_id, hash, invited_by, expires_at, account_ids)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, now() + interval '7 days', $8)
+         RETURNING id, email, roles, account_ids, created_at, expires_at, accepted_at, revoked_at",
         tenant.as_uuid(),
         new.id,
         new.email,
@@ -520,6 +530,7 @@ pub(crate) async fn insert_invitation(
         new.pepper_id,
         new.hash,
         new.invited_by.map(|u| u.as_uuid()),
+        new.account_ids,
     )
     .fetch_one(conn)
     .await
@@ -556,7 +567,7 @@ pub(crate) async fn invitations(
 ) -> Result<Vec<Invitation>, sqlx::Error> {
     sqlx::query_as!(
         Invitation,
-        "SELECT id, email, roles, created_at, expires_at, accepted_at, revoked_at FROM invitations
+        "SELECT id, email, roles, account_ids, created_at, expires_at, accepted_at, revoked_at FROM invitations
          WHERE tenant_id = $1 AND ($2::timestamptz IS NULL OR (created_at, id) < ($2, $3))
          ORDER BY created_at DESC, id DESC LIMIT $4",
         tenant.as_uuid(),
@@ -594,6 +605,8 @@ pub(crate) struct PendingInvitation {
     pub roles: Vec<String>,
     pub invited_by: Option<Uuid>,
     pub inviter_roles: Option<Vec<String>>,
+    pub account_ids: Option<Vec<Uuid>>,
+    pub inviter_account_ids: Option<Vec<Uuid>>,
 }
 
 /// Locks the pending, unexpired invitation with one of `hashes`.
@@ -604,7 +617,8 @@ pub(crate) async fn lock_pending_invitation(
 ) -> Result<Option<PendingInvitation>, sqlx::Error> {
     sqlx::query_as!(
         PendingInvitation,
-        r#"SELECT i.id, i.email, i.roles, i.invited_by, m.roles AS "inviter_roles?"
+        r#"SELECT i.id, i.email, i.roles, i.invited_by, m.roles AS "inviter_roles?",
+                  i.account_ids, m.account_ids AS "inviter_account_ids?"
          FROM invitations i
          LEFT JOIN memberships m ON m.tenant_id = i.tenant_id AND m.user_id = i.invited_by
          WHERE i.tenant_id = $1 AND i.hash = ANY($2) AND i.accepted_at IS NULL

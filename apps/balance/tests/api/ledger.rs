@@ -679,3 +679,194 @@ async fn transfers_move_money_between_own_accounts_in_one_currency_and_never_cou
     let (status, _) = link(&out["id"], &same_account["id"]).await;
     assert_eq!(status, 422, "a leg is linked once");
 }
+
+#[tokio::test]
+async fn a_member_given_one_account_sees_only_it_on_every_path() {
+    let app = TestApp::spawn().await;
+    let b = books(&app).await;
+    let body = json!({"name": "Payroll", "kind": "checking", "currency": "EUR"});
+    let (_, payroll) = call(&app, Method::POST, &b.path("accounts"), &b.ada, Some(body)).await;
+    let payroll = payroll["id"].as_str().unwrap().to_string();
+    let (_, mine) = b
+        .enter(
+            &app,
+            json!({"date": "2026-02-01", "amount": -100, "merchant": "Stationery shop"}),
+        )
+        .await;
+    let (_, hidden) = call(&app, Method::POST, &b.path("transactions"), &b.ada,
+        Some(json!({"account_id": payroll, "date": "2026-02-01", "amount": -9_000, "merchant": "Salary shop"}))).await;
+    let hidden = hidden["id"].as_str().unwrap().to_string();
+
+    // Ada invites an accountant for the operating account only.
+    let invite =
+        json!({"email": "acc@example.com", "roles": ["accountant"], "account_ids": [b.account]});
+    let (status, invitation) = call(
+        &app,
+        Method::POST,
+        &b.path("invitations"),
+        &b.ada,
+        Some(invite),
+    )
+    .await;
+    assert_eq!(status, 201, "{invitation}");
+    assert_eq!(invitation["account_ids"], json!([b.account]));
+    let token = testkit::seed::mailed_token(&app.kernel_db, "acc@example.com", "invitation").await;
+    let (acc, acc_id) = app.new_user("acc@example.com").await;
+    let (status, _) = call(
+        &app,
+        Method::POST,
+        "/api/v1/invitations/accept",
+        &acc,
+        Some(json!({"token": token})),
+    )
+    .await;
+    assert_eq!(status, 200);
+
+    let (_, accounts) = call(&app, Method::GET, &b.path("accounts"), &acc, None).await;
+    let ids: Vec<&str> = accounts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [b.account.as_str()]);
+    for path in [
+        format!("accounts/{payroll}"),
+        format!("accounts/{payroll}/balances"),
+        format!("transactions/{hidden}"),
+    ] {
+        let (status, body) = call(&app, Method::GET, &b.path(&path), &acc, None).await;
+        assert_eq!(status, 404, "{path}: {body}");
+    }
+    for query in [
+        "transactions",
+        "transactions?q=shop",
+        &format!("transactions?account_id={payroll}"),
+    ] {
+        let (_, list) = call(&app, Method::GET, &b.path(query), &acc, None).await;
+        let found: Vec<&str> = list["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap())
+            .collect();
+        assert!(!found.contains(&hidden.as_str()), "{query}: {list}");
+    }
+    let (_, list) = call(
+        &app,
+        Method::GET,
+        &b.path("transactions?q=shop"),
+        &acc,
+        None,
+    )
+    .await;
+    assert_eq!(list["data"][0]["id"], mine["id"]);
+    let (status, _) = call(
+        &app,
+        Method::PATCH,
+        &b.path(&format!("transactions/{hidden}")),
+        &acc,
+        Some(json!({"notes": "x"})),
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, _) = call(
+        &app,
+        Method::DELETE,
+        &b.path(&format!("transactions/{hidden}")),
+        &acc,
+        None,
+    )
+    .await;
+    assert_eq!(status, 404);
+    let (status, problem) = call(
+        &app,
+        Method::POST,
+        &b.path("transactions"),
+        &acc,
+        Some(json!({"account_id": payroll, "date": "2026-02-02", "amount": -1})),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["errors"][0]["field"].as_str()),
+        (422, Some("account_id"))
+    );
+    let (_, owner_view) = call(
+        &app,
+        Method::GET,
+        &b.path(&format!("accounts/{payroll}")),
+        &b.ada,
+        None,
+    )
+    .await;
+    assert_eq!(
+        owner_view["balance"], -9_000,
+        "nothing the accountant tried moved it"
+    );
+
+    // Ada makes her an admin of the same one account; she cannot hand out the other one.
+    let member = b.path(&format!("members/{acc_id}"));
+    let (status, body) = call(
+        &app,
+        Method::PATCH,
+        &member,
+        &b.ada,
+        Some(json!({"roles": ["admin"]})),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body["account_ids"],
+        json!([b.account]),
+        "roles change, the scope stays"
+    );
+    let (status, problem) = call(
+        &app,
+        Method::POST,
+        &b.path("api-keys"),
+        &acc,
+        Some(json!({"name": "k", "roles": ["viewer"], "account_ids": [payroll]})),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["errors"][0]["field"].as_str()),
+        (422, Some("account_ids")),
+        "{problem}"
+    );
+    let (status, key) = call(
+        &app,
+        Method::POST,
+        &b.path("api-keys"),
+        &acc,
+        Some(json!({"name": "k", "roles": ["viewer"]})),
+    )
+    .await;
+    assert_eq!(status, 201, "{key}");
+    assert_eq!(
+        key["account_ids"],
+        json!([b.account]),
+        "a key gets no more than its creator sees"
+    );
+    let (_, by_key) = call(
+        &app,
+        Method::GET,
+        &b.path("accounts"),
+        key["secret"].as_str().unwrap(),
+        None,
+    )
+    .await;
+    assert_eq!(by_key["data"].as_array().unwrap().len(), 1);
+
+    // Every account again.
+    let (status, body) = call(
+        &app,
+        Method::PATCH,
+        &member,
+        &b.ada,
+        Some(json!({"roles": ["accountant"], "account_ids": null})),
+    )
+    .await;
+    assert_eq!((status, body["account_ids"].clone()), (200, Value::Null));
+    let (_, accounts) = call(&app, Method::GET, &b.path("accounts"), &acc, None).await;
+    assert_eq!(accounts["data"].as_array().unwrap().len(), 2);
+}

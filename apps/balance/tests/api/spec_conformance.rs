@@ -594,9 +594,9 @@ fn breaking(spec: &Value, schema: &Value) -> Vec<Value> {
         bad.push(json!("not an address"));
     }
     if let Some(max) = n("maxItems") {
-        let item = match schema["items"]["type"].as_str() {
-            Some("string") | None if schema["items"]["$ref"].is_null() => json!("viewer"),
-            _ => body_for(spec, &schema["items"]),
+        let item = match body_for(spec, &schema["items"]) {
+            Value::String(s) if s == "x" => json!("viewer"),
+            other => other,
         };
         bad.push(json!(vec![item; max + 1]));
     }

@@ -235,6 +235,7 @@ async fn an_api_key_created_by_a_job_opens_its_tenant_and_is_listed_without_its_
                 name: DisplayName::parse("name", "ci").unwrap(),
                 roles: roles(&["viewer"]),
                 expires_at: None,
+                account_ids: None,
             },
         )
         .await
