@@ -771,6 +771,28 @@ impl Ledger {
         filter: &TransactionFilter,
         page: &Keyset,
     ) -> Result<Page<Transaction>, LedgerError> {
+        let filters = self.filters(filter)?;
+        let (at, id) = page.after();
+        let after = (at.map(|a| a.date_naive()), id);
+        let tenant = tx.tenant_id();
+        let rows =
+            store::transactions(tx.conn(), tenant, &filters, after, page.fetch_limit()).await?;
+        let rows = self.with_splits(tx, rows).await?;
+        Ok(page.page(rows, |t| {
+            (
+                t.date.and_hms_opt(0, 0, 0).expect("midnight").and_utc(),
+                t.id,
+            )
+        }))
+    }
+
+    /// Checks a filter before a stream starts (a bad `q` is a `422`, not a broken export).
+    pub fn check_filter(&self, filter: &TransactionFilter) -> Result<(), LedgerError> {
+        self.filters(filter).map(|_| ())
+    }
+
+    /// The store's filters of `filter`: `q`'s words as prefix ranges of terms.
+    fn filters(&self, filter: &TransactionFilter) -> Result<store::Filters, LedgerError> {
         let mut words = Vec::new();
         if let Some(q) = &filter.q {
             for word in fold(q).split(|c: char| !c.is_alphanumeric()) {
@@ -785,7 +807,7 @@ impl Ledger {
                 ));
             }
         }
-        let filters = store::Filters {
+        Ok(store::Filters {
             from: filter.from,
             to: filter.to,
             account_id: filter.account_id,
@@ -799,19 +821,7 @@ impl Ledger {
             uncategorized: filter.uncategorized,
             include_transfers: filter.include_transfers,
             words,
-        };
-        let (at, id) = page.after();
-        let after = (at.map(|a| a.date_naive()), id);
-        let tenant = tx.tenant_id();
-        let rows =
-            store::transactions(tx.conn(), tenant, &filters, after, page.fetch_limit()).await?;
-        let rows = self.with_splits(tx, rows).await?;
-        Ok(page.page(rows, |t| {
-            (
-                t.date.and_hms_opt(0, 0, 0).expect("midnight").and_utc(),
-                t.id,
-            )
-        }))
+        })
     }
 
     /// Changes a transaction. A person's edit of category (or splits), merchant, notes,
@@ -998,5 +1008,172 @@ impl Ledger {
                 })),
         );
         Ok(())
+    }
+}
+
+/// Rows an export reads at a time: its memory stays the same for any number of rows.
+const EXPORT_BATCH: i64 = 500;
+
+/// The header of a CSV export (RFC 4180). Split parts follow their transaction as rows of
+/// type `split`, with `split_of` naming it.
+pub const EXPORT_HEADER: &str = "row_type,id,account_id,date,value_date,amount,currency,status,merchant,description,category_id,notes,tags,source,external_id,transfer_id,split_of,memo\r\n";
+
+/// An amount of minor units as a decimal string in the currency's exponent (`-12.30`, `500`).
+pub fn decimal(amount: i64, exponent: u8) -> String {
+    if exponent == 0 {
+        return amount.to_string();
+    }
+    let scale = 10u64.pow(u32::from(exponent));
+    let abs = amount.unsigned_abs();
+    format!(
+        "{}{}.{:0width$}",
+        if amount < 0 { "-" } else { "" },
+        abs / scale,
+        abs % scale,
+        width = usize::from(exponent)
+    )
+}
+
+/// One CSV field: quoted when it must be (RFC 4180), and text that a spreadsheet would run
+/// as a formula (`=`, `+`, `-`, `@`, tab, CR first) is prefixed with `'`.
+fn field(out: &mut String, value: &str, text: bool) {
+    let guarded;
+    let value = if text && value.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        guarded = format!("'{value}");
+        guarded.as_str()
+    } else {
+        value
+    };
+    if value.contains([',', '"', '\r', '\n']) {
+        out.push('"');
+        out.push_str(&value.replace('"', "\"\""));
+        out.push('"');
+    } else {
+        out.push_str(value);
+    }
+}
+
+fn csv_rows(out: &mut String, t: &Transaction) {
+    let exponent = t.currency.minor_units();
+    let opt = |v: Option<String>| v.unwrap_or_default();
+    let base: [(String, bool); 16] = [
+        ("transaction".into(), false),
+        (t.id.to_string(), false),
+        (t.account_id.to_string(), false),
+        (t.date.to_string(), false),
+        (opt(t.value_date.map(|d| d.to_string())), false),
+        (decimal(t.amount, exponent), false),
+        (t.currency.to_string(), false),
+        (t.status.as_str().into(), false),
+        (opt(t.merchant.clone()), true),
+        (t.description.clone(), true),
+        (opt(t.category_id.map(|c| c.to_string())), false),
+        (opt(t.notes.clone()), true),
+        (t.tags.join(";"), true),
+        (t.source.as_str().into(), false),
+        (opt(t.external_id.clone()), true),
+        (opt(t.transfer_id.map(|c| c.to_string())), false),
+    ];
+    for (i, (value, text)) in base.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        field(out, value, *text);
+    }
+    out.push_str(",,\r\n");
+    for split in &t.splits {
+        out.push_str("split,,");
+        field(out, &t.account_id.to_string(), false);
+        out.push(',');
+        field(out, &t.date.to_string(), false);
+        out.push_str(",,");
+        field(out, &decimal(split.amount, exponent), false);
+        out.push(',');
+        field(out, t.currency.code(), false);
+        out.push_str(",,,,");
+        field(out, &split.category_id.to_string(), false);
+        out.push_str(",,,,,,");
+        field(out, &t.id.to_string(), false);
+        out.push(',');
+        field(out, split.memo.as_deref().unwrap_or(""), true);
+        out.push_str("\r\n");
+    }
+}
+
+/// Where an export is: its transaction, the last row sent, how many were.
+struct Export {
+    tx: Box<TenantTx>,
+    after: (Option<NaiveDate>, Option<Uuid>),
+    count: u64,
+}
+
+impl Ledger {
+    /// Every transaction matching `filter` as CSV, read in batches within the caller's
+    /// transaction (one snapshot, constant memory), newest first. At the end the export is
+    /// audited (`transaction.exported`, with the filters and the row count) and the
+    /// transaction commits; an export the client abandons is rolled back, unaudited.
+    pub fn export(
+        &self,
+        tx: TenantTx,
+        filter: TransactionFilter,
+    ) -> impl futures_util::Stream<Item = Result<String, Problem>> + Send + use<> {
+        let ledger = self.clone();
+        let header = futures_util::stream::once(async { Ok(EXPORT_HEADER.to_string()) });
+        let rows = futures_util::stream::try_unfold(
+            Export {
+                tx: Box::new(tx),
+                after: (None, None),
+                count: 0,
+            },
+            move |state| {
+                let (ledger, filter) = (ledger.clone(), filter.clone());
+                async move {
+                    let Export {
+                        mut tx,
+                        after,
+                        count,
+                    } = state;
+                    let rows = ledger
+                        .page_of(&mut tx, &filter, after, EXPORT_BATCH)
+                        .await
+                        .map_err(Problem::from)?;
+                    if rows.is_empty() {
+                        tx.record(NewEvent::new("transaction.exported").payload(json!({
+                            "format": "csv",
+                            "filters": filter.canonical(),
+                            "count": count,
+                        })));
+                        tx.commit().await?;
+                        return Ok(None);
+                    }
+                    let mut chunk = String::new();
+                    for t in &rows {
+                        csv_rows(&mut chunk, t);
+                    }
+                    let last = rows.last().expect("not empty");
+                    let next = Export {
+                        after: (Some(last.date), Some(last.id)),
+                        count: count + rows.len() as u64,
+                        tx,
+                    };
+                    Ok(Some((chunk, next)))
+                }
+            },
+        );
+        futures_util::StreamExt::chain(header, rows)
+    }
+
+    /// One batch of matching transactions after `after`, with their splits.
+    async fn page_of(
+        &self,
+        tx: &mut TenantTx,
+        filter: &TransactionFilter,
+        after: (Option<NaiveDate>, Option<Uuid>),
+        limit: i64,
+    ) -> Result<Vec<Transaction>, LedgerError> {
+        let filters = self.filters(filter)?;
+        let tenant = tx.tenant_id();
+        let rows = store::transactions(tx.conn(), tenant, &filters, after, limit).await?;
+        self.with_splits(tx, rows).await
     }
 }

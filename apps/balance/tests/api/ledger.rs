@@ -870,3 +870,106 @@ async fn a_member_given_one_account_sees_only_it_on_every_path() {
     let (_, accounts) = call(&app, Method::GET, &b.path("accounts"), &acc, None).await;
     assert_eq!(accounts["data"].as_array().unwrap().len(), 2);
 }
+
+#[tokio::test]
+async fn an_export_streams_every_matching_row_as_csv_and_is_audited() {
+    let app = TestApp::spawn().await;
+    let b = books(&app).await;
+    for i in 0..509 {
+        let day = 1 + i % 28;
+        let (status, _) = b.enter(&app, json!({"date": format!("2026-03-{day:02}"), "amount": -(i as i64) - 1, "merchant": "Coffee, \"the good one\""})).await;
+        assert_eq!(status, 201);
+    }
+    let (_, split) = b.enter(&app, json!({"date": "2026-04-01", "amount": -1_050, "merchant": "=HYPERLINK(\"evil\")", "splits": [
+        {"category_id": b.rent, "amount": -1_000, "memo": "desk"}, {"category_id": b.software, "amount": -50}]})).await;
+    let resp = app
+        .authed(
+            Method::GET,
+            &b.path("transactions/export?format=csv"),
+            &b.ada,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    assert!(
+        resp.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/csv")
+    );
+    let csv = resp.text().await.unwrap();
+    let lines: Vec<&str> = csv.split("\r\n").filter(|l| !l.is_empty()).collect();
+    assert!(lines[0].starts_with("row_type,id,account_id,date"));
+    let transactions = lines
+        .iter()
+        .filter(|l| l.starts_with("transaction,"))
+        .count();
+    let splits: Vec<&&str> = lines.iter().filter(|l| l.starts_with("split,")).collect();
+    assert_eq!(transactions, 510, "every row, past the batch size");
+    assert_eq!(splits.len(), 2);
+    assert!(
+        splits
+            .iter()
+            .all(|l| l.contains(split["id"].as_str().unwrap()))
+    );
+    assert!(
+        csv.contains(",-10.50,EUR,") && csv.contains(",-0.01,EUR,"),
+        "decimals in the currency's exponent"
+    );
+    assert!(
+        csv.contains("\"Coffee, \"\"the good one\"\"\""),
+        "RFC 4180 quoting"
+    );
+    assert!(
+        csv.contains("\"'=HYPERLINK(\"\"evil\"\")\""),
+        "no formula runs in a spreadsheet"
+    );
+
+    // The export's rows are the list's: the same filters, the same count.
+    let (_, list) = call(
+        &app,
+        Method::GET,
+        &b.path("transactions?min_amount=-10&limit=200"),
+        &b.ada,
+        None,
+    )
+    .await;
+    let resp = app
+        .authed(
+            Method::GET,
+            &b.path("transactions/export?min_amount=-10"),
+            &b.ada,
+        )
+        .send()
+        .await
+        .unwrap();
+    let filtered = resp.text().await.unwrap();
+    let exported = filtered
+        .split("\r\n")
+        .filter(|l| l.starts_with("transaction,"))
+        .count();
+    assert_eq!(exported, list["data"].as_array().unwrap().len());
+    let (_, events) = call(
+        &app,
+        Method::GET,
+        &b.path("events?type=transaction.exported"),
+        &b.ada,
+        None,
+    )
+    .await;
+    let counts: Vec<i64> = events["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["payload"]["count"].as_i64().unwrap())
+        .collect();
+    assert_eq!(counts.len(), 2);
+    assert!(counts.contains(&510) && counts.contains(&(exported as i64)));
+    let resp = app
+        .authed(Method::GET, &b.path("transactions/export?q=a"), &b.ada)
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 422, "validation_failed").await;
+}

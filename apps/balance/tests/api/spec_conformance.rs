@@ -507,6 +507,15 @@ async fn succeed_everywhere(app: &TestApp) -> (String, String) {
         Some(link),
     )
     .await;
+    expect(
+        app,
+        200,
+        M::GET,
+        &format!("{t}/transactions/export?format=csv&account_id={operating}"),
+        &ada,
+        None,
+    )
+    .await;
     let one = format!("{t}/transactions/{}", str_of(&bare_tx, "id"));
     expect(app, 200, M::GET, &one, &ada, None).await;
     let edit =
