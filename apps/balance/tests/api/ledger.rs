@@ -761,6 +761,18 @@ async fn a_member_given_one_account_sees_only_it_on_every_path() {
     )
     .await;
     assert_eq!(list["data"][0]["id"], mine["id"]);
+    let csv = app
+        .authed(Method::GET, &b.path("transactions/export"), &acc)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        csv.contains(mine["id"].as_str().unwrap()) && !csv.contains(&hidden),
+        "{csv}"
+    );
     let (status, _) = call(
         &app,
         Method::PATCH,
