@@ -863,6 +863,13 @@ impl Ledger {
             touched.push("date");
         }
         if let Some(amount) = changes_to.amount {
+            // A transfer's legs move the same money: one leg's amount alone cannot change.
+            if current.transfer_id.is_some() && amount != current.amount {
+                return Err(LedgerError::invalid(
+                    "amount",
+                    "is a transfer leg's: delete the transfer and enter it again",
+                ));
+            }
             next.amount = amount;
         }
         if let Some(status) = changes_to.status {
@@ -1007,6 +1014,13 @@ impl Ledger {
                     "date": current.date,
                 })),
         );
+        // A transfer goes as a whole: its other leg too, deleted after this one so the
+        // search finds only the legs left (one the caller's account scope hides stays).
+        if let Some(transfer) = current.transfer_id {
+            for leg in store::legs_of(tx.conn(), tenant, transfer).await? {
+                Box::pin(self.delete_transaction(tx, leg)).await?;
+            }
+        }
         Ok(())
     }
 }

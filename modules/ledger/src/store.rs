@@ -881,3 +881,18 @@ pub(crate) async fn set_transfer(
     .await?;
     Ok(())
 }
+
+/// The live legs of a transfer.
+pub(crate) async fn legs_of(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    transfer_id: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT id FROM transactions WHERE tenant_id = $1 AND transfer_id = $2 AND deleted_at IS NULL",
+        tenant.as_uuid(),
+        transfer_id,
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -678,6 +678,43 @@ async fn transfers_move_money_between_own_accounts_in_one_currency_and_never_cou
     assert_eq!(linked["from"]["id"], out["id"]);
     let (status, _) = link(&out["id"], &same_account["id"]).await;
     assert_eq!(status, 422, "a leg is linked once");
+
+    // One leg's amount cannot change alone; deleting a leg deletes the transfer.
+    let leg = b.path(&format!(
+        "transactions/{}",
+        transfer["from"]["id"].as_str().unwrap()
+    ));
+    let (status, problem) = call(
+        &app,
+        Method::PATCH,
+        &leg,
+        &b.ada,
+        Some(json!({"amount": -1})),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["errors"][0]["field"].as_str()),
+        (422, Some("amount"))
+    );
+    let (status, _) = call(&app, Method::DELETE, &leg, &b.ada, None).await;
+    assert_eq!(status, 204);
+    let other = b.path(&format!(
+        "transactions/{}",
+        transfer["to"]["id"].as_str().unwrap()
+    ));
+    assert_eq!(call(&app, Method::GET, &other, &b.ada, None).await.0, 404);
+    let (_, s) = call(
+        &app,
+        Method::GET,
+        &b.path(&format!("accounts/{savings}")),
+        &b.ada,
+        None,
+    )
+    .await;
+    assert_eq!(
+        s["balance"], 700,
+        "only the linked pair's leg is left in savings"
+    );
 }
 
 #[tokio::test]
