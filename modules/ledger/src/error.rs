@@ -20,6 +20,9 @@ pub enum LedgerError {
         splits: i64,
         children: i64,
     },
+    /// In use by rows of accounts the caller cannot see.
+    #[error("the category is in use in other accounts")]
+    CategoryInUseElsewhere,
     #[error("the account is archived")]
     AccountArchived,
     #[error("database")]
@@ -56,6 +59,12 @@ impl From<LedgerError> for Problem {
                 .with_detail(format!(
                     "The category is used by {transactions} transaction(s) and {splits} split(s) and has {children} subcategory(ies); pass ?reassign_to=<category id> to move its transactions and splits first, or delete the subcategories."
                 )),
+            LedgerError::CategoryInUseElsewhere => Problem::new(
+                StatusCode::CONFLICT,
+                "category_in_use",
+                "Category in use",
+            )
+            .with_detail("The category is used in accounts you cannot see; someone who sees every account can reassign and delete it."),
             LedgerError::AccountArchived => Problem::new(
                 StatusCode::CONFLICT,
                 "account_archived",

@@ -335,7 +335,16 @@ impl Ledger {
                 children: usage.children,
             });
         }
-        store::delete_category(tx.conn(), tenant, id).await?;
+        // Rows outside the caller's account scope are invisible to the count above; the
+        // foreign key still sees them, and says so.
+        if let Err(e) = store::delete_category(tx.conn(), tenant, id).await {
+            return Err(match &e {
+                sqlx::Error::Database(d) if d.code().as_deref() == Some("23503") => {
+                    LedgerError::CategoryInUseElsewhere
+                }
+                _ => e.into(),
+            });
+        }
         tx.record(
             NewEvent::new("category.deleted")
                 .resource("category", id)

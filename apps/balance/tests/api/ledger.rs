@@ -906,6 +906,30 @@ async fn a_member_given_one_account_sees_only_it_on_every_path() {
     .await;
     assert_eq!(by_key["data"].as_array().unwrap().len(), 1);
 
+    // A category used only in the account she cannot see is in use all the same.
+    let (_, bonus) = call(
+        &app,
+        Method::POST,
+        &b.path("categories"),
+        &b.ada,
+        Some(json!({"name": "Bonuses", "kind": "expense"})),
+    )
+    .await;
+    let bonus = bonus["id"].as_str().unwrap().to_string();
+    let (status, _) = call(&app, Method::POST, &b.path("transactions"), &b.ada,
+        Some(json!({"account_id": payroll, "date": "2026-02-03", "amount": -500, "category_id": bonus}))).await;
+    assert_eq!(status, 201);
+    let resp = app
+        .authed(
+            Method::DELETE,
+            &b.path(&format!("categories/{bonus}")),
+            &acc,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 409, "category_in_use").await;
+
     // Every account again.
     let (status, body) = call(
         &app,
