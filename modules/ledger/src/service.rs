@@ -23,8 +23,19 @@ use crate::{
 pub const MAX_SERIES_DAYS: u64 = 5 * 366;
 
 /// The ledger service: accounts, categories and transactions.
-#[derive(Clone, Default)]
-pub struct Ledger;
+#[derive(Clone)]
+pub struct Ledger {
+    /// A word of `q` used by at most this many rows is searched from the term index.
+    drive_from_terms: i64,
+}
+
+impl Default for Ledger {
+    fn default() -> Self {
+        Ledger {
+            drive_from_terms: DRIVE_FROM_TERMS,
+        }
+    }
+}
 
 /// The changed fields of an update, before and after, for its audit event.
 fn changes(before: &Value, after: &Value, fields: &[&str]) -> Value {
@@ -42,7 +53,15 @@ fn changes(before: &Value, after: &Value, fields: &[&str]) -> Value {
 
 impl Ledger {
     pub fn new() -> Ledger {
-        Ledger
+        Ledger::default()
+    }
+
+    /// A ledger that searches from the term index only for words used by at most `rows`
+    /// rows (tests drive both plans with small data).
+    pub fn with_search_threshold(rows: i64) -> Ledger {
+        Ledger {
+            drive_from_terms: rows,
+        }
     }
 
     /// Opens an account; its balances start at the opening balance.
@@ -783,9 +802,9 @@ impl Ledger {
         let filters = self.filters(filter)?;
         let (at, id) = page.after();
         let after = (at.map(|a| a.date_naive()), id);
-        let tenant = tx.tenant_id();
-        let rows =
-            store::transactions(tx.conn(), tenant, &filters, after, page.fetch_limit()).await?;
+        let rows = self
+            .rows_of(tx, &filters, after, page.fetch_limit())
+            .await?;
         let rows = self.with_splits(tx, rows).await?;
         Ok(page.page(rows, |t| {
             (
@@ -1034,6 +1053,9 @@ impl Ledger {
     }
 }
 
+/// A word of `q` used by at most this many rows is searched from the term index.
+pub const DRIVE_FROM_TERMS: i64 = 20_000;
+
 /// Rows an export reads at a time: its memory stays the same for any number of rows.
 const EXPORT_BATCH: i64 = 500;
 
@@ -1195,8 +1217,34 @@ impl Ledger {
         limit: i64,
     ) -> Result<Vec<Transaction>, LedgerError> {
         let filters = self.filters(filter)?;
-        let tenant = tx.tenant_id();
-        let rows = store::transactions(tx.conn(), tenant, &filters, after, limit).await?;
+        let rows = self.rows_of(tx, &filters, after, limit).await?;
         self.with_splits(tx, rows).await
+    }
+
+    /// The rows of a page. With `q`, the rarest word decides the plan: absent, there is
+    /// nothing to read; rare (at most [`DRIVE_FROM_TERMS`] rows), the term index yields the
+    /// candidates; common, the date index is walked and the newest rows match at once.
+    async fn rows_of(
+        &self,
+        tx: &mut TenantTx,
+        filters: &store::Filters,
+        after: (Option<NaiveDate>, Option<Uuid>),
+        limit: i64,
+    ) -> Result<Vec<store::TransactionRow>, LedgerError> {
+        let tenant = tx.tenant_id();
+        let mut rarest: Option<(i64, &(String, String))> = None;
+        for word in &filters.words {
+            let rows = store::term_rows(tx.conn(), tenant, &word.0, &word.1).await?;
+            if rarest.is_none_or(|(n, _)| rows < n) {
+                rarest = Some((rows, word));
+            }
+        }
+        Ok(match rarest {
+            Some((0, _)) => Vec::new(),
+            Some((n, driver)) if n <= self.drive_from_terms => {
+                store::transactions_driven(tx.conn(), tenant, filters, driver, after, limit).await?
+            }
+            _ => store::transactions(tx.conn(), tenant, filters, after, limit).await?,
+        })
     }
 }

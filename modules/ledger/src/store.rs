@@ -863,6 +863,76 @@ pub(crate) async fn transactions(
     .await
 }
 
+/// [`transactions`] for a rare word: the candidates come from the term index (every row
+/// of a term in `driver`'s range), then the same filters and the sort. Walking the date
+/// index instead would read the whole tenant to find a word that is not there.
+pub(crate) async fn transactions_driven(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    f: &Filters,
+    driver: &(String, String),
+    after: (Option<NaiveDate>, Option<Uuid>),
+    limit: i64,
+) -> Result<Vec<TransactionRow>, sqlx::Error> {
+    let (lo, hi): (Vec<String>, Vec<String>) = f.words.iter().cloned().unzip();
+    sqlx::query_as!(
+        TransactionRow,
+        "SELECT t.id, t.account_id, t.date, t.value_date, t.amount, t.currency, t.merchant,
+                t.description, t.status, t.category_id, t.categorization, t.notes, t.tags,
+                t.source, t.external_id, t.import_id, t.transfer_id, t.locked_fields, t.version,
+                t.created_at, t.updated_at
+         FROM transactions t
+         WHERE t.tenant_id = $1 AND t.deleted_at IS NULL
+           AND t.id IN (
+                 SELECT d.transaction_id FROM transaction_terms d
+                 WHERE d.tenant_id = $1 AND d.term >= $19 AND d.term < $20)
+           AND ($2::date IS NULL OR t.date >= $2) AND ($3::date IS NULL OR t.date <= $3)
+           AND ($4::uuid IS NULL OR t.account_id = $4)
+           AND ($5::uuid IS NULL OR t.category_id = $5 OR EXISTS (
+                 SELECT FROM transaction_splits s
+                 WHERE s.tenant_id = $1 AND s.transaction_id = t.id AND s.category_id = $5))
+           AND ($6::int8 IS NULL OR t.amount >= $6) AND ($7::int8 IS NULL OR t.amount <= $7)
+           AND ($8::text IS NULL OR t.status = $8)
+           AND (cardinality($9::text[]) = 0 OR t.tags @> $9)
+           AND ($10::text IS NULL OR t.source = $10)
+           AND ($11::uuid IS NULL OR t.import_id = $11)
+           AND (NOT $12 OR (t.category_id IS NULL AND NOT EXISTS (
+                 SELECT FROM transaction_splits s WHERE s.tenant_id = $1 AND s.transaction_id = t.id)))
+           AND ($13 OR t.transfer_id IS NULL)
+           AND ($14::date IS NULL OR (t.date, t.id) < ($14, $15))
+           AND NOT EXISTS (
+                 SELECT FROM unnest($16::text[], $17::text[]) AS w(lo, hi)
+                 WHERE NOT EXISTS (
+                   SELECT FROM transaction_terms x
+                   WHERE x.tenant_id = $1 AND x.transaction_id = t.id
+                     AND x.term >= w.lo AND x.term < w.hi))
+         ORDER BY t.date DESC, t.id DESC
+         LIMIT $18",
+        tenant.as_uuid(),
+        f.from,
+        f.to,
+        f.account_id,
+        f.category_id,
+        f.min_amount,
+        f.max_amount,
+        f.status,
+        &f.tags,
+        f.source,
+        f.import_id,
+        f.uncategorized,
+        f.include_transfers,
+        after.0,
+        after.1,
+        &lo,
+        &hi,
+        limit,
+        driver.0,
+        driver.1,
+    )
+    .fetch_all(conn)
+    .await
+}
+
 /// Makes these transactions the legs of one transfer.
 pub(crate) async fn set_transfer(
     conn: &mut PgConnection,
@@ -894,5 +964,23 @@ pub(crate) async fn legs_of(
         transfer_id,
     )
     .fetch_all(conn)
+    .await
+}
+
+/// How many live rows use the terms in `[lo, hi)`: how rare a word of `q` is.
+pub(crate) async fn term_rows(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    lo: &str,
+    hi: &str,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT coalesce(sum(n), 0)::int8 AS "n!" FROM transaction_term_counts
+           WHERE tenant_id = $1 AND term >= $2 AND term < $3"#,
+        tenant.as_uuid(),
+        lo,
+        hi,
+    )
+    .fetch_one(conn)
     .await
 }

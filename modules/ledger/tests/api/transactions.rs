@@ -126,3 +126,64 @@ async fn imports_syncs_and_rules_never_overwrite_what_a_person_edited() {
     }
     tx.commit().await.unwrap();
 }
+
+#[tokio::test]
+async fn search_answers_the_same_from_the_term_index_and_from_the_date_walk() {
+    let env = Env::new().await;
+    let tenant = seed::tenant(&env.kdb, "Acme").await;
+    let mut tx = TenantTx::begin(&env.kdb, tenant, Actor::System)
+        .await
+        .unwrap();
+    let ledger = Ledger::new();
+    let account = ledger
+        .create_account(
+            &mut tx,
+            NewAccount {
+                name: DisplayName::parse("name", "Operating").unwrap(),
+                kind: AccountKind::Checking,
+                currency: Currency::parse("EUR").unwrap(),
+                opening_balance: 0,
+                opening_date: NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
+                iban: None,
+                institution: None,
+            },
+        )
+        .await
+        .unwrap();
+    for (i, merchant) in [
+        "Café Müller",
+        "Amazon Web Services",
+        "Amazon Marketplace",
+        "Zalando",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let mut new = new_transaction(account.id, merchant);
+        new.date = NaiveDate::from_ymd_opt(2026, 2, 1 + i as u32).unwrap();
+        ledger
+            .create_transaction(&mut tx, new, TransactionSource::Manual)
+            .await
+            .unwrap();
+    }
+    let cursors = kernel::CursorSigner::from_pepper(&[7u8; 32]);
+    for q in ["amazon", "am se", "cafe", "card", "zz", "ama market"] {
+        let mut answers = Vec::new();
+        for plan in [
+            Ledger::with_search_threshold(1_000_000),
+            Ledger::with_search_threshold(0),
+        ] {
+            let filter = ledger::TransactionFilter {
+                include_transfers: true,
+                q: Some(q.into()),
+                ..Default::default()
+            };
+            let page = kernel::Keyset::parse(&cursors, "t", tenant, Some(2), None).unwrap();
+            let first = plan.transactions(&mut tx, &filter, &page).await.unwrap();
+            let ids: Vec<_> = first.data.iter().map(|t| t.id).collect();
+            answers.push((ids, first.has_more));
+        }
+        assert_eq!(answers[0], answers[1], "{q}");
+    }
+    tx.commit().await.unwrap();
+}
