@@ -69,6 +69,7 @@ async fn every_tenant_endpoint_refuses_strangers_and_members_without_its_permiss
         }
     };
     let owner = login("owner@example.com").await;
+    let scoped = login("scoped@example.com").await;
     let viewer = login("viewer@example.com").await;
     let billing = login("billing@example.com").await;
     let outsider = login("outsider@example.com").await;
@@ -303,6 +304,67 @@ async fn every_tenant_endpoint_refuses_strangers_and_members_without_its_permiss
         }
     }
     assert!(checked >= 30, "the matrix ran: {checked} refusals");
+    // A member confined to another account gets 404 on every route of this account's rows,
+    // whatever the method, and changes nothing.
+    let elsewhere = made(
+        Method::POST,
+        format!("/api/v1/tenants/{a}/accounts"),
+        json!({"name": "Elsewhere", "kind": "cash", "currency": "EUR"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .parse::<uuid::Uuid>()
+        .unwrap();
+    let scoped_id = id_of("scoped@example.com").await;
+    seed::member(
+        &app.kernel_db,
+        a,
+        kernel::UserId::from_uuid(scoped_id),
+        &["accountant"],
+    )
+    .await;
+    {
+        let mut tx = kernel::TenantTx::begin(&app.kernel_db, a, kernel::Actor::System)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE memberships SET account_ids = $2 WHERE user_id = $1")
+            .bind(scoped_id)
+            .bind(vec![elsewhere])
+            .execute(tx.conn())
+            .await
+            .unwrap();
+        tx.commit().await.unwrap();
+    }
+    let mut confined = 0;
+    for (path, item) in spec["paths"].as_object().unwrap() {
+        let account_bound = path.contains("/accounts/{id}") || path.contains("/transactions/{id}");
+        if !account_bound {
+            continue;
+        }
+        for (method, op) in item.as_object().unwrap() {
+            let schema = &op["requestBody"]["content"]["application/json"]["schema"];
+            let body = (!schema.is_null()).then(|| body_for(&spec, schema));
+            let mut req = app.authed(
+                method.to_uppercase().parse().unwrap(),
+                &url_for(path),
+                &scoped,
+            );
+            if let Some(b) = &body {
+                req = req.json(b);
+            }
+            let before = digest(&mut superuser, a).await;
+            let resp = req.send().await.unwrap();
+            assert_eq!(
+                resp.status().as_u16(),
+                404,
+                "{method} {path} outside the member's accounts"
+            );
+            assert_eq!(digest(&mut superuser, a).await, before, "{method} {path}");
+            confined += 1;
+        }
+    }
+    assert!(confined >= 8, "{confined} account-bound operations");
     // And a member with the permission (the owner holds them all) gets past the access
     // decision on every operation: reads and writes, deletions last, the tenant's own last
     // of all (a deleted tenant answers 409, which is still past the decision).
