@@ -527,6 +527,21 @@ pub enum Editor {
     Automation,
 }
 
+/// Tags as stored: trimmed, sorted, each once.
+pub fn normalise_tags(tags: Vec<String>) -> Vec<String> {
+    let mut tags: Vec<String> = tags.into_iter().map(|t| t.trim().to_string()).collect();
+    tags.sort();
+    tags.dedup();
+    tags
+}
+
+/// A merchant as stored: trimmed, and none when blank.
+pub fn normalise_merchant(merchant: Option<String>) -> Option<String> {
+    merchant
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+}
+
 /// The words a transaction is found by (INTEGRATIONS.md §5): lower case, accents folded,
 /// split on anything that is not a letter or digit; words with digits (reference numbers)
 /// and single letters are left out.

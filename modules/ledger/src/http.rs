@@ -204,17 +204,6 @@ fn maybe<T>(m: MaybeUndefined<T>) -> Option<Option<T>> {
     }
 }
 
-fn tags(raw: Option<Vec<String>>) -> Vec<String> {
-    let mut tags: Vec<String> = raw
-        .unwrap_or_default()
-        .into_iter()
-        .map(|t| t.trim().to_string())
-        .collect();
-    tags.sort();
-    tags.dedup();
-    tags
-}
-
 /// Money moved between two accounts of the tenant, in one currency.
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -937,16 +926,13 @@ impl LedgerApi {
             value_date: body.value_date,
             amount: body.amount,
             currency: body.currency,
-            merchant: body
-                .merchant
-                .map(|m| m.trim().to_string())
-                .filter(|m| !m.is_empty()),
-            description: body.description.unwrap_or_default().trim().to_string(),
+            merchant: body.merchant,
+            description: body.description.unwrap_or_default(),
             status: body.status.unwrap_or(TransactionStatus::Posted),
             category_id: body.category_id,
             splits: body.splits.unwrap_or_default(),
             notes: body.notes,
-            tags: tags(body.tags),
+            tags: body.tags.unwrap_or_default(),
             external_id: None,
         };
         let created = self
@@ -1009,7 +995,7 @@ impl LedgerApi {
             category_id: maybe(body.category_id),
             splits: body.splits,
             notes: maybe(body.notes),
-            tags: body.tags.map(|t| tags(Some(t))),
+            tags: body.tags,
         };
         let t = self
             .ledger
@@ -1078,7 +1064,7 @@ impl LedgerApi {
             to_account_id: body.to_account_id,
             amount: body.amount,
             date: body.date,
-            description: body.description.unwrap_or_default().trim().to_string(),
+            description: body.description.unwrap_or_default(),
         };
         let transfer = self.ledger.create_transfer(&mut tx, new).await?;
         idempotency::commit(tx, key.as_ref(), StatusCode::CREATED, &transfer).await?;

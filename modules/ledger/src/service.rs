@@ -14,7 +14,7 @@ use crate::{
         Account, AccountChanges, Categorization, Category, CategoryChanges, DEFAULT_CATEGORIES,
         DayBalance, Editor, NewAccount, NewCategory, NewTransaction, NewTransfer, Split,
         Transaction, TransactionChanges, TransactionFilter, TransactionSource, TransactionStatus,
-        Transfer, fold, terms,
+        Transfer, fold, normalise_merchant, normalise_tags, terms,
     },
     store,
 };
@@ -49,6 +49,15 @@ fn changes(before: &Value, after: &Value, fields: &[&str]) -> Value {
         }
     }
     Value::Object(out)
+}
+
+/// Archives (`Some(true)`, keeping the first time) or restores (`Some(false)`).
+fn archive(archived_at: &mut Option<chrono::DateTime<Utc>>, archived: Option<bool>) {
+    match archived {
+        Some(true) if archived_at.is_none() => *archived_at = Some(Utc::now()),
+        Some(false) => *archived_at = None,
+        _ => {}
+    }
 }
 
 impl Ledger {
@@ -141,11 +150,7 @@ impl Ledger {
         if let Some(institution) = changes_to.institution {
             next.institution = institution.map(|i| i.into_inner());
         }
-        match changes_to.archived {
-            Some(true) if next.archived_at.is_none() => next.archived_at = Some(Utc::now()),
-            Some(false) => next.archived_at = None,
-            _ => {}
-        }
+        archive(&mut next.archived_at, changes_to.archived);
         let updated = store::update_account(tx.conn(), tenant, &next).await?;
         let (before, after) = (json!(current), json!(updated));
         tx.record(
@@ -302,11 +307,7 @@ impl Ledger {
         if let Some(name) = changes_to.name {
             next.name = name.into_inner();
         }
-        match changes_to.archived {
-            Some(true) if next.archived_at.is_none() => next.archived_at = Some(Utc::now()),
-            Some(false) => next.archived_at = None,
-            _ => {}
-        }
+        archive(&mut next.archived_at, changes_to.archived);
         let updated = store::update_category(tx.conn(), tenant, &next)
             .await?
             .ok_or_else(|| LedgerError::invalid("name", "is taken at this level"))?;
@@ -708,6 +709,10 @@ impl Ledger {
         source: TransactionSource,
         transfer_id: Option<Uuid>,
     ) -> Result<Transaction, LedgerError> {
+        let mut new = new;
+        new.merchant = normalise_merchant(new.merchant);
+        new.description = new.description.trim().to_string();
+        new.tags = normalise_tags(new.tags);
         let tenant = tx.tenant_id();
         let account = store::account(tx.conn(), tenant, new.account_id, true)
             .await?
@@ -904,12 +909,12 @@ impl Ledger {
             next.status = status.as_str().to_string();
         }
         if let Some(description) = changes_to.description {
-            next.description = description;
+            next.description = description.trim().to_string();
         }
         if let Some(merchant) = changes_to.merchant
             && !locked("merchant")
         {
-            next.merchant = merchant;
+            next.merchant = normalise_merchant(merchant);
             touched.push("merchant");
         }
         if let Some(notes) = changes_to.notes
@@ -921,7 +926,7 @@ impl Ledger {
         if let Some(tags) = changes_to.tags
             && !locked("tags")
         {
-            next.tags = tags;
+            next.tags = normalise_tags(tags);
             touched.push("tags");
         }
         let recategorized = changes_to.category_id.is_some() || changes_to.splits.is_some();
