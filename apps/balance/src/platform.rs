@@ -31,6 +31,8 @@ pub struct Platform {
     pub tenancy: tenancy::Tenancy,
     /// Accounts, categories and transactions.
     pub ledger: ledger::Ledger,
+    /// Bank file imports.
+    pub imports: imports::Imports,
     /// Custom roles.
     pub roles: access::Roles,
 }
@@ -101,6 +103,7 @@ impl Platform {
             cursors: config.keys.cursor_signer(),
             queues,
             tenancy,
+            imports: imports::Imports::new(ledger.clone()),
             ledger,
             roles: access::Roles::new(policy.clone()),
             policy,
@@ -133,6 +136,7 @@ impl Platform {
             Ok(())
         });
         let registry = self.mailer.register(registry);
+        let registry = imports::register(registry, self.imports.clone());
         jobs::Runner::new(
             self.jobs_pool.clone(),
             self.db.clone(),

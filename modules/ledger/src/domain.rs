@@ -561,6 +561,152 @@ pub fn terms(texts: &[&str]) -> Vec<String> {
     out
 }
 
+/// The dedup fingerprint of DESIGN.md §6, shared by imports and bank sync: SHA-256 over the
+/// account, the booking date, the amount, the currency, the normalised text and the
+/// ordinal of the row among identical tuples of the same file or sync page (so two
+/// identical coffees on one day stay two rows, and the same file again adds nothing). A
+/// provider's transaction id, when there is one, is kept beside it as `external_id` and
+/// decides first (see [`Incoming`]). Documented with worked examples in docs/DEDUP.md.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Fingerprint(pub [u8; 32]);
+
+impl Fingerprint {
+    /// The fingerprint of one row; `ordinal` counts identical tuples before it (from 0).
+    pub fn of(
+        account_id: Uuid,
+        date: NaiveDate,
+        amount: i64,
+        currency: kernel::Currency,
+        text: &str,
+        ordinal: u32,
+    ) -> Fingerprint {
+        use sha2::{Digest, Sha256};
+        let mut hash = Sha256::new();
+        hash.update(Fingerprint::tuple(account_id, date, amount, currency, text));
+        hash.update(format!("|{ordinal}").as_bytes());
+        Fingerprint(hash.finalize().into())
+    }
+
+    /// The text hashed before the ordinal: `v1|<account>|<date>|<amount>|<currency>|<text>`.
+    pub fn tuple(
+        account_id: Uuid,
+        date: NaiveDate,
+        amount: i64,
+        currency: kernel::Currency,
+        text: &str,
+    ) -> String {
+        format!(
+            "v1|{account_id}|{date}|{amount}|{currency}|{}",
+            fingerprint_text(text)
+        )
+    }
+
+    pub fn hex(&self) -> String {
+        self.0.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+impl std::fmt::Debug for Fingerprint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Fingerprint({})", &self.hex()[..16])
+    }
+}
+
+/// The text a fingerprint hashes: folded (lower case, no accents), every run of anything
+/// that is not a letter or digit made one space, trimmed. `"  Café  BERLIN; "` → `"cafe berlin"`.
+pub fn fingerprint_text(text: &str) -> String {
+    let folded = fold(text);
+    let mut out = String::with_capacity(folded.len());
+    for word in folded
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|w| !w.is_empty())
+    {
+        if !out.is_empty() {
+            out.push(' ');
+        }
+        out.push_str(word);
+    }
+    out
+}
+
+/// Numbers identical tuples of one file or sync page in their order: the first is 0, the
+/// next identical one 1, … (the ordinal of [`Fingerprint::of`]).
+#[derive(Debug, Default)]
+pub struct Ordinals(std::collections::HashMap<String, u32>);
+
+impl Ordinals {
+    /// The fingerprint of the next row of the file.
+    pub fn next(
+        &mut self,
+        account_id: Uuid,
+        date: NaiveDate,
+        amount: i64,
+        currency: kernel::Currency,
+        text: &str,
+    ) -> Fingerprint {
+        let tuple = Fingerprint::tuple(account_id, date, amount, currency, text);
+        let seen = self.0.entry(tuple).or_insert(0);
+        let ordinal = *seen;
+        *seen += 1;
+        Fingerprint::of(account_id, date, amount, currency, text, ordinal)
+    }
+}
+
+/// A transaction arriving from a file or a bank, before dedup.
+#[derive(Debug, Clone)]
+pub struct Incoming {
+    pub date: NaiveDate,
+    pub value_date: Option<NaiveDate>,
+    /// Minor units of the account's currency.
+    pub amount: i64,
+    pub merchant: Option<String>,
+    pub description: String,
+    pub status: TransactionStatus,
+    /// The provider's id, prefixed by its provider (`ofx:<FITID>`, `camt:<AcctSvcrRef>`,
+    /// `plaid:<transaction_id>`): equal ids are one transaction; different ids of one
+    /// provider are two, whatever the fingerprints say.
+    pub external_id: Option<String>,
+    pub fingerprint: Fingerprint,
+}
+
+/// Why an incoming row is a duplicate.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MatchedBy {
+    /// The same provider id in the account.
+    ProviderId,
+    /// The same fingerprint, where the two have no ids of one provider to compare.
+    Fingerprint,
+}
+
+impl MatchedBy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MatchedBy::ProviderId => "provider_id",
+            MatchedBy::Fingerprint => "fingerprint",
+        }
+    }
+
+    pub fn from_db(s: &str) -> MatchedBy {
+        if s == "provider_id" {
+            MatchedBy::ProviderId
+        } else {
+            MatchedBy::Fingerprint
+        }
+    }
+}
+
+/// What became of an incoming row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Inserted(Uuid),
+    /// Already in the account (deleted ones included): nothing written.
+    Duplicate {
+        of: Uuid,
+        matched_by: MatchedBy,
+    },
+}
+
 /// Lower case without accents, as terms and queries are compared.
 pub fn fold(text: &str) -> String {
     use unicode_normalization::UnicodeNormalization;
@@ -573,6 +719,54 @@ pub fn fold(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The worked examples of docs/DEDUP.md: if this fails, the document is wrong.
+    #[test]
+    fn fingerprints_match_the_worked_examples() {
+        let account = Uuid::parse_str("0190a6f0-0000-7000-8000-000000000001").unwrap();
+        let date = NaiveDate::from_ymd_opt(2026, 3, 2).unwrap();
+        let eur = Currency::parse("EUR").unwrap();
+        assert_eq!(
+            Fingerprint::tuple(
+                account,
+                date,
+                -350,
+                eur,
+                "Café Central CARD PAYMENT  Berlin"
+            ),
+            "v1|0190a6f0-0000-7000-8000-000000000001|2026-03-02|-350|EUR|cafe central card payment berlin"
+        );
+        let mut ordinals = Ordinals::default();
+        let first = ordinals.next(
+            account,
+            date,
+            -350,
+            eur,
+            "Café Central CARD PAYMENT  Berlin",
+        );
+        let second = ordinals.next(account, date, -350, eur, "CAFE CENTRAL card payment Berlin");
+        assert_eq!(
+            first.hex(),
+            "229b0b41ead5db4aec68fd50c30d7a12817d164ed85d2ffa5aa3b929a2ab76f9"
+        );
+        assert_eq!(
+            second.hex(),
+            "65aa449e3250738ad0ad23572e7e2591ddf5d23c394ee554cc7759b7d64f8e3e",
+            "the same tuple again in one file is the next ordinal"
+        );
+        let again = Ordinals::default().next(
+            account,
+            date,
+            -350,
+            eur,
+            "Café Central, card payment, BERLIN",
+        );
+        assert_eq!(
+            again, first,
+            "the same row in another file is the same fingerprint"
+        );
+        assert_eq!(fingerprint_text("  Café  BERLIN; "), "cafe berlin");
+    }
 
     #[test]
     fn ibans_are_normalised_and_checked() {

@@ -8,15 +8,17 @@
 pub mod domain;
 mod error;
 mod http;
+mod ingest;
 mod service;
 mod store;
 
 pub use domain::{
     Account, AccountChanges, AccountKind, Categorization, Category, CategoryChanges, CategoryKind,
-    DayBalance, Editor, Iban, NewAccount, NewCategory, NewTransaction, NewTransfer, Split,
-    Transaction, TransactionChanges, TransactionFilter, TransactionSource, TransactionStatus,
-    Transfer,
+    DayBalance, Editor, Fingerprint, Iban, Incoming, MatchedBy, NewAccount, NewCategory,
+    NewTransaction, NewTransfer, Ordinals, Outcome, Split, Transaction, TransactionChanges,
+    TransactionFilter, TransactionSource, TransactionStatus, Transfer, fingerprint_text,
 };
 pub use error::LedgerError;
 pub use http::{LedgerApi, PERMISSIONS};
-pub use service::{Ledger, MAX_SERIES_DAYS};
+pub use ingest::{Reverted, batch_index};
+pub use service::{Ledger, MAX_SERIES_DAYS, SearchPlan};

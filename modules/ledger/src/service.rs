@@ -23,18 +23,23 @@ use crate::{
 pub const MAX_SERIES_DAYS: u64 = 5 * 366;
 
 /// The ledger service: accounts, categories and transactions.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Ledger {
-    /// A word of `q` used by at most this many rows is searched from the term index.
-    drive_from_terms: i64,
+    /// How `q` picks its plan.
+    plan: SearchPlan,
 }
 
-impl Default for Ledger {
-    fn default() -> Self {
-        Ledger {
-            drive_from_terms: DRIVE_FROM_TERMS,
-        }
-    }
+/// How a search with `q` reads: [`SearchPlan::Auto`] in production; tests force each plan
+/// to check they answer alike.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SearchPlan {
+    /// By the words' terms (see [`Ledger::transactions`]).
+    #[default]
+    Auto,
+    /// From the term index whenever a word has at most [`MAX_DRIVING_TERMS`] terms.
+    TermIndex,
+    /// Walking the date index.
+    DateWalk,
 }
 
 /// The changed fields of an update, before and after, for its audit event.
@@ -65,12 +70,9 @@ impl Ledger {
         Ledger::default()
     }
 
-    /// A ledger that searches from the term index only for words used by at most `rows`
-    /// rows (tests drive both plans with small data).
-    pub fn with_search_threshold(rows: i64) -> Ledger {
-        Ledger {
-            drive_from_terms: rows,
-        }
+    /// A ledger whose searches take `plan` (tests drive every plan with small data).
+    pub fn with_search_plan(plan: SearchPlan) -> Ledger {
+        Ledger { plan }
     }
 
     /// Opens an account; its balances start at the opening balance.
@@ -961,6 +963,9 @@ impl Ledger {
             }
         }
         let updated = store::update_transaction(tx.conn(), tenant, &next).await?;
+        if editor == Editor::Person {
+            store::mark_edited_by_person(tx.conn(), tenant, id).await?;
+        }
         if splits != current_splits {
             store::replace_splits(tx.conn(), tenant, id, current.account_id, &splits).await?;
         }
@@ -1056,10 +1061,99 @@ impl Ledger {
         }
         Ok(())
     }
+
+    /// The rows of a page driven by one word's terms. Few terms: each term's rows are read
+    /// newest first from the term index in rounds, and a round's candidates are complete
+    /// down to the newest of the terms' last ones (older rows of a term may be unread);
+    /// those are filtered, and the next round goes on below. Many rare terms: all their
+    /// rows are the candidates. Each statement is a plain index scan, whatever the word.
+    async fn rows_from_terms(
+        &self,
+        tx: &mut TenantTx,
+        filters: &store::Filters,
+        terms: Vec<String>,
+        after: (Option<NaiveDate>, Option<Uuid>),
+        limit: i64,
+    ) -> Result<Vec<store::TransactionRow>, LedgerError> {
+        let tenant = tx.tenant_id();
+        let far_future = NaiveDate::from_ymd_opt(9999, 12, 31).expect("a date");
+        let mut cursor = match after {
+            (Some(date), Some(id)) => (date, id),
+            _ => (far_future, Uuid::max()),
+        };
+        let newest_first = |c: &mut Vec<store::Candidate>| {
+            c.sort_by_key(|c| std::cmp::Reverse((c.date, c.transaction_id)));
+            c.dedup_by_key(|c| c.transaction_id);
+        };
+        let mut out = Vec::new();
+        if terms.len() as i64 > FEW_TERMS {
+            let mut candidates =
+                store::terms_candidates(tx.conn(), tenant, &terms, filters, cursor).await?;
+            newest_first(&mut candidates);
+            for chunk in candidates.chunks(SEARCH_BATCH as usize) {
+                let ids: Vec<Uuid> = chunk.iter().map(|c| c.transaction_id).collect();
+                out.extend(store::transactions_among(tx.conn(), tenant, filters, &ids).await?);
+                if out.len() as i64 >= limit {
+                    break;
+                }
+            }
+            out.truncate(limit as usize);
+            return Ok(out);
+        }
+        // The first round reads a page's worth per term (most searches end there); each
+        // further round four times more, up to the cap.
+        let mut batch = limit;
+        loop {
+            let mut candidates = Vec::new();
+            let mut complete_to: Option<(NaiveDate, Uuid)> = None;
+            for term in &terms {
+                let found =
+                    store::term_candidates(tx.conn(), tenant, term, filters, cursor, batch).await?;
+                if found.len() as i64 == batch
+                    && let Some(last) = found.last()
+                {
+                    let key = (last.date, last.transaction_id);
+                    if complete_to.is_none_or(|k| key > k) {
+                        complete_to = Some(key);
+                    }
+                }
+                candidates.extend(found);
+            }
+            if let Some(bound) = complete_to {
+                candidates.retain(|c| (c.date, c.transaction_id) >= bound);
+            }
+            newest_first(&mut candidates);
+            let ids: Vec<Uuid> = candidates.iter().map(|c| c.transaction_id).collect();
+            if !ids.is_empty() {
+                out.extend(store::transactions_among(tx.conn(), tenant, filters, &ids).await?);
+            }
+            match complete_to {
+                Some(bound) if (out.len() as i64) < limit => {
+                    cursor = bound;
+                    batch = (batch * 4).min(MAX_SEARCH_BATCH);
+                }
+                _ => break,
+            }
+        }
+        out.truncate(limit as usize);
+        Ok(out)
+    }
 }
 
-/// A word of `q` used by at most this many rows is searched from the term index.
-pub const DRIVE_FROM_TERMS: i64 = 20_000;
+/// A word of `q` whose terms are used by at most this many rows drives the page from the
+/// term index, whatever its number of terms (up to [`MAX_DRIVING_TERMS`]).
+pub const DRIVE_FROM_TERMS: i64 = 2_000;
+
+/// A word of at most this many terms drives the page from the term index however common.
+pub const FEW_TERMS: i64 = 32;
+
+/// The most terms one word drives a page from.
+pub const MAX_DRIVING_TERMS: i64 = 2_000;
+
+/// Candidates a search filters at a time (many rare terms), and the most one round of a
+/// few terms' search reads per term.
+const SEARCH_BATCH: i64 = 200;
+const MAX_SEARCH_BATCH: i64 = 5_000;
 
 /// Rows an export reads at a time: its memory stays the same for any number of rows.
 const EXPORT_BATCH: i64 = 500;
@@ -1226,9 +1320,10 @@ impl Ledger {
         self.with_splits(tx, rows).await
     }
 
-    /// The rows of a page. With `q`, the rarest word decides the plan: absent, there is
-    /// nothing to read; rare (at most [`DRIVE_FROM_TERMS`] rows), the term index yields the
-    /// candidates; common, the date index is walked and the newest rows match at once.
+    /// The rows of a page. With `q`, the words' terms decide the plan: a word no live row
+    /// has means nothing to read; a word of few terms (however common), or of rare ones,
+    /// drives the page from the term index newest first; only words spread over many
+    /// common terms (a short prefix) walk the date index, where the newest rows match at once.
     async fn rows_of(
         &self,
         tx: &mut TenantTx,
@@ -1237,19 +1332,35 @@ impl Ledger {
         limit: i64,
     ) -> Result<Vec<store::TransactionRow>, LedgerError> {
         let tenant = tx.tenant_id();
-        let mut rarest: Option<(i64, &(String, String))> = None;
+        let mut driver: Option<(i64, Vec<String>)> = None;
         for word in &filters.words {
-            let rows = store::term_rows(tx.conn(), tenant, &word.0, &word.1).await?;
-            if rarest.is_none_or(|(n, _)| rows < n) {
-                rarest = Some((rows, word));
+            let terms =
+                store::terms_in(tx.conn(), tenant, &word.0, &word.1, MAX_DRIVING_TERMS + 1).await?;
+            if terms.is_empty() {
+                return Ok(Vec::new());
+            }
+            let rows: i64 = terms.iter().map(|(_, n)| n).sum();
+            let count = terms.len() as i64;
+            let drives = match self.plan {
+                SearchPlan::Auto => {
+                    count <= FEW_TERMS || (count <= MAX_DRIVING_TERMS && rows <= DRIVE_FROM_TERMS)
+                }
+                SearchPlan::TermIndex => count <= MAX_DRIVING_TERMS,
+                SearchPlan::DateWalk => false,
+            };
+            if drives && driver.as_ref().is_none_or(|(n, _)| rows < *n) {
+                driver = Some((rows, terms.into_iter().map(|(t, _)| t).collect()));
             }
         }
-        Ok(match rarest {
-            Some((0, _)) => Vec::new(),
-            Some((n, driver)) if n <= self.drive_from_terms => {
-                store::transactions_driven(tx.conn(), tenant, filters, driver, after, limit).await?
+        Ok(match driver {
+            Some((_, terms)) => {
+                self.rows_from_terms(tx, filters, terms, after, limit)
+                    .await?
             }
-            _ => store::transactions(tx.conn(), tenant, filters, after, limit).await?,
+            None if filters.account_id.is_some() => {
+                store::transactions_of_account(tx.conn(), tenant, filters, after, limit).await?
+            }
+            None => store::transactions(tx.conn(), tenant, filters, after, limit).await?,
         })
     }
 }

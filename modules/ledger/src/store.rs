@@ -801,7 +801,40 @@ pub(crate) struct Filters {
     pub words: Vec<(String, String)>,
 }
 
-/// One page of the transactions matching `f`, newest first by `(date, id)`.
+/// The list's ranges as plain bounds (an open end is a date no row has): compared with
+/// the leakproof `date` and `uuid` operators, they bound the index scan under RLS, in a
+/// generic plan too; `coalesce` or `$n IS NULL OR …` would not. The keyset is written as
+/// `date <= d AND (date < d OR id < i)`, not as a row comparison: the scan then starts at
+/// the tighter of `to` and the cursor's date (a row comparison on a descending index was
+/// taken as the start and read every newer entry first).
+struct Bounds {
+    from: NaiveDate,
+    to: NaiveDate,
+    after_date: NaiveDate,
+    after_id: Uuid,
+}
+
+impl Bounds {
+    fn of(f: &Filters, after: (Option<NaiveDate>, Option<Uuid>)) -> Bounds {
+        let far_past = NaiveDate::from_ymd_opt(1, 1, 1).expect("a date");
+        let far_future = NaiveDate::from_ymd_opt(9999, 12, 31).expect("a date");
+        let (after_date, after_id) = match after {
+            (Some(d), Some(id)) => (d, id),
+            _ => (far_future, Uuid::max()),
+        };
+        Bounds {
+            from: f.from.unwrap_or(far_past),
+            to: f.to.unwrap_or(far_future),
+            after_date,
+            after_id,
+        }
+    }
+}
+
+/// One page of the transactions matching `f`, newest first by `(date, id)`, walking the
+/// tenant's date index. The date range and the keyset are written as ranges a generic
+/// plan (a prepared statement's, after five runs) still uses as index bounds; with an
+/// account filter, [`transactions_of_account`] walks that account's index instead.
 pub(crate) async fn transactions(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -810,6 +843,7 @@ pub(crate) async fn transactions(
     limit: i64,
 ) -> Result<Vec<TransactionRow>, sqlx::Error> {
     let (lo, hi): (Vec<String>, Vec<String>) = f.words.iter().cloned().unzip();
+    let bounds = Bounds::of(f, after);
     sqlx::query_as!(
         TransactionRow,
         "SELECT t.id, t.account_id, t.date, t.value_date, t.amount, t.currency, t.merchant,
@@ -818,7 +852,7 @@ pub(crate) async fn transactions(
                 t.created_at, t.updated_at
          FROM transactions t
          WHERE t.tenant_id = $1 AND t.deleted_at IS NULL
-           AND ($2::date IS NULL OR t.date >= $2) AND ($3::date IS NULL OR t.date <= $3)
+           AND t.date >= $2 AND t.date <= $3
            AND ($4::uuid IS NULL OR t.account_id = $4)
            AND ($5::uuid IS NULL OR t.category_id = $5 OR EXISTS (
                  SELECT FROM transaction_splits s
@@ -831,7 +865,7 @@ pub(crate) async fn transactions(
            AND (NOT $12 OR (t.category_id IS NULL AND NOT EXISTS (
                  SELECT FROM transaction_splits s WHERE s.tenant_id = $1 AND s.transaction_id = t.id)))
            AND ($13 OR t.transfer_id IS NULL)
-           AND ($14::date IS NULL OR (t.date, t.id) < ($14, $15))
+           AND t.date <= $14 AND (t.date < $14 OR t.id < $15)
            AND NOT EXISTS (
                  SELECT FROM unnest($16::text[], $17::text[]) AS w(lo, hi)
                  WHERE NOT EXISTS (
@@ -841,8 +875,8 @@ pub(crate) async fn transactions(
          ORDER BY t.date DESC, t.id DESC
          LIMIT $18",
         tenant.as_uuid(),
-        f.from,
-        f.to,
+        bounds.from,
+        bounds.to,
         f.account_id,
         f.category_id,
         f.min_amount,
@@ -853,8 +887,8 @@ pub(crate) async fn transactions(
         f.import_id,
         f.uncategorized,
         f.include_transfers,
-        after.0,
-        after.1,
+        bounds.after_date,
+        bounds.after_id,
         &lo,
         &hi,
         limit,
@@ -863,18 +897,16 @@ pub(crate) async fn transactions(
     .await
 }
 
-/// [`transactions`] for a rare word: the candidates come from the term index (every row
-/// of a term in `driver`'s range), then the same filters and the sort. Walking the date
-/// index instead would read the whole tenant to find a word that is not there.
-pub(crate) async fn transactions_driven(
+/// [`transactions`] of one account (`f.account_id`), walking the account's date index.
+pub(crate) async fn transactions_of_account(
     conn: &mut PgConnection,
     tenant: TenantId,
     f: &Filters,
-    driver: &(String, String),
     after: (Option<NaiveDate>, Option<Uuid>),
     limit: i64,
 ) -> Result<Vec<TransactionRow>, sqlx::Error> {
     let (lo, hi): (Vec<String>, Vec<String>) = f.words.iter().cloned().unzip();
+    let bounds = Bounds::of(f, after);
     sqlx::query_as!(
         TransactionRow,
         "SELECT t.id, t.account_id, t.date, t.value_date, t.amount, t.currency, t.merchant,
@@ -883,10 +915,134 @@ pub(crate) async fn transactions_driven(
                 t.created_at, t.updated_at
          FROM transactions t
          WHERE t.tenant_id = $1 AND t.deleted_at IS NULL
-           AND t.id IN (
-                 SELECT d.transaction_id FROM transaction_terms d
-                 WHERE d.tenant_id = $1 AND d.term >= $19 AND d.term < $20)
-           AND ($2::date IS NULL OR t.date >= $2) AND ($3::date IS NULL OR t.date <= $3)
+           AND t.date >= $2 AND t.date <= $3
+           AND t.account_id = $4
+           AND ($5::uuid IS NULL OR t.category_id = $5 OR EXISTS (
+                 SELECT FROM transaction_splits s
+                 WHERE s.tenant_id = $1 AND s.transaction_id = t.id AND s.category_id = $5))
+           AND ($6::int8 IS NULL OR t.amount >= $6) AND ($7::int8 IS NULL OR t.amount <= $7)
+           AND ($8::text IS NULL OR t.status = $8)
+           AND (cardinality($9::text[]) = 0 OR t.tags @> $9)
+           AND ($10::text IS NULL OR t.source = $10)
+           AND ($11::uuid IS NULL OR t.import_id = $11)
+           AND (NOT $12 OR (t.category_id IS NULL AND NOT EXISTS (
+                 SELECT FROM transaction_splits s WHERE s.tenant_id = $1 AND s.transaction_id = t.id)))
+           AND ($13 OR t.transfer_id IS NULL)
+           AND t.date <= $14 AND (t.date < $14 OR t.id < $15)
+           AND NOT EXISTS (
+                 SELECT FROM unnest($16::text[], $17::text[]) AS w(lo, hi)
+                 WHERE NOT EXISTS (
+                   SELECT FROM transaction_terms x
+                   WHERE x.tenant_id = $1 AND x.transaction_id = t.id
+                     AND x.term >= w.lo AND x.term < w.hi))
+         ORDER BY t.date DESC, t.id DESC
+         LIMIT $18",
+        tenant.as_uuid(),
+        bounds.from,
+        bounds.to,
+        f.account_id,
+        f.category_id,
+        f.min_amount,
+        f.max_amount,
+        f.status,
+        &f.tags,
+        f.source,
+        f.import_id,
+        f.uncategorized,
+        f.include_transfers,
+        bounds.after_date,
+        bounds.after_id,
+        &lo,
+        &hi,
+        limit,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// A search candidate: a row's `(date, id)` from the term index.
+pub(crate) struct Candidate {
+    pub date: NaiveDate,
+    pub transaction_id: Uuid,
+}
+
+/// The next `limit` rows of one term, newest first, older than the cursor and within the
+/// date range: a backward scan of the term index (a plain statement, so its plan stays
+/// that scan whatever the term's frequency).
+pub(crate) async fn term_candidates(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    term: &str,
+    f: &Filters,
+    after: (NaiveDate, Uuid),
+    limit: i64,
+) -> Result<Vec<Candidate>, sqlx::Error> {
+    let bounds = Bounds::of(f, (Some(after.0), Some(after.1)));
+    sqlx::query_as!(
+        Candidate,
+        "SELECT date, transaction_id FROM transaction_terms
+         WHERE tenant_id = $1 AND term = $2
+           AND date <= $3 AND (date < $3 OR transaction_id < $4)
+           AND date >= $5 AND date <= $6
+         ORDER BY date DESC, transaction_id DESC
+         LIMIT $7",
+        tenant.as_uuid(),
+        term,
+        bounds.after_date,
+        bounds.after_id,
+        bounds.from,
+        bounds.to,
+        limit,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Every row of these (rare) terms older than the cursor and within the date range.
+pub(crate) async fn terms_candidates(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    terms: &[String],
+    f: &Filters,
+    after: (NaiveDate, Uuid),
+) -> Result<Vec<Candidate>, sqlx::Error> {
+    let bounds = Bounds::of(f, (Some(after.0), Some(after.1)));
+    sqlx::query_as!(
+        Candidate,
+        "SELECT date, transaction_id FROM transaction_terms
+         WHERE tenant_id = $1 AND term = ANY($2)
+           AND date <= $3 AND (date < $3 OR transaction_id < $4)
+           AND date >= $5 AND date <= $6",
+        tenant.as_uuid(),
+        terms,
+        bounds.after_date,
+        bounds.after_id,
+        bounds.from,
+        bounds.to,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Those of `ids` that match every filter of `f` (the other words of `q` included),
+/// newest first.
+pub(crate) async fn transactions_among(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    f: &Filters,
+    ids: &[Uuid],
+) -> Result<Vec<TransactionRow>, sqlx::Error> {
+    let (lo, hi): (Vec<String>, Vec<String>) = f.words.iter().cloned().unzip();
+    let bounds = Bounds::of(f, (None, None));
+    sqlx::query_as!(
+        TransactionRow,
+        "SELECT t.id, t.account_id, t.date, t.value_date, t.amount, t.currency, t.merchant,
+                t.description, t.status, t.category_id, t.categorization, t.notes, t.tags,
+                t.source, t.external_id, t.import_id, t.transfer_id, t.locked_fields, t.version,
+                t.created_at, t.updated_at
+         FROM transactions t
+         WHERE t.tenant_id = $1 AND t.id = ANY($14) AND t.deleted_at IS NULL
+           AND t.date >= $2 AND t.date <= $3
            AND ($4::uuid IS NULL OR t.account_id = $4)
            AND ($5::uuid IS NULL OR t.category_id = $5 OR EXISTS (
                  SELECT FROM transaction_splits s
@@ -899,18 +1055,16 @@ pub(crate) async fn transactions_driven(
            AND (NOT $12 OR (t.category_id IS NULL AND NOT EXISTS (
                  SELECT FROM transaction_splits s WHERE s.tenant_id = $1 AND s.transaction_id = t.id)))
            AND ($13 OR t.transfer_id IS NULL)
-           AND ($14::date IS NULL OR (t.date, t.id) < ($14, $15))
            AND NOT EXISTS (
-                 SELECT FROM unnest($16::text[], $17::text[]) AS w(lo, hi)
+                 SELECT FROM unnest($15::text[], $16::text[]) AS w(lo, hi)
                  WHERE NOT EXISTS (
                    SELECT FROM transaction_terms x
                    WHERE x.tenant_id = $1 AND x.transaction_id = t.id
                      AND x.term >= w.lo AND x.term < w.hi))
-         ORDER BY t.date DESC, t.id DESC
-         LIMIT $18",
+         ORDER BY t.date DESC, t.id DESC",
         tenant.as_uuid(),
-        f.from,
-        f.to,
+        bounds.from,
+        bounds.to,
         f.account_id,
         f.category_id,
         f.min_amount,
@@ -921,13 +1075,9 @@ pub(crate) async fn transactions_driven(
         f.import_id,
         f.uncategorized,
         f.include_transfers,
-        after.0,
-        after.1,
+        ids,
         &lo,
         &hi,
-        limit,
-        driver.0,
-        driver.1,
     )
     .fetch_all(conn)
     .await
@@ -967,20 +1117,288 @@ pub(crate) async fn legs_of(
     .await
 }
 
-/// How many live rows use the terms in `[lo, hi)`: how rare a word of `q` is.
-pub(crate) async fn term_rows(
+/// The terms in `[lo, hi)` that live rows use, with how many, in order: at most `cap`.
+pub(crate) async fn terms_in(
     conn: &mut PgConnection,
     tenant: TenantId,
     lo: &str,
     hi: &str,
-) -> Result<i64, sqlx::Error> {
-    sqlx::query_scalar!(
-        r#"SELECT coalesce(sum(n), 0)::int8 AS "n!" FROM transaction_term_counts
-           WHERE tenant_id = $1 AND term >= $2 AND term < $3"#,
+    cap: i64,
+) -> Result<Vec<(String, i64)>, sqlx::Error> {
+    let rows = sqlx::query!(
+        "SELECT term, n FROM transaction_term_counts
+         WHERE tenant_id = $1 AND term >= $2 AND term < $3 AND n > 0
+         ORDER BY term LIMIT $4",
         tenant.as_uuid(),
         lo,
         hi,
+        cap,
     )
-    .fetch_one(conn)
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(|r| (r.term, r.n)).collect())
+}
+
+/// A known row an incoming one duplicates: `ordinal` is the incoming row's index.
+pub(crate) struct KnownRow {
+    pub ordinal: i32,
+    pub transaction_id: Uuid,
+    pub matched_by: String,
+}
+
+/// For each incoming `(external_id, fingerprint)` of an account, the row it duplicates
+/// (deleted rows included): the same provider id, else the same fingerprint unless both
+/// have ids of the same provider (`ofx:…`, `plaid:…`), which then differ: two transactions.
+pub(crate) async fn known_rows(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    account: Uuid,
+    external_ids: &[Option<String>],
+    fingerprints: &[Vec<u8>],
+) -> Result<Vec<KnownRow>, sqlx::Error> {
+    sqlx::query_as!(
+        KnownRow,
+        r#"SELECT (i.ordinality - 1)::int4 AS "ordinal!", m.id AS "transaction_id!", m.rule AS "matched_by!"
+           FROM unnest($3::text[], $4::bytea[]) WITH ORDINALITY AS i(external_id, fingerprint, ordinality)
+           CROSS JOIN LATERAL (
+             SELECT k.id, k.rule FROM (
+               (SELECT t.id, 'provider_id' AS rule, 0 AS preference FROM transactions t
+                WHERE t.tenant_id = $1 AND t.account_id = $2 AND i.external_id IS NOT NULL
+                  AND t.external_id = i.external_id
+                LIMIT 1)
+               UNION ALL
+               (SELECT t.id, 'fingerprint', 1 FROM transactions t
+                WHERE t.tenant_id = $1 AND t.account_id = $2 AND t.fingerprint = i.fingerprint
+                  AND (i.external_id IS NULL OR t.external_id IS NULL
+                       OR split_part(i.external_id, ':', 1) <> split_part(t.external_id, ':', 1))
+                LIMIT 1)) k
+             ORDER BY k.preference LIMIT 1) m"#,
+        tenant.as_uuid(),
+        account,
+        external_ids as &[Option<String>],
+        fingerprints,
+    )
+    .fetch_all(conn)
     .await
+}
+
+/// New rows of one account, column by column.
+#[derive(Default)]
+pub(crate) struct NewRows {
+    pub ids: Vec<Uuid>,
+    pub dates: Vec<NaiveDate>,
+    pub value_dates: Vec<Option<NaiveDate>>,
+    pub amounts: Vec<i64>,
+    pub merchants: Vec<Option<String>>,
+    pub descriptions: Vec<String>,
+    pub statuses: Vec<String>,
+    pub external_ids: Vec<Option<String>>,
+    pub fingerprints: Vec<Vec<u8>>,
+}
+
+/// Inserts rows of one account from a file or a bank (uncategorised), in one statement.
+pub(crate) async fn insert_rows(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    account: Uuid,
+    currency: &str,
+    source: &str,
+    import_id: Option<Uuid>,
+    r: &NewRows,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "INSERT INTO transactions (tenant_id, id, account_id, date, value_date, amount, currency,
+             merchant, description, status, source, external_id, import_id, fingerprint)
+         SELECT $1, r.id, $2, r.date, r.value_date, r.amount, $3, r.merchant, r.description,
+                r.status, $4, r.external_id, $5, r.fingerprint
+         FROM unnest($6::uuid[], $7::date[], $8::date[], $9::int8[], $10::text[], $11::text[],
+                     $12::text[], $13::text[], $14::bytea[])
+           AS r(id, date, value_date, amount, merchant, description, status, external_id, fingerprint)",
+        tenant.as_uuid(),
+        account,
+        currency,
+        source,
+        import_id,
+        &r.ids,
+        &r.dates,
+        &r.value_dates as &[Option<NaiveDate>],
+        &r.amounts,
+        &r.merchants as &[Option<String>],
+        &r.descriptions,
+        &r.statuses,
+        &r.external_ids as &[Option<String>],
+        &r.fingerprints,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Terms of many new rows of one account: one entry per (transaction, term).
+#[derive(Default)]
+pub(crate) struct NewTerms {
+    pub transaction_ids: Vec<Uuid>,
+    pub dates: Vec<NaiveDate>,
+    pub terms: Vec<String>,
+}
+
+/// Indexes the terms of many rows of one account, and counts them.
+pub(crate) async fn add_terms_of(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    account: Uuid,
+    t: &NewTerms,
+) -> Result<(), sqlx::Error> {
+    if t.terms.is_empty() {
+        return Ok(());
+    }
+    sqlx::query!(
+        "INSERT INTO transaction_terms (tenant_id, term, date, transaction_id, account_id)
+         SELECT $1, w.term, w.date, w.id, $2
+         FROM unnest($3::uuid[], $4::date[], $5::text[]) AS w(id, date, term)
+         ON CONFLICT DO NOTHING",
+        tenant.as_uuid(),
+        account,
+        &t.transaction_ids,
+        &t.dates,
+        &t.terms,
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO transaction_term_counts (tenant_id, term, n)
+         SELECT $1, w.term, count(*) FROM unnest($2::text[]) AS w(term) GROUP BY w.term
+         ON CONFLICT (tenant_id, term) DO UPDATE SET n = transaction_term_counts.n + excluded.n",
+        tenant.as_uuid(),
+        &t.terms,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Removes the terms of many rows (a revert), and uncounts them.
+pub(crate) async fn remove_terms_of(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "WITH gone AS (
+           DELETE FROM transaction_terms WHERE tenant_id = $1 AND transaction_id = ANY($2)
+           RETURNING term)
+         UPDATE transaction_term_counts c SET n = greatest(c.n - g.n, 0)
+         FROM (SELECT term, count(*) AS n FROM gone GROUP BY term) g
+         WHERE c.tenant_id = $1 AND c.term = g.term",
+        tenant.as_uuid(),
+        ids,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Moves an account's balances by the sum of many days' deltas, and each day's delta.
+pub(crate) async fn move_balances_by_day(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    account: Uuid,
+    days: &[NaiveDate],
+    posted: &[i64],
+    pending: &[i64],
+) -> Result<(), sqlx::Error> {
+    if days.is_empty() {
+        return Ok(());
+    }
+    let total_posted: i64 = posted.iter().sum();
+    let total_pending: i64 = pending.iter().sum();
+    sqlx::query!(
+        "UPDATE accounts SET balance = balance + $3, pending_balance = pending_balance + $3 + $4,
+                updated_at = now()
+         WHERE tenant_id = $1 AND id = $2",
+        tenant.as_uuid(),
+        account,
+        total_posted,
+        total_pending,
+    )
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query!(
+        "INSERT INTO account_days (tenant_id, account_id, day, posted, pending)
+         SELECT $1, $2, d.day, d.posted, d.pending
+         FROM unnest($3::date[], $4::int8[], $5::int8[]) AS d(day, posted, pending)
+         ON CONFLICT (tenant_id, account_id, day) DO UPDATE
+           SET posted = account_days.posted + excluded.posted,
+               pending = account_days.pending + excluded.pending",
+        tenant.as_uuid(),
+        account,
+        days,
+        posted,
+        pending,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// The live rows of an import a person has edited since (or linked into a transfer).
+pub(crate) async fn edited_rows_of_import(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    import_id: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT id FROM transactions
+         WHERE tenant_id = $1 AND import_id = $2 AND deleted_at IS NULL
+           AND (edited_by_person OR transfer_id IS NOT NULL)
+         ORDER BY date, id",
+        tenant.as_uuid(),
+        import_id,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub(crate) struct DeletedRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub date: NaiveDate,
+    pub amount: i64,
+    pub status: String,
+}
+
+/// Soft-deletes the live rows of an import nobody has edited since.
+pub(crate) async fn delete_rows_of_import(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    import_id: Uuid,
+) -> Result<Vec<DeletedRow>, sqlx::Error> {
+    sqlx::query_as!(
+        DeletedRow,
+        "UPDATE transactions SET deleted_at = now(), version = version + 1, updated_at = now()
+         WHERE tenant_id = $1 AND import_id = $2 AND deleted_at IS NULL
+           AND NOT edited_by_person AND transfer_id IS NULL
+         RETURNING id, account_id, date, amount, status",
+        tenant.as_uuid(),
+        import_id,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Marks a transaction as edited by a person (an import's revert keeps it).
+pub(crate) async fn mark_edited_by_person(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE transactions SET edited_by_person = true
+         WHERE tenant_id = $1 AND id = $2 AND NOT edited_by_person",
+        tenant.as_uuid(),
+        id,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }

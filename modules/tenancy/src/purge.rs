@@ -12,6 +12,11 @@ pub const DELETION_GRACE_DAYS: i64 = 30;
 /// The tenant-owned tables, children first: what a purge deletes. The schema test checks
 /// that every table with a `tenant_id` is here.
 pub const PURGE_ORDER: &[&str] = &[
+    "import_rows",
+    "import_chunks",
+    "imports",
+    "import_profiles",
+    "account_import_mappings",
     "transaction_terms",
     "transaction_term_counts",
     "transaction_splits",

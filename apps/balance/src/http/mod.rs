@@ -36,6 +36,7 @@ pub type ProductApi = (
     audit::TenantEventsApi,
     jobs::TenantJobsApi,
     ledger::LedgerApi,
+    imports::ImportsApi,
 );
 
 /// The permission of every tenant operation, by operation id: the modules declare them beside
@@ -47,6 +48,7 @@ pub fn permissions() -> impl Iterator<Item = (&'static str, &'static str)> {
         .chain(audit::PERMISSIONS)
         .chain(jobs::PERMISSIONS)
         .chain(ledger::PERMISSIONS)
+        .chain(imports::PERMISSIONS)
         .copied()
 }
 
@@ -73,6 +75,11 @@ pub fn product_api(platform: &crate::Platform) -> ProductApi {
         ledger::LedgerApi::new(
             platform.authz.clone(),
             platform.ledger.clone(),
+            platform.cursors.clone(),
+        ),
+        imports::ImportsApi::new(
+            platform.authz.clone(),
+            platform.imports.clone(),
             platform.cursors.clone(),
         ),
     )

@@ -214,8 +214,44 @@ async fn every_tenant_endpoint_refuses_strangers_and_members_without_its_permiss
         .as_str()
         .unwrap()
         .to_string();
+    let (content_type, upload) = crate::helpers::multipart(
+        &[("account_id", &an_account)],
+        Some((
+            "march.csv",
+            b"Date,Amount,Description\n2026-03-02,-3.50,Coffee\n",
+        )),
+    );
+    let an_import = app
+        .send(
+            app.client
+                .post(app.url(&format!("/api/v1/tenants/{a}/imports")))
+                .bearer_auth(&owner)
+                .header("content-type", content_type)
+                .body(upload),
+        )
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap()["import_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a_profile = made(
+        Method::POST,
+        format!("/api/v1/tenants/{a}/imports/profiles"),
+        json!({"name": "Matrix", "mapping": {"date": "Date", "amount": "Amount"}}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let url_for = |path: &str| {
-        let id = if path.contains("/api-keys/") {
+        let id = if path.contains("/imports/profiles/") {
+            a_profile.clone()
+        } else if path.contains("/imports/") {
+            an_import.clone()
+        } else if path.contains("/api-keys/") {
             a_key.clone()
         } else if path.contains("/invitations/") {
             a_invitation.clone()
@@ -338,7 +374,9 @@ async fn every_tenant_endpoint_refuses_strangers_and_members_without_its_permiss
     }
     let mut confined = 0;
     for (path, item) in spec["paths"].as_object().unwrap() {
-        let account_bound = path.contains("/accounts/{id}") || path.contains("/transactions/{id}");
+        let account_bound = path.contains("/accounts/{id}")
+            || path.contains("/transactions/{id}")
+            || path.contains("/imports/{id}");
         if !account_bound {
             continue;
         }

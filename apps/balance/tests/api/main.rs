@@ -7,6 +7,7 @@ mod hardening;
 mod helpers;
 mod idempotency;
 mod identity;
+mod imports;
 mod isolation;
 mod isolation_matrix;
 mod jobs;

@@ -516,6 +516,99 @@ async fn succeed_everywhere(app: &TestApp) -> (String, String) {
         None,
     )
     .await;
+    // Imports: an upload read by the worker, its rows, a preview committed, a revert;
+    // profiles.
+    let upload = |preview: &'static str| {
+        let (content_type, body) = crate::helpers::multipart(
+            &[("account_id", &operating), ("preview", preview)],
+            Some((
+                "march.csv",
+                b"Date,Amount,Description\n2026-03-02,-3.50,Coffee\n2026-03-03,-4.00,Lunch\n",
+            )),
+        );
+        app.client
+            .post(app.url(&format!("{t}/imports")))
+            .bearer_auth(&ada)
+            .header("content-type", content_type)
+            .body(body)
+    };
+    let settled = |id: String| {
+        let ada = ada.clone();
+        let t = t.clone();
+        async move {
+            for _ in 0..100 {
+                let got = expect(app, 200, M::GET, &format!("{t}/imports/{id}"), &ada, None).await;
+                if !["queued", "running"].contains(&got["status"].as_str().unwrap()) {
+                    return got;
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            panic!("import {id} did not finish");
+        }
+    };
+    let preview = app.send(upload("true")).await.unwrap();
+    assert_eq!(preview.status(), 202);
+    let preview = str_of(&preview.json::<Value>().await.unwrap(), "import_id");
+    assert_eq!(settled(preview.clone()).await["status"], "previewed");
+    expect(
+        app,
+        200,
+        M::GET,
+        &format!("{t}/imports/{preview}/rows?state=staged&limit=10"),
+        &ada,
+        None,
+    )
+    .await;
+    expect(
+        app,
+        202,
+        M::POST,
+        &format!("{t}/imports/{preview}/commit"),
+        &ada,
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(settled(preview.clone()).await["status"], "completed");
+    expect(app, 200, M::GET, &format!("{t}/imports"), &ada, None).await;
+    expect(
+        app,
+        200,
+        M::DELETE,
+        &format!("{t}/imports/{preview}"),
+        &ada,
+        None,
+    )
+    .await;
+    let profile = expect(
+        app,
+        201,
+        M::POST,
+        &format!("{t}/imports/profiles"),
+        &ada,
+        Some(json!({"name": "Hausbank", "mapping": {"date": "Buchung", "amount": "Betrag"}})),
+    )
+    .await;
+    let profile = format!("{t}/imports/profiles/{}", str_of(&profile, "id"));
+    expect(
+        app,
+        200,
+        M::GET,
+        &format!("{t}/imports/profiles"),
+        &ada,
+        None,
+    )
+    .await;
+    expect(app, 200, M::GET, &profile, &ada, None).await;
+    expect(
+        app,
+        200,
+        M::PATCH,
+        &profile,
+        &ada,
+        Some(json!({"name": "Sparkasse"})),
+    )
+    .await;
+    expect(app, 204, M::DELETE, &profile, &ada, None).await;
     let one = format!("{t}/transactions/{}", str_of(&bare_tx, "id"));
     expect(app, 200, M::GET, &one, &ada, None).await;
     let edit =
