@@ -619,3 +619,36 @@ async fn saved_profiles_and_the_accounts_last_mapping_read_files_without_a_heade
         .await;
     assert!(matches!(taken, Err(ImportError::ProfileNameTaken)));
 }
+
+/// The UBS statement books one EUR entry on its CHF account: that row is rejected (an
+/// account's rows are in its currency), so the file fails whole until a person commits it
+/// with `skip_rejected`, and the CHF rows arrive.
+#[tokio::test]
+async fn a_row_in_another_currency_is_rejected_and_the_rest_can_be_committed() {
+    let env = Env::new().await;
+    let Some(bytes) = fixture("camt053_v08_ch_ubs.xml") else {
+        return;
+    };
+    let account = env.account("CHF", None).await;
+    let failed = env.import_file(account, &bytes).await;
+    assert_eq!(failed.status, ImportStatus::Failed);
+    let rejected = env.rows(failed.id, Some(RowState::Rejected)).await;
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+    assert_eq!(rejected[0].field.as_deref(), Some("currency"));
+    assert!(rejected[0].reason.as_deref().unwrap().contains("EUR"));
+    assert!(env.ledger_rows(account).await.is_empty());
+    let mut tx = env.tx().await;
+    env.imports.commit(&mut tx, failed.id, true).await.unwrap();
+    tx.commit().await.unwrap();
+    env.imports
+        .run(&env.kdb, env.tenant, failed.id)
+        .await
+        .unwrap();
+    let rows = env.ledger_rows(account).await;
+    assert_eq!(rows.len() as i32, failed.rows - 1);
+    assert!(
+        failed.warnings.iter().any(|w| w.message.contains("IBAN")),
+        "the statement's IBAN could not be checked: {:?}",
+        failed.warnings
+    );
+}
