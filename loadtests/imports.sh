@@ -21,7 +21,7 @@ bin=${BALANCE_BIN:-$CARGO_TARGET_DIR/release/balance}
 bindir=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
 "$bin" migrate >/dev/null
 data=$(mktemp -d)
-export BALANCE_LISTEN=127.0.0.1:$port BALANCE_PUBLIC_URL=http://127.0.0.1:$port BALANCE_DATA_DIR="$data" BALANCE_LOG=warn
+export BALANCE_LISTEN=127.0.0.1:$port BALANCE_PUBLIC_URL=http://127.0.0.1:$port BALANCE_DATA_DIR="$data" BALANCE_LOG=${BALANCE_LOG:-warn}
 "$bin" serve &
 pids+=($!)
 "$bin" worker &

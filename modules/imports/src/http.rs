@@ -237,7 +237,9 @@ impl ImportsApi {
             if name == "file" {
                 let new = fields.to_new()?;
                 let new = NewImport {
-                    file_name: field.file_name().map(|n| n.chars().take(255).collect()),
+                    file_name: field
+                        .file_name()
+                        .map(|n| n.chars().filter(|c| !c.is_control()).take(255).collect()),
                     ..new
                 };
                 let mut up = self.imports.start(&mut tx, new).await?;
@@ -751,6 +753,15 @@ struct UploadFields {
 
 impl UploadFields {
     fn set(&mut self, name: &str, value: String) -> Result<(), Problem> {
+        if value.contains('\0') {
+            return Err(Problem::validation(vec![FieldError::new(
+                name.chars()
+                    .filter(|c| !c.is_control())
+                    .take(64)
+                    .collect::<String>(),
+                "must not contain NUL characters",
+            )]));
+        }
         let slot = match name {
             "account_id" => &mut self.account_id,
             "format" => &mut self.format,

@@ -256,17 +256,14 @@ fn validate(
             format!("{} is not a plausible booking date", row.date),
         );
     }
-    let merchant = row
-        .merchant
-        .map(|m| m.trim().to_string())
-        .filter(|m| !m.is_empty());
-    let description = row.description.trim().to_string();
+    let merchant = row.merchant.map(|m| clean(&m)).filter(|m| !m.is_empty());
+    let description = clean(&row.description);
     let text = bank_text(merchant.as_deref(), &description);
     let fingerprint: Fingerprint =
         ordinals.next(target.account_id, row.date, amount, target.currency, &text);
     Staged::Ready {
         row: row.row,
-        category: row.category,
+        category: row.category.map(|c| clean(&c)).filter(|c| !c.is_empty()),
         incoming: Incoming {
             date: row.date,
             value_date: row.value_date.filter(|d| plausible(*d)),
@@ -276,12 +273,27 @@ fn validate(
             status: TransactionStatus::Posted,
             external_id: row
                 .external_id
-                .map(|e| e.trim().to_string())
+                .map(|e| clean(&e))
                 .filter(|e| !e.is_empty())
                 .map(|e| format!("{}:{e}", crate::domain::format_str(format))),
             fingerprint,
         },
     }
+}
+
+/// Text as stored: control characters (a NUL, which PostgreSQL's text refuses; line breaks
+/// inside a field) become spaces, runs of spaces one, trimmed.
+fn clean(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        let c = if c.is_control() { ' ' } else { c };
+        if c == ' ' && (out.is_empty() || out.ends_with(' ')) {
+            continue;
+        }
+        out.push(c);
+    }
+    out.truncate(out.trim_end().len());
+    out
 }
 
 /// The text a file row is fingerprinted by: its merchant and description as the bank wrote
@@ -290,5 +302,16 @@ pub fn bank_text(merchant: Option<&str>, description: &str) -> String {
     match merchant {
         Some(m) => format!("{m} {description}"),
         None => description.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_is_stored_without_control_characters() {
+        assert_eq!(clean(" Café\0 Bar\r\n  BERLIN \t"), "Café Bar BERLIN");
+        assert_eq!(clean("\0\0"), "");
     }
 }

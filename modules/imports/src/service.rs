@@ -26,7 +26,7 @@ pub const MAX_FILE_BYTES: usize = 50 * 1024 * 1024;
 /// The uploaded file is stored this many bytes at a time.
 const CHUNK_BYTES: usize = 1024 * 1024;
 /// Staged rows are committed this many at a time (each commit moves `progress`).
-const STAGE_BATCH: usize = 1_000;
+const STAGE_BATCH: usize = 5_000;
 /// The job that reads an import.
 pub const RUN_JOB: &str = "imports.run";
 
@@ -346,6 +346,7 @@ impl Imports {
     /// Reads, stages and promotes (or previews) an import: the job's work. A re-run after
     /// a crash starts over from the stored file; a finished import is left as it is.
     pub async fn run(&self, db: &Db, tenant: TenantId, id: Uuid) -> Result<(), ImportError> {
+        let started = std::time::Instant::now();
         let mut tx = TenantTx::begin(db, tenant, Actor::System).await?;
         let Some(record) = store::import(tx.conn(), tenant, id, true).await? else {
             return Ok(());
@@ -405,8 +406,19 @@ impl Imports {
                     .await;
             }
         };
+        let read = started.elapsed();
         self.stage(db, tenant, &record, &reading).await?;
-        self.promote(db, tenant, &record, &reading).await
+        let staged = started.elapsed();
+        self.promote(db, tenant, &record, &reading).await?;
+        tracing::info!(
+            import_id = %id,
+            rows = reading.rows.len(),
+            read_ms = read.as_millis() as u64,
+            stage_ms = (staged - read).as_millis() as u64,
+            promote_ms = (started.elapsed() - staged).as_millis() as u64,
+            "import run"
+        );
+        Ok(())
     }
 
     /// Writes the staged rows, a batch per transaction.
@@ -582,6 +594,7 @@ impl Imports {
             }
             status = ImportStatus::Completed;
         }
+        let ledger_done = std::time::Instant::now();
         store::set_outcomes(
             tx.conn(),
             tenant,
@@ -592,6 +605,11 @@ impl Imports {
             &rules,
         )
         .await?;
+        tracing::debug!(
+            import_id = %record.id,
+            outcomes_ms = ledger_done.elapsed().as_millis() as u64,
+            "import outcomes recorded"
+        );
         let warnings = warnings_json(reading);
         store::end_run(
             tx.conn(),
@@ -599,7 +617,7 @@ impl Imports {
             record.id,
             store::Ending {
                 status: status.as_str(),
-                format: format_str(reading.format),
+                format: Some(format_str(reading.format)),
                 encoding: Some(&reading.encoding),
                 mapping: reading.mapping.as_ref().map(mapping_json),
                 preset: reading.preset.as_deref(),
@@ -663,7 +681,7 @@ impl Imports {
             record.id,
             store::Ending {
                 status: ImportStatus::Failed.as_str(),
-                format: format.map_or("csv", format_str),
+                format: format.map(format_str),
                 encoding: reading.map(|r| r.encoding.as_str()),
                 mapping: reading.and_then(|r| r.mapping.as_ref()).map(mapping_json),
                 preset: reading.and_then(|r| r.preset.as_deref()),

@@ -341,7 +341,8 @@ pub(crate) async fn set_outcomes(
 /// How a run ended.
 pub(crate) struct Ending<'a> {
     pub status: &'a str,
-    pub format: &'a str,
+    /// `None` keeps the one recorded at upload.
+    pub format: Option<&'a str>,
     pub encoding: Option<&'a str>,
     pub mapping: Option<Value>,
     pub preset: Option<&'a str>,
@@ -360,7 +361,7 @@ pub(crate) async fn end_run(
     e: Ending<'_>,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE imports SET status = $3, format = $4, encoding = $5, mapping = coalesce($6, mapping),
+        "UPDATE imports SET status = $3, format = coalesce($4, format), encoding = $5, mapping = coalesce($6, mapping),
                 preset = $7, rows_total = $8, inserted = $9, duplicates = $10, rejected = $11,
                 warnings = $12, error = $13, progress = 1, finished_at = now(), updated_at = now()
          WHERE tenant_id = $1 AND id = $2",

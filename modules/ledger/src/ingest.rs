@@ -18,6 +18,9 @@ use crate::{
 /// arrays to stay cheap.
 const BATCH: usize = 2_000;
 
+/// Terms one statement writes (a row has four or five).
+const TERM_BATCH: usize = 20_000;
+
 /// What an import's revert did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Reverted {
@@ -96,7 +99,9 @@ impl Ledger {
         if account.archived_at.is_some() {
             return Err(LedgerError::AccountArchived);
         }
+        let started = std::time::Instant::now();
         let known = self.duplicates(tx, account_id, rows).await?;
+        let deduplicated = started.elapsed();
         let ids: Vec<Uuid> = rows.iter().map(|_| Uuid::now_v7()).collect();
         let mut outcomes = Vec::with_capacity(rows.len());
         let mut fresh: Vec<usize> = Vec::new();
@@ -114,17 +119,15 @@ impl Ledger {
         }
         let currency = account.currency.code().to_string();
         let mut days: BTreeMap<chrono::NaiveDate, (i64, i64)> = BTreeMap::new();
+        let mut words: Vec<(String, chrono::NaiveDate, Uuid)> = Vec::new();
         for chunk in fresh.chunks(BATCH) {
             let mut batch = store::NewRows::default();
-            let mut words = store::NewTerms::default();
             for &i in chunk {
                 let row = &rows[i];
                 let merchant = crate::domain::normalise_merchant(row.merchant.clone());
                 let description = row.description.trim().to_string();
                 for term in terms(&[merchant.as_deref().unwrap_or(""), &description]) {
-                    words.transaction_ids.push(ids[i]);
-                    words.dates.push(row.date);
-                    words.terms.push(term);
+                    words.push((term, row.date, ids[i]));
                 }
                 let status = row.status.as_str();
                 let day = days.entry(row.date).or_default();
@@ -153,11 +156,40 @@ impl Ledger {
                 &batch,
             )
             .await?;
-            store::add_terms_of(tx.conn(), tenant, account_id, &words).await?;
         }
+        // The terms in index order, in large statements; then each term counted once.
+        let terms_started = std::time::Instant::now();
+        words.sort_unstable();
+        let mut counts: Vec<(String, i64)> = Vec::new();
+        for chunk in words.chunks(TERM_BATCH) {
+            let mut batch = store::NewTerms::default();
+            for (term, date, id) in chunk {
+                match counts.last_mut() {
+                    Some((last, n)) if last == term => *n += 1,
+                    _ => counts.push((term.clone(), 1)),
+                }
+                batch.transaction_ids.push(*id);
+                batch.dates.push(*date);
+                batch.terms.push(term.clone());
+            }
+            store::insert_terms(tx.conn(), tenant, account_id, &batch).await?;
+        }
+        let (names, ns): (Vec<String>, Vec<i64>) = counts.into_iter().unzip();
+        for (names, ns) in names.chunks(TERM_BATCH).zip(ns.chunks(TERM_BATCH)) {
+            store::count_terms(tx.conn(), tenant, names, ns).await?;
+        }
+        let terms_took = terms_started.elapsed();
         let (day_list, posted, pending) = split_days(&days);
         store::move_balances_by_day(tx.conn(), tenant, account_id, &day_list, &posted, &pending)
             .await?;
+        tracing::debug!(
+            rows = rows.len(),
+            inserted = fresh.len(),
+            dedup_ms = deduplicated.as_millis() as u64,
+            terms_ms = terms_took.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "ingested"
+        );
         Ok(outcomes)
     }
 

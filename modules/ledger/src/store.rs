@@ -1242,8 +1242,9 @@ pub(crate) struct NewTerms {
     pub terms: Vec<String>,
 }
 
-/// Indexes the terms of many rows of one account, and counts them.
-pub(crate) async fn add_terms_of(
+/// Indexes the terms of many rows of one account (sorted by term, so the index is written
+/// in order); [`count_terms`] counts them.
+pub(crate) async fn insert_terms(
     conn: &mut PgConnection,
     tenant: TenantId,
     account: Uuid,
@@ -1263,14 +1264,28 @@ pub(crate) async fn add_terms_of(
         &t.dates,
         &t.terms,
     )
-    .execute(&mut *conn)
+    .execute(conn)
     .await?;
+    Ok(())
+}
+
+/// Adds `counts` to the live-row counts of `terms` (one entry per term).
+pub(crate) async fn count_terms(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    terms: &[String],
+    counts: &[i64],
+) -> Result<(), sqlx::Error> {
+    if terms.is_empty() {
+        return Ok(());
+    }
     sqlx::query!(
         "INSERT INTO transaction_term_counts (tenant_id, term, n)
-         SELECT $1, w.term, count(*) FROM unnest($2::text[]) AS w(term) GROUP BY w.term
+         SELECT $1, w.term, w.n FROM unnest($2::text[], $3::int8[]) AS w(term, n)
          ON CONFLICT (tenant_id, term) DO UPDATE SET n = transaction_term_counts.n + excluded.n",
         tenant.as_uuid(),
-        &t.terms,
+        terms,
+        counts,
     )
     .execute(conn)
     .await?;

@@ -652,3 +652,17 @@ async fn a_row_in_another_currency_is_rejected_and_the_rest_can_be_committed() {
         failed.warnings
     );
 }
+
+/// A NUL or a line break inside a field (PostgreSQL's text refuses a NUL) is stored as a
+/// space: the import completes instead of failing in its job.
+#[tokio::test]
+async fn control_characters_in_a_field_do_not_break_an_import() {
+    let env = Env::new().await;
+    let account = env.account("USD", None).await;
+    let qif = b"!Type:Bank\nD03/02/2026\nT-3.50\nPCafe\0 Bar\nMlunch\twith team\n^\n";
+    let import = env.import_file(account, qif).await;
+    assert_eq!(import.status, ImportStatus::Completed, "{:?}", import.error);
+    let rows = env.ledger_rows(account).await;
+    assert_eq!(rows[0].2.as_deref(), Some("Cafe Bar"));
+    assert_eq!(rows[0].3, "lunch with team");
+}
