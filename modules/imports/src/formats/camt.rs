@@ -924,19 +924,8 @@ fn trim_ascii_start(s: &[u8]) -> &[u8] {
 mod tests {
     use super::*;
 
-    const FIXTURES: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/imports"
-    );
-
-    /// The fixture decoded, or `None` (with the skip notice) when the folder is absent.
     fn fixture(name: &str) -> Option<String> {
-        if !std::path::Path::new(FIXTURES).is_dir() {
-            eprintln!("skipped: ../shared/fixtures absent");
-            return None;
-        }
-        let bytes = std::fs::read(format!("{FIXTURES}/{name}")).expect("fixture");
-        Some(String::from_utf8_lossy(&bytes).into_owned())
+        crate::formats::fixture_text(name)
     }
 
     /// `"-3.50"` → `Decimal { -350, 2 }`, written out by hand.

@@ -212,6 +212,27 @@ pub fn parse_decimal(text: &str, mark: DecimalMark) -> Option<Decimal> {
     })
 }
 
+/// A file of ../shared/fixtures/imports/ (tests only), or `None` with the skip notice
+/// when the folder is absent.
+#[cfg(test)]
+pub(crate) fn fixture_bytes(name: &str) -> Option<Vec<u8>> {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures/imports"
+    );
+    if !std::path::Path::new(dir).is_dir() {
+        eprintln!("skipped: ../shared/fixtures absent");
+        return None;
+    }
+    Some(std::fs::read(format!("{dir}/{name}")).expect("a fixture of the folder"))
+}
+
+/// [`fixture_bytes`] as text, invalid UTF-8 replaced.
+#[cfg(test)]
+pub(crate) fn fixture_text(name: &str) -> Option<String> {
+    fixture_bytes(name).map(|b| String::from_utf8_lossy(&b).into_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

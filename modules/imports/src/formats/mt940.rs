@@ -636,18 +636,8 @@ fn remittance(value: &str) -> String {
 mod tests {
     use super::*;
 
-    const FIXTURES: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/imports/"
-    );
-
     fn fixture(name: &str) -> Option<String> {
-        if !std::path::Path::new(FIXTURES).is_dir() {
-            eprintln!("skipped: ../shared/fixtures absent");
-            return None;
-        }
-        let bytes = std::fs::read(format!("{FIXTURES}{name}")).expect("fixture");
-        Some(String::from_utf8_lossy(&bytes).into_owned())
+        crate::formats::fixture_text(name)
     }
 
     fn date(y: i32, m: u32, d: u32) -> NaiveDate {

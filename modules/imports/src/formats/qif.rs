@@ -476,18 +476,8 @@ fn lines(text: &str) -> Vec<(u32, &str)> {
 mod tests {
     use super::*;
 
-    const FIXTURES: &str = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../../shared/fixtures/imports/"
-    );
-
     fn fixture(name: &str) -> Option<String> {
-        if !std::path::Path::new(FIXTURES).is_dir() {
-            eprintln!("skipped: ../shared/fixtures absent");
-            return None;
-        }
-        let bytes = std::fs::read(format!("{FIXTURES}{name}")).expect("fixture");
-        Some(String::from_utf8_lossy(&bytes).into_owned())
+        crate::formats::fixture_text(name)
     }
 
     fn date(y: i32, m: u32, d: u32) -> NaiveDate {
