@@ -44,6 +44,17 @@ impl Ledger {
         store::account(tx.conn(), tenant, account_id, false)
             .await?
             .ok_or(LedgerError::NotFound)?;
+        self.known(tx, account_id, rows).await
+    }
+
+    /// [`Ledger::duplicates`] of an account already read.
+    async fn known(
+        &self,
+        tx: &mut TenantTx,
+        account_id: Uuid,
+        rows: &[Incoming],
+    ) -> Result<Vec<Option<(Uuid, MatchedBy)>>, LedgerError> {
+        let tenant = tx.tenant_id();
         let mut out = vec![None; rows.len()];
         for (chunk_no, chunk) in rows.chunks(BATCH).enumerate() {
             let base = chunk_no * BATCH;
@@ -100,7 +111,7 @@ impl Ledger {
             return Err(LedgerError::AccountArchived);
         }
         let started = std::time::Instant::now();
-        let known = self.duplicates(tx, account_id, rows).await?;
+        let known = self.known(tx, account_id, rows).await?;
         let deduplicated = started.elapsed();
         let ids: Vec<Uuid> = rows.iter().map(|_| Uuid::now_v7()).collect();
         let mut outcomes = Vec::with_capacity(rows.len());
