@@ -185,6 +185,10 @@ pub struct LlmConfig {
     pub base_url: Url,
     pub api_key: Option<Secret<String>>,
     pub model: String,
+    /// One call's deadline (`BALANCE_LLM_TIMEOUT`, seconds, default 20).
+    pub timeout: std::time::Duration,
+    /// Calls per tenant and day (`BALANCE_LLM_DAILY_CALLS`, default 100).
+    pub daily_calls: u32,
 }
 
 /// `max` events per `per`.
@@ -256,6 +260,8 @@ pub const VARIABLES: &[&str] = &[
     "BALANCE_LLM_BASE_URL",
     "BALANCE_LLM_API_KEY",
     "BALANCE_LLM_MODEL",
+    "BALANCE_LLM_TIMEOUT",
+    "BALANCE_LLM_DAILY_CALLS",
     "BALANCE_RATE_LIMITS",
 ];
 
@@ -511,6 +517,11 @@ impl Config {
                         "required when BALANCE_LLM_BASE_URL is set",
                     )
                 })?,
+                timeout: std::time::Duration::from_secs(
+                    whole(&vars, "BALANCE_LLM_TIMEOUT", 1..=600)?.unwrap_or(20),
+                ),
+                daily_calls: whole(&vars, "BALANCE_LLM_DAILY_CALLS", 0..=1_000_000)?
+                    .map_or(100, |n| n as u32),
             }),
         };
 
@@ -862,6 +873,28 @@ impl KeysConfig {
     }
 }
 
+/// A whole number variable within `range`, when set.
+fn whole(
+    vars: &Vars,
+    name: &'static str,
+    range: std::ops::RangeInclusive<u64>,
+) -> Result<Option<u64>, ConfigError> {
+    match vars.get(name) {
+        None => Ok(None),
+        Some(raw) => raw
+            .parse::<u64>()
+            .ok()
+            .filter(|n| range.contains(n))
+            .map(Some)
+            .ok_or_else(|| {
+                err(
+                    name,
+                    format!("a whole number from {} to {}", range.start(), range.end()),
+                )
+            }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -985,6 +1018,22 @@ mod tests {
             (
                 &[("BALANCE_LLM_BASE_URL", "http://127.0.0.1:1")],
                 "BALANCE_LLM_MODEL",
+            ),
+            (
+                &[
+                    ("BALANCE_LLM_BASE_URL", "http://127.0.0.1:1"),
+                    ("BALANCE_LLM_MODEL", "m"),
+                    ("BALANCE_LLM_TIMEOUT", "0"),
+                ],
+                "BALANCE_LLM_TIMEOUT",
+            ),
+            (
+                &[
+                    ("BALANCE_LLM_BASE_URL", "http://127.0.0.1:1"),
+                    ("BALANCE_LLM_MODEL", "m"),
+                    ("BALANCE_LLM_DAILY_CALLS", "many"),
+                ],
+                "BALANCE_LLM_DAILY_CALLS",
             ),
             (
                 &[("BALANCE_RATE_LIMITS", "login_ip=fast")],

@@ -33,6 +33,8 @@ pub struct Platform {
     pub ledger: ledger::Ledger,
     /// Bank file imports.
     pub imports: imports::Imports,
+    /// The categorization pipeline, its rules and approvals.
+    pub categorizer: categorize::Categorizer,
     /// Custom roles.
     pub roles: access::Roles,
 }
@@ -89,7 +91,22 @@ impl Platform {
             identity.clone(),
             policy.clone(),
         ));
-        let ledger = ledger::Ledger::new();
+        // Transactions that arrive uncategorised queue the categorization pipeline in the
+        // transaction that writes them.
+        let ledger = ledger::Ledger::new().with_arrivals(categorize::Categorizer::arrivals());
+        let mut categorizer = categorize::Categorizer::new(ledger.clone());
+        if let Some(llm) = &config.llm {
+            let mut llm_config = categorize::llm::LlmConfig::new(
+                llm.base_url.as_str().trim_end_matches('/'),
+                llm.api_key
+                    .clone()
+                    .unwrap_or_else(|| kernel::Secret::new(String::new())),
+                llm.model.clone(),
+            );
+            llm_config.timeout = llm.timeout;
+            llm_config.daily_calls = llm.daily_calls;
+            categorizer = categorizer.with_llm(categorize::llm::LlmClient::new(llm_config)?);
+        }
         // A new tenant gets the ledger's default categories in its creating transaction.
         let tenancy = tenancy::Tenancy::new(identity.clone(), policy.clone())
             .with_setup(Arc::new(ledger.clone()));
@@ -104,6 +121,7 @@ impl Platform {
             queues,
             tenancy,
             imports: imports::Imports::new(ledger.clone()),
+            categorizer,
             ledger,
             roles: access::Roles::new(policy.clone()),
             policy,
@@ -137,6 +155,7 @@ impl Platform {
         });
         let registry = self.mailer.register(registry);
         let registry = imports::register(registry, self.imports.clone());
+        let registry = categorize::register(registry, self.categorizer.clone());
         jobs::Runner::new(
             self.jobs_pool.clone(),
             self.db.clone(),

@@ -81,6 +81,7 @@ pub fn default_queues() -> Vec<Queue> {
         Queue::new("default", 4, 5, Duration::from_secs(60)),
         Queue::new("mail", 4, 10, Duration::from_secs(60)),
         Queue::new("imports", 2, 3, Duration::from_secs(1800)),
+        Queue::new("categorize", 2, 5, Duration::from_secs(1800)),
         Queue::new("sync", 2, 8, Duration::from_secs(600)),
         Queue::new("webhooks", 4, 10, Duration::from_secs(60)),
         Queue::new("notify", 4, 8, Duration::from_secs(60)),

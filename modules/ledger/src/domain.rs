@@ -393,8 +393,20 @@ pub struct Categorization {
     pub confidence: f64,
     pub reasoning: String,
     pub rule_id: Option<Uuid>,
+    /// The earlier transactions a similarity decision was drawn from, most similar first.
+    #[serde(default)]
+    pub neighbours: Option<Vec<Neighbour>>,
     pub model: Option<String>,
     pub decided_at: DateTime<Utc>,
+}
+
+/// An earlier transaction a similarity decision was drawn from.
+#[derive(Debug, Clone, PartialEq, Object, Serialize, Deserialize)]
+pub struct Neighbour {
+    pub transaction_id: Uuid,
+    pub category_id: Uuid,
+    /// 0 to 1: how alike the two are.
+    pub similarity: f64,
 }
 
 /// The fields a person's edit locks: imports, syncs and rules never overwrite them.

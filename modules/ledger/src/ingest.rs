@@ -193,6 +193,13 @@ impl Ledger {
         let (day_list, posted, pending) = split_days(&days);
         store::move_balances_by_day(tx.conn(), tenant, account_id, &day_list, &posted, &pending)
             .await?;
+        if !fresh.is_empty() {
+            let arrival = match import_id {
+                Some(import) => crate::Arrival::Import(import),
+                None => crate::Arrival::Transactions(fresh.iter().map(|&i| ids[i]).collect()),
+            };
+            self.arrived(tx, arrival);
+        }
         tracing::debug!(
             rows = rows.len(),
             inserted = fresh.len(),

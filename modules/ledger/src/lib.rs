@@ -5,6 +5,7 @@
 //! the account scope the access decision sets, so a caller limited to some accounts sees
 //! only them, on every path.
 
+mod automation;
 pub mod domain;
 mod error;
 mod http;
@@ -12,9 +13,10 @@ mod ingest;
 mod service;
 mod store;
 
+pub use automation::{Applied, Arrival, Arrivals, AutoChange, Candidate, Categorised, Selection};
 pub use domain::{
     Account, AccountChanges, AccountKind, Categorization, Category, CategoryChanges, CategoryKind,
-    DayBalance, Editor, Fingerprint, Iban, Incoming, MatchedBy, NewAccount, NewCategory,
+    DayBalance, Editor, Fingerprint, Iban, Incoming, MatchedBy, Neighbour, NewAccount, NewCategory,
     NewTransaction, NewTransfer, Ordinals, Outcome, Split, Transaction, TransactionChanges,
     TransactionFilter, TransactionSource, TransactionStatus, Transfer, fingerprint_text,
 };

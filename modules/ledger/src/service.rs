@@ -27,6 +27,8 @@ pub const MAX_SERIES_DAYS: u64 = 5 * 366;
 pub struct Ledger {
     /// How `q` picks its plan.
     plan: SearchPlan,
+    /// Told, in the writing transaction, of transactions that arrive uncategorised.
+    pub(crate) arrivals: Option<std::sync::Arc<dyn crate::Arrivals>>,
 }
 
 /// How a search with `q` reads: [`SearchPlan::Auto`] in production; tests force each plan
@@ -72,7 +74,20 @@ impl Ledger {
 
     /// A ledger whose searches take `plan` (tests drive every plan with small data).
     pub fn with_search_plan(plan: SearchPlan) -> Ledger {
-        Ledger { plan }
+        Ledger {
+            plan,
+            ..Ledger::default()
+        }
+    }
+
+    /// A ledger that tells `arrivals` of every transaction that arrives uncategorised (a
+    /// manual entry, an import's promotion, a sync page), inside the writing transaction:
+    /// the categorization pipeline queues its job there, so it runs only if they commit.
+    pub fn with_arrivals(self, arrivals: std::sync::Arc<dyn crate::Arrivals>) -> Ledger {
+        Ledger {
+            arrivals: Some(arrivals),
+            ..self
+        }
     }
 
     /// Opens an account; its balances start at the opening balance.
@@ -432,6 +447,7 @@ fn person_categorization(category: Option<Uuid>) -> serde_json::Value {
         confidence: 1.0,
         reasoning: "Chosen by a person.".into(),
         rule_id: None,
+        neighbours: None,
         model: None,
         decided_at: Utc::now(),
     })
@@ -439,7 +455,7 @@ fn person_categorization(category: Option<Uuid>) -> serde_json::Value {
 
 impl Ledger {
     /// The splits of `rows`, by transaction.
-    async fn with_splits(
+    pub(crate) async fn with_splits(
         &self,
         tx: &mut TenantTx,
         rows: Vec<store::TransactionRow>,
@@ -469,7 +485,7 @@ impl Ledger {
     /// Checks a category and splits against an amount: splits add up to it exactly, each
     /// with its sign and not zero, and replace the single category; every category is one
     /// of the tenant's.
-    async fn check_categories(
+    pub(crate) async fn check_categories(
         &self,
         tx: &mut TenantTx,
         amount: i64,
@@ -544,6 +560,9 @@ impl Ledger {
         source: TransactionSource,
     ) -> Result<Transaction, LedgerError> {
         let created = self.insert(tx, new, source, None).await?;
+        if created.category_id.is_none() && created.splits.is_empty() {
+            self.arrived(tx, crate::Arrival::Transactions(vec![created.id]));
+        }
         tx.record(
             NewEvent::new("transaction.created")
                 .resource("transaction", created.id)
@@ -771,7 +790,7 @@ impl Ledger {
     }
 
     /// Writes a transaction's search terms (merchant, description, notes).
-    async fn index(
+    pub(crate) async fn index(
         &self,
         tx: &mut TenantTx,
         row: &store::TransactionRow,
@@ -870,6 +889,36 @@ impl Ledger {
         changes_to: TransactionChanges,
         editor: Editor,
     ) -> Result<Transaction, LedgerError> {
+        self.update_with(tx, id, expected, changes_to, editor, None)
+            .await
+    }
+
+    /// A person's choice of category made through a suggestion (an approval): the same as
+    /// their edit, with `reasoning` saying what they approved or overrode.
+    pub async fn choose_category(
+        &self,
+        tx: &mut TenantTx,
+        id: Uuid,
+        category_id: Uuid,
+        reasoning: String,
+    ) -> Result<Transaction, LedgerError> {
+        let changes = TransactionChanges {
+            category_id: Some(Some(category_id)),
+            ..TransactionChanges::default()
+        };
+        self.update_with(tx, id, None, changes, Editor::Person, Some(reasoning))
+            .await
+    }
+
+    async fn update_with(
+        &self,
+        tx: &mut TenantTx,
+        id: Uuid,
+        expected: Option<i64>,
+        changes_to: TransactionChanges,
+        editor: Editor,
+        reasoning: Option<String>,
+    ) -> Result<Transaction, LedgerError> {
         let tenant = tx.tenant_id();
         let current = store::lock_transaction(tx.conn(), tenant, id)
             .await?
@@ -950,13 +999,17 @@ impl Ledger {
             }
             touched.push("category");
             if editor == Editor::Person {
-                next.categorization = Some(person_categorization(next.category_id));
+                let mut decision = person_categorization(next.category_id);
+                if let Some(reasoning) = reasoning {
+                    decision["reasoning"] = json!(reasoning);
+                }
+                next.categorization = Some(decision);
             }
         }
         self.check_categories(tx, next.amount, next.category_id, &splits)
             .await?;
         if editor == Editor::Person {
-            for field in touched {
+            for field in &touched {
                 if !next.locked_fields.iter().any(|f| f == field) {
                     next.locked_fields.push(field.to_string());
                 }
@@ -965,6 +1018,11 @@ impl Ledger {
         let updated = store::update_transaction(tx.conn(), tenant, &next).await?;
         if editor == Editor::Person {
             store::mark_edited_by_person(tx.conn(), tenant, id).await?;
+            if touched.contains(&"category")
+                && let Some(arrivals) = &self.arrivals
+            {
+                arrivals.chosen_by_person(tx, id).await?;
+            }
         }
         if splits != current_splits {
             store::replace_splits(tx.conn(), tenant, id, current.account_id, &splits).await?;

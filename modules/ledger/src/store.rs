@@ -1417,3 +1417,260 @@ pub(crate) async fn mark_edited_by_person(
     .await?;
     Ok(())
 }
+
+// The categorization pipeline's reads and writes (automation.rs).
+
+pub(crate) async fn ids_of_import(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    import: Uuid,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT id FROM transactions WHERE tenant_id = $1 AND import_id = $2 AND deleted_at IS NULL",
+        tenant.as_uuid(),
+        import,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Live transactions booked in `from..=to`, of one account or all. Plain range bounds, so a
+/// generic plan under RLS still bounds the index scan (see [`transactions`]).
+pub(crate) async fn ids_between(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    from: NaiveDate,
+    to: NaiveDate,
+    account: Option<Uuid>,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    match account {
+        Some(account) => {
+            sqlx::query_scalar!(
+                "SELECT id FROM transactions
+                 WHERE tenant_id = $1 AND account_id = $2 AND date >= $3 AND date <= $4
+                   AND deleted_at IS NULL",
+                tenant.as_uuid(),
+                account,
+                from,
+                to,
+            )
+            .fetch_all(conn)
+            .await
+        }
+        None => {
+            sqlx::query_scalar!(
+                "SELECT id FROM transactions
+                 WHERE tenant_id = $1 AND date >= $2 AND date <= $3 AND deleted_at IS NULL",
+                tenant.as_uuid(),
+                from,
+                to,
+            )
+            .fetch_all(conn)
+            .await
+        }
+    }
+}
+
+/// Those of `ids` the pipeline may decide: live, not a transfer leg, the category not
+/// locked, and uncategorised (or, with `include_categorized`, categorised by an
+/// automation).
+pub(crate) async fn eligible(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    ids: &[Uuid],
+    include_categorized: bool,
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "SELECT t.id FROM transactions t
+         WHERE t.tenant_id = $1 AND t.id = ANY($2) AND t.deleted_at IS NULL
+           AND t.transfer_id IS NULL AND NOT ('category' = ANY(t.locked_fields))
+           AND (t.categorization ->> 'source') IS DISTINCT FROM 'person'
+           AND ($3 OR (t.category_id IS NULL AND NOT EXISTS (
+                 SELECT 1 FROM transaction_splits s
+                 WHERE s.tenant_id = t.tenant_id AND s.transaction_id = t.id)))",
+        tenant.as_uuid(),
+        ids,
+        include_categorized,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub(crate) struct CandidateRow {
+    pub id: Uuid,
+    pub account_id: Uuid,
+    pub date: NaiveDate,
+    pub amount: i64,
+    pub currency: String,
+    pub merchant: Option<String>,
+    pub description: String,
+    pub tags: Vec<String>,
+    pub locked_fields: Vec<String>,
+    pub category_id: Option<Uuid>,
+    pub has_splits: bool,
+    pub category_locked: bool,
+}
+
+pub(crate) async fn candidates(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    ids: &[Uuid],
+) -> Result<Vec<CandidateRow>, sqlx::Error> {
+    sqlx::query_as!(
+        CandidateRow,
+        r#"SELECT t.id, t.account_id, t.date, t.amount, t.currency, t.merchant, t.description,
+                  t.tags, t.locked_fields, t.category_id,
+                  EXISTS (SELECT 1 FROM transaction_splits s
+                          WHERE s.tenant_id = t.tenant_id AND s.transaction_id = t.id)
+                      AS "has_splits!",
+                  ('category' = ANY(t.locked_fields)
+                   OR (t.categorization ->> 'source') IS NOT DISTINCT FROM 'person')
+                      AS "category_locked!"
+           FROM transactions t
+           WHERE t.tenant_id = $1 AND t.id = ANY($2) AND t.deleted_at IS NULL
+             AND t.transfer_id IS NULL AND NOT ('category' = ANY(t.locked_fields))
+             AND (t.categorization ->> 'source') IS DISTINCT FROM 'person'"#,
+        tenant.as_uuid(),
+        ids,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub(crate) struct CategorisedRow {
+    pub id: Uuid,
+    pub merchant: Option<String>,
+    pub description: String,
+    pub category_id: Uuid,
+    pub source: Option<String>,
+}
+
+/// The newest categorised live transactions (walking the date index).
+pub(crate) async fn categorised(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    limit: i64,
+) -> Result<Vec<CategorisedRow>, sqlx::Error> {
+    sqlx::query_as!(
+        CategorisedRow,
+        r#"SELECT id, merchant, description, category_id AS "category_id!",
+                  categorization ->> 'source' AS source
+           FROM transactions
+           WHERE tenant_id = $1 AND category_id IS NOT NULL AND deleted_at IS NULL
+           ORDER BY date DESC, id DESC
+           LIMIT $2"#,
+        tenant.as_uuid(),
+        limit,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Sets the category and its categorization of many transactions, except those whose
+/// category a person locked (or that were deleted meanwhile); returns the ids written.
+pub(crate) async fn set_categories(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    ids: &[Uuid],
+    categories: &[Option<Uuid>],
+    decisions: &[Option<serde_json::Value>],
+) -> Result<Vec<Uuid>, sqlx::Error> {
+    sqlx::query_scalar!(
+        "UPDATE transactions t
+         SET category_id = u.category_id, categorization = u.categorization,
+             version = t.version + 1, updated_at = now()
+         FROM unnest($2::uuid[], $3::uuid[], $4::jsonb[]) AS u (id, category_id, categorization)
+         WHERE t.tenant_id = $1 AND t.id = u.id AND t.deleted_at IS NULL
+           AND NOT ('category' = ANY(t.locked_fields))
+           AND (t.categorization ->> 'source') IS DISTINCT FROM 'person'
+         RETURNING t.id",
+        tenant.as_uuid(),
+        ids,
+        categories as &[Option<Uuid>],
+        decisions as &[Option<serde_json::Value>],
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Removes the splits of transactions that now have one category.
+pub(crate) async fn drop_splits(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    ids: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "DELETE FROM transaction_splits WHERE tenant_id = $1 AND transaction_id = ANY($2)",
+        tenant.as_uuid(),
+        ids,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// A page of live non-transfer transactions, newest first, before `(date, id)`.
+pub(crate) async fn scan(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    date: NaiveDate,
+    id: Uuid,
+    limit: i64,
+) -> Result<Vec<CandidateRow>, sqlx::Error> {
+    sqlx::query_as!(
+        CandidateRow,
+        r#"SELECT t.id, t.account_id, t.date, t.amount, t.currency, t.merchant, t.description,
+                  t.tags, t.locked_fields, t.category_id,
+                  EXISTS (SELECT 1 FROM transaction_splits s
+                          WHERE s.tenant_id = t.tenant_id AND s.transaction_id = t.id)
+                      AS "has_splits!",
+                  ('category' = ANY(t.locked_fields)
+                   OR (t.categorization ->> 'source') IS NOT DISTINCT FROM 'person')
+                      AS "category_locked!"
+           FROM transactions t
+           WHERE t.tenant_id = $1 AND t.date <= $2 AND (t.date < $2 OR t.id < $3)
+             AND t.deleted_at IS NULL AND t.transfer_id IS NULL
+           ORDER BY t.date DESC, t.id DESC
+           LIMIT $4"#,
+        tenant.as_uuid(),
+        date,
+        id,
+        limit,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+pub(crate) async fn all_categories(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+) -> Result<Vec<Category>, sqlx::Error> {
+    let rows = sqlx::query_as!(
+        CategoryRow,
+        "SELECT id, name, kind, parent_id, archived_at, version, created_at
+         FROM categories WHERE tenant_id = $1 ORDER BY created_at, id",
+        tenant.as_uuid(),
+    )
+    .fetch_all(conn)
+    .await?;
+    Ok(rows.into_iter().map(Category::from).collect())
+}
+
+pub(crate) async fn transactions_by_ids(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    ids: &[Uuid],
+) -> Result<Vec<TransactionRow>, sqlx::Error> {
+    sqlx::query_as!(
+        TransactionRow,
+        "SELECT id, account_id, date, value_date, amount, currency, merchant, description, status,
+                category_id, categorization, notes, tags, source, external_id, import_id,
+                transfer_id, locked_fields, version, created_at, updated_at
+         FROM transactions WHERE tenant_id = $1 AND id = ANY($2) AND deleted_at IS NULL
+         ORDER BY date DESC, id DESC",
+        tenant.as_uuid(),
+        ids,
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -4,13 +4,16 @@
 //! - [`cluster`]: a throwaway PostgreSQL cluster of its own, for tests that stop the server;
 //! - [`smtp`]: an SMTP sink that speaks real SMTP and keeps what it receives;
 //! - [`otlp`]: an OTLP/HTTP receiver that keeps the trace exports it receives;
+//! - [`llm`]: an OpenAI-compatible chat-completions server that answers by keyword, or
+//!   fails as asked (429, 500, a refusal, not JSON, slow), and keeps every request;
 //! - [`seed`]: tenants, users and memberships arranged through the kernel's handles;
 //! - [`openapi`]: a validator that holds real responses to a committed OpenAPI 3.0 spec.
 //!
-//! Stand-ins for Stripe, Plaid, Telegram and an LLM join these as their features land.
+//! Stand-ins for Stripe, Plaid and Telegram join these as their features land.
 
 pub mod cluster;
 pub mod db;
+pub mod llm;
 pub mod openapi;
 pub mod otlp;
 pub mod seed;

@@ -37,6 +37,7 @@ pub type ProductApi = (
     jobs::TenantJobsApi,
     ledger::LedgerApi,
     imports::ImportsApi,
+    categorize::CategorizeApi,
 );
 
 /// The permission of every tenant operation, by operation id: the modules declare them beside
@@ -49,6 +50,7 @@ pub fn permissions() -> impl Iterator<Item = (&'static str, &'static str)> {
         .chain(jobs::PERMISSIONS)
         .chain(ledger::PERMISSIONS)
         .chain(imports::PERMISSIONS)
+        .chain(categorize::PERMISSIONS)
         .copied()
 }
 
@@ -80,6 +82,11 @@ pub fn product_api(platform: &crate::Platform) -> ProductApi {
         imports::ImportsApi::new(
             platform.authz.clone(),
             platform.imports.clone(),
+            platform.cursors.clone(),
+        ),
+        categorize::CategorizeApi::new(
+            platform.authz.clone(),
+            platform.categorizer.clone(),
             platform.cursors.clone(),
         ),
     )

@@ -246,8 +246,40 @@ async fn every_tenant_endpoint_refuses_strangers_and_members_without_its_permiss
         .as_str()
         .unwrap()
         .to_string();
+    let a_rule = made(
+        Method::POST,
+        format!("/api/v1/tenants/{a}/rules"),
+        json!({"name": "Matrix", "conditions": {"items": [{"field": "merchant", "op": "contains", "value": "x"}]},
+               "actions": {"category_id": a_category}}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // A suggestion waiting for a person, as the pipeline writes one.
+    let an_approval = uuid::Uuid::now_v7().to_string();
+    {
+        let mut superuser = PgConnection::connect(&app.db.superuser_url).await.unwrap();
+        sqlx::query(
+            "INSERT INTO approvals (tenant_id, id, transaction_id, account_id, category_id, source,
+                                    confidence, reasoning, status)
+             VALUES ($1, $2::uuid, $3::uuid, $4::uuid, $5::uuid, 'similarity', 0.5, 'matrix', 'pending')",
+        )
+        .bind(a)
+        .bind(&an_approval)
+        .bind(&a_transaction)
+        .bind(&an_account)
+        .bind(&a_category)
+        .execute(&mut superuser)
+        .await
+        .unwrap();
+    }
     let url_for = |path: &str| {
-        let id = if path.contains("/imports/profiles/") {
+        let id = if path.contains("/rules/") {
+            a_rule.clone()
+        } else if path.contains("/approvals/") {
+            an_approval.clone()
+        } else if path.contains("/imports/profiles/") {
             a_profile.clone()
         } else if path.contains("/imports/") {
             an_import.clone()

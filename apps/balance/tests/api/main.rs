@@ -1,6 +1,7 @@
 //! The Balance binary's behaviour over real HTTP, against a real PostgreSQL.
 
 mod audit;
+mod categorize;
 mod cli;
 mod data_layer;
 mod hardening;

@@ -609,6 +609,123 @@ async fn succeed_everywhere(app: &TestApp) -> (String, String) {
     )
     .await;
     expect(app, 204, M::DELETE, &profile, &ada, None).await;
+    // Categorization: rules, their preview and apply, the settings, an on-demand run, an
+    // explanation; doubtful suggestions wait, and are decided one and many at a time.
+    let rule = expect(
+        app,
+        201,
+        M::POST,
+        &format!("{t}/rules"),
+        &ada,
+        Some(json!({"name": "Bakeries",
+            "conditions": {"items": [{"field": "merchant", "op": "contains", "value": "bakery"}]},
+            "actions": {"category_id": cat("Meals")}})),
+    )
+    .await;
+    let rule = format!("{t}/rules/{}", str_of(&rule, "id"));
+    expect(app, 200, M::GET, &format!("{t}/rules"), &ada, None).await;
+    expect(app, 200, M::GET, &rule, &ada, None).await;
+    expect(
+        app,
+        200,
+        M::PATCH,
+        &rule,
+        &ada,
+        Some(json!({"position": 5})),
+    )
+    .await;
+    expect(
+        app,
+        200,
+        M::POST,
+        &format!("{t}/rules/test"),
+        &ada,
+        Some(json!({"rule": {
+            "conditions": {"items": [{"field": "amount", "op": "sign", "sign": "negative"}]},
+            "actions": {"tags": ["out"]}}})),
+    )
+    .await;
+    expect(app, 202, M::POST, &format!("{rule}/apply"), &ada, None).await;
+    expect(
+        app,
+        200,
+        M::GET,
+        &format!("{t}/categorization/settings"),
+        &ada,
+        None,
+    )
+    .await;
+    expect(
+        app,
+        200,
+        M::PUT,
+        &format!("{t}/categorization/settings"),
+        &ada,
+        Some(json!({"approval_threshold": 0.99, "llm_enabled": false})),
+    )
+    .await;
+    expect(
+        app,
+        202,
+        M::POST,
+        &format!("{t}/transactions/categorize"),
+        &ada,
+        Some(json!({"filter": {"from": "2026-01-01"}})),
+    )
+    .await;
+    for category in [Some(cat("Software")), None, None] {
+        let mut body = json!({"account_id": operating, "date": "2026-02-03", "amount": -4_200,
+            "merchant": "Figma"});
+        if let Some(c) = category {
+            body["category_id"] = json!(c);
+        }
+        expect(
+            app,
+            201,
+            M::POST,
+            &format!("{t}/transactions"),
+            &ada,
+            Some(body),
+        )
+        .await;
+    }
+    let mut waiting = Vec::new();
+    for _ in 0..100 {
+        let list = expect(app, 200, M::GET, &format!("{t}/approvals"), &ada, None).await;
+        waiting = list["data"].as_array().unwrap().clone();
+        if waiting.len() == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(waiting.len(), 2, "two doubtful Figma suggestions wait");
+    let explained = format!(
+        "{t}/transactions/{}/categorization",
+        str_of(&waiting[0], "transaction_id")
+    );
+    expect(app, 200, M::GET, &explained, &ada, None).await;
+    expect(
+        app,
+        200,
+        M::POST,
+        &format!("{t}/approvals/{}/decision", str_of(&waiting[0], "id")),
+        &ada,
+        Some(json!({"action": "approve"})),
+    )
+    .await;
+    expect(
+        app,
+        200,
+        M::POST,
+        &format!("{t}/approvals/decisions"),
+        &ada,
+        Some(
+            json!({"approval_ids": [str_of(&waiting[1], "id")], "action": "override",
+            "category_id": cat("Office")}),
+        ),
+    )
+    .await;
+    expect(app, 204, M::DELETE, &rule, &ada, None).await;
     let one = format!("{t}/transactions/{}", str_of(&bare_tx, "id"));
     expect(app, 200, M::GET, &one, &ada, None).await;
     let edit =
