@@ -43,7 +43,9 @@ history, rows, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
 random.seed(11)
 words = ["cloud", "coffee", "air", "hotel", "office", "print", "legal", "tax", "ads", "fuel",
          "software", "studio", "market", "parts", "supply", "design", "food", "rail", "cab", "post"]
-names = [f"{words[i % 20].title()} {chr(65 + i // 20 % 26)}{chr(97 + i // 520 % 26)}{i % 7} Ltd" for i in range(5000)]
+# Letters only: a merchant's distinguishing word has no digits (the merchant key drops
+# words with digits as references).
+names = [f"{words[i % 20].title()} {chr(65 + i // 20 % 26)}{chr(97 + i // 520 % 26)}{chr(97 + i % 7)} Ltd" for i in range(5000)]
 def write(path, n, offset):
     with open(path, "w") as f:
         f.write("Date,Amount,Payee,Description\n")

@@ -749,8 +749,10 @@ impl Step<'_> {
         };
         let mut decided = None;
         let mut matched = Vec::new();
+        let seen = candidate(&c);
+        let mut folded = rules::Folded::new(&seen);
         for rule in self.rules {
-            let Some(reasoning) = rule.matches(&candidate(&c)) else {
+            let Some(reasoning) = rule.matches_with(&seen, &mut folded) else {
                 continue;
             };
             matched.push(rule.id);

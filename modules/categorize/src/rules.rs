@@ -357,10 +357,15 @@ impl CompiledRule {
     /// conditions that held (for `any`, only those), e.g.
     /// `Rule 'Cloud hosting' matched: merchant contains 'AWS' and amount is negative`.
     pub fn matches(&self, c: &Candidate) -> Option<String> {
-        let mut text = Folded::new(c);
+        self.matches_with(c, &mut Folded::new(c))
+    }
+
+    /// [`CompiledRule::matches`] with the candidate's folded text shared by every rule
+    /// tested on it: a run tests hundreds of rules per transaction and folds its text once.
+    pub fn matches_with<'a>(&self, c: &'a Candidate<'a>, text: &mut Folded<'a>) -> Option<String> {
         let mut held = Vec::new();
         for condition in &self.conditions {
-            if condition.test.holds(c, &mut text) {
+            if condition.test.holds(c, text) {
                 held.push(condition.words.as_str());
             } else if self.mode == Match::All {
                 return None;
@@ -868,16 +873,17 @@ fn or_list<T: fmt::Display>(items: &[T]) -> String {
     }
 }
 
-/// The candidate's text folded at most once per test of a rule, however many conditions
+/// A candidate's text folded at most once, however many conditions (of however many rules)
 /// look at it.
-struct Folded<'a> {
+pub struct Folded<'a> {
     candidate: &'a Candidate<'a>,
     merchant: Option<Option<String>>,
     description: Option<String>,
 }
 
 impl<'a> Folded<'a> {
-    fn new(candidate: &'a Candidate<'a>) -> Self {
+    /// Nothing folded yet: each field is folded when a condition first asks for it.
+    pub fn new(candidate: &'a Candidate<'a>) -> Self {
         Folded {
             candidate,
             merchant: None,

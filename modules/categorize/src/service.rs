@@ -1,7 +1,7 @@
 //! The categorization's rules. Every function takes the caller's transaction first; the
 //! pipeline's run ([`Categorizer::run`], in pipeline.rs) opens its own, one per batch.
 
-use std::sync::Arc;
+use std::{cmp::Reverse, collections::BinaryHeap, sync::Arc};
 
 use audit::{NewEvent, Record};
 use jobs::{Enqueue, NewJob};
@@ -29,8 +29,6 @@ pub const RUN_JOB: &str = "categorize.run";
 pub const QUEUE: &str = "categorize";
 /// The threshold of a tenant that set none.
 pub const DEFAULT_THRESHOLD: f64 = 0.7;
-/// A rule preview walks the tenant's transactions this many at a time.
-const SCAN_PAGE: i64 = 10_000;
 
 /// The categorization service.
 #[derive(Clone)]
@@ -224,29 +222,26 @@ impl Categorizer {
         limit: usize,
     ) -> Result<RuleTest, CategorizeError> {
         let compiled = CompiledRule::compile(Uuid::nil(), "test", conditions, actions)?;
-        let mut after = None;
         let (mut matched, mut locked, mut scanned) = (0i64, 0i64, 0i64);
-        let mut first = Vec::new();
-        loop {
-            let page = self.ledger.scan(tx, after, SCAN_PAGE).await?;
-            let Some(last) = page.last() else { break };
-            after = Some((last.date, last.id));
-            scanned += page.len() as i64;
-            for t in &page {
-                if compiled.matches(&candidate(t)).is_some() {
-                    matched += 1;
-                    if t.category_locked {
-                        locked += 1;
-                    }
-                    if first.len() < limit {
-                        first.push(t.id);
-                    }
+        // The newest `limit` matches: a min-heap by (date, id) of the best seen so far.
+        let mut newest: BinaryHeap<Reverse<(chrono::NaiveDate, Uuid)>> = BinaryHeap::new();
+        self.ledger
+            .scan_each(tx, |t| {
+                scanned += 1;
+                if compiled.matches(&candidate(&t)).is_none() {
+                    return;
                 }
-            }
-            if (page.len() as i64) < SCAN_PAGE {
-                break;
-            }
-        }
+                matched += 1;
+                if t.category_locked {
+                    locked += 1;
+                }
+                newest.push(Reverse((t.date, t.id)));
+                if newest.len() > limit {
+                    newest.pop();
+                }
+            })
+            .await?;
+        let first: Vec<Uuid> = newest.into_iter().map(|Reverse((_, id))| id).collect();
         let data = self.ledger.transactions_by_ids(tx, &first).await?;
         Ok(RuleTest {
             matched,

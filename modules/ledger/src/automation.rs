@@ -56,7 +56,7 @@ pub enum Selection {
 }
 
 /// A transaction as the pipeline sees it: live and not a transfer leg. [`Ledger::candidates`]
-/// gives only those whose category no person locked; [`Ledger::scan`] gives all.
+/// gives only those whose category no person locked; [`Ledger::scan_each`] gives all.
 #[derive(Debug, Clone)]
 pub struct Candidate {
     pub id: Uuid,
@@ -206,22 +206,21 @@ impl Ledger {
         self.with_splits(tx, rows).await
     }
 
-    /// A page of the tenant's live transactions that are no transfer legs, newest first by
-    /// `(date, id)`, after `after` (a rule's preview walks them all).
-    pub async fn scan(
+    /// Calls `visit` with every live transaction of the tenant that is no transfer leg, in
+    /// no order, as they stream from one sequential scan (a rule's preview looks at them
+    /// all; `has_splits` is not read here and is always false).
+    pub async fn scan_each(
         &self,
         tx: &mut TenantTx,
-        after: Option<(chrono::NaiveDate, Uuid)>,
-        limit: i64,
-    ) -> Result<Vec<Candidate>, LedgerError> {
+        mut visit: impl FnMut(Candidate) + Send,
+    ) -> Result<(), LedgerError> {
+        use futures_util::TryStreamExt;
         let tenant = tx.tenant_id();
-        let far_future = chrono::NaiveDate::from_ymd_opt(9999, 12, 31).unwrap_or_default();
-        let (date, id) = after.unwrap_or((far_future, Uuid::max()));
-        Ok(store::scan(tx.conn(), tenant, date, id, limit)
-            .await?
-            .into_iter()
-            .map(candidate)
-            .collect())
+        let mut rows = store::scan_all(tx.conn(), tenant);
+        while let Some(row) = rows.try_next().await? {
+            visit(candidate(row));
+        }
+        Ok(())
     }
 
     /// The tenant's categorised transactions, newest first, at most `limit` (the

@@ -1609,38 +1609,6 @@ pub(crate) async fn drop_splits(
     Ok(())
 }
 
-/// A page of live non-transfer transactions, newest first, before `(date, id)`.
-pub(crate) async fn scan(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    date: NaiveDate,
-    id: Uuid,
-    limit: i64,
-) -> Result<Vec<CandidateRow>, sqlx::Error> {
-    sqlx::query_as!(
-        CandidateRow,
-        r#"SELECT t.id, t.account_id, t.date, t.amount, t.currency, t.merchant, t.description,
-                  t.tags, t.locked_fields, t.category_id,
-                  EXISTS (SELECT 1 FROM transaction_splits s
-                          WHERE s.tenant_id = t.tenant_id AND s.transaction_id = t.id)
-                      AS "has_splits!",
-                  ('category' = ANY(t.locked_fields)
-                   OR (t.categorization ->> 'source') IS NOT DISTINCT FROM 'person')
-                      AS "category_locked!"
-           FROM transactions t
-           WHERE t.tenant_id = $1 AND t.date <= $2 AND (t.date < $2 OR t.id < $3)
-             AND t.deleted_at IS NULL AND t.transfer_id IS NULL
-           ORDER BY t.date DESC, t.id DESC
-           LIMIT $4"#,
-        tenant.as_uuid(),
-        date,
-        id,
-        limit,
-    )
-    .fetch_all(conn)
-    .await
-}
-
 pub(crate) async fn all_categories(
     conn: &mut PgConnection,
     tenant: TenantId,
@@ -1673,4 +1641,24 @@ pub(crate) async fn transactions_by_ids(
     )
     .fetch_all(conn)
     .await
+}
+
+/// Every live non-transfer transaction of the tenant, in no order (a sequential scan, read
+/// as it streams).
+pub(crate) fn scan_all<'c>(
+    conn: &'c mut PgConnection,
+    tenant: TenantId,
+) -> futures_util::stream::BoxStream<'c, Result<CandidateRow, sqlx::Error>> {
+    sqlx::query_as!(
+        CandidateRow,
+        r#"SELECT t.id, t.account_id, t.date, t.amount, t.currency, t.merchant, t.description,
+                  t.tags, t.locked_fields, t.category_id, false AS "has_splits!",
+                  ('category' = ANY(t.locked_fields)
+                   OR (t.categorization ->> 'source') IS NOT DISTINCT FROM 'person')
+                      AS "category_locked!"
+           FROM transactions t
+           WHERE t.tenant_id = $1 AND t.deleted_at IS NULL AND t.transfer_id IS NULL"#,
+        tenant.as_uuid(),
+    )
+    .fetch(conn)
 }
