@@ -10,7 +10,7 @@ use uuid::Uuid;
 use crate::rules::{Actions, Conditions};
 
 /// A rule of the tenant: conditions on a transaction, and what to do when they hold.
-#[derive(Debug, Clone, Object, Serialize)]
+#[derive(Debug, Clone, Object, Serialize, Deserialize)]
 pub struct Rule {
     pub id: Uuid,
     pub name: String,

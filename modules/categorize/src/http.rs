@@ -6,7 +6,9 @@ use kernel::{
     ApiResult, FieldError, Keyset, LazyJson, Problem, TenantId, Validate,
     auth::{Authorize, BearerAuth},
     concurrency,
+    idempotency::{self, Fingerprint, IdempotencyKey},
 };
+use poem::http::StatusCode;
 use poem_openapi::{
     ApiResponse, Object, OpenApi,
     param::{Header, Path, Query},
@@ -332,13 +334,25 @@ impl CategorizeApi {
         &self,
         auth: BearerAuth,
         tenant_id: Path<TenantId>,
+        #[oai(name = "Idempotency-Key")] key: Header<Option<String>>,
         body: LazyJson<NewRuleBody>,
     ) -> ApiResult<RuleCreated> {
         let mut tx = self
             .authz
             .tenant(auth.token(), tenant_id.0, RULES_WRITE)
             .await?;
-        let body = body.parse()?.into_inner();
+        let body = body.parse()?;
+        let key = IdempotencyKey::parse_optional(key.0.as_deref())?;
+        let fingerprint = Fingerprint::new("create_rule", body.digest());
+        let location = |r: &Rule| format!("/api/v1/tenants/{}/rules/{}", tenant_id.0, r.id);
+        if let Some(rule) =
+            idempotency::claim::<_, Rule>(&mut tx, key.as_ref(), fingerprint, StatusCode::CREATED)
+                .await?
+        {
+            let at = location(&rule);
+            return Ok(RuleCreated::Created(Json(rule), at));
+        }
+        let body = body.into_inner();
         let rule = self
             .categorizer
             .create_rule(
@@ -352,9 +366,9 @@ impl CategorizeApi {
                 },
             )
             .await?;
-        tx.commit().await?;
-        let location = format!("/api/v1/tenants/{}/rules/{}", tenant_id.0, rule.id);
-        Ok(RuleCreated::Created(Json(rule), location))
+        idempotency::commit(tx, key.as_ref(), StatusCode::CREATED, &rule).await?;
+        let at = location(&rule);
+        Ok(RuleCreated::Created(Json(rule), at))
     }
 
     #[oai(

@@ -175,6 +175,36 @@ pub struct Condition {
     pub days: Option<Vec<i64>>,
 }
 
+impl Condition {
+    /// A test of a text field (`merchant`, `description`) with `op` and `value`.
+    pub fn text(field: Field, op: Operator, value: String) -> Condition {
+        Condition {
+            field,
+            op,
+            value: Some(value),
+            amount: None,
+            min: None,
+            max: None,
+            sign: None,
+            account_id: None,
+            days: None,
+        }
+    }
+}
+
+impl Actions {
+    /// Sets `category_id`, and nothing else.
+    pub fn category(category_id: Uuid) -> Actions {
+        Actions {
+            category_id: Some(category_id),
+            splits: None,
+            tags: None,
+            merchant: None,
+            transfer: None,
+        }
+    }
+}
+
 /// A rule's conditions and how they combine.
 #[derive(Debug, Clone, PartialEq, Eq, Object, Serialize, Deserialize)]
 #[oai(rename = "RuleConditions")]

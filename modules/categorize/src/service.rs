@@ -518,25 +518,9 @@ impl Categorizer {
                 enabled: true,
                 conditions: Conditions {
                     r#match: Match::All,
-                    items: vec![Condition {
-                        field,
-                        op,
-                        value: Some(value),
-                        amount: None,
-                        min: None,
-                        max: None,
-                        sign: None,
-                        account_id: None,
-                        days: None,
-                    }],
+                    items: vec![Condition::text(field, op, value)],
                 },
-                actions: Actions {
-                    category_id: Some(category),
-                    splits: None,
-                    tags: None,
-                    merchant: None,
-                    transfer: None,
-                },
+                actions: Actions::category(category),
             },
         )
         .await

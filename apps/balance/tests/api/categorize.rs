@@ -385,3 +385,28 @@ async fn bad_rules_and_settings_are_refused_whole_and_write_nothing() {
         .await;
     assert_eq!(settings["approval_threshold"], 0.7);
 }
+
+#[tokio::test]
+async fn a_rule_created_twice_with_one_idempotency_key_is_written_once() {
+    let app = TestApp::spawn().await;
+    let b = Books::open(&app).await;
+    let hosting = b.category(&app, "Hosting").await;
+    let body = json!({"name": "Cloud", "conditions": {"items": [{"field": "merchant", "op": "contains", "value": "aws"}]},
+        "actions": {"category_id": hosting}});
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let resp = app
+            .authed(Method::POST, &b.path("rules"), &b.ada)
+            .header("Idempotency-Key", "rule-1")
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let (status, _, rule) = parts(resp).await;
+        assert_eq!(status, 201, "{rule}");
+        ids.push(rule["id"].clone());
+    }
+    assert_eq!(ids[0], ids[1]);
+    let (_, rules) = b.call(&app, Method::GET, "rules", None).await;
+    assert_eq!(rules["data"].as_array().unwrap().len(), 1);
+}
