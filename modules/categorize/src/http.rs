@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use kernel::{
-    ApiResult, FieldError, Keyset, LazyJson, Problem, TenantId, Validate,
+    ApiResult, Keyset, LazyJson, TenantId, Validate,
     auth::{Authorize, BearerAuth},
     concurrency,
     idempotency::{self, Fingerprint, IdempotencyKey},
@@ -592,29 +592,10 @@ impl CategorizeApi {
             .tenant(auth.token(), tenant_id.0, APPROVALS_WRITE)
             .await?;
         let body = body.parse()?.into_inner();
-        let mut data = Vec::with_capacity(body.approval_ids.len());
-        for (i, id) in body.approval_ids.iter().enumerate() {
-            let decided = self
-                .categorizer
-                .decide(
-                    &mut tx,
-                    *id,
-                    Decision {
-                        action: body.action,
-                        category_id: body.category_id,
-                        create_rule: false,
-                    },
-                )
-                .await
-                .map_err(|e| match e {
-                    crate::CategorizeError::NotFound => Problem::validation(vec![FieldError::new(
-                        format!("approval_ids[{i}]"),
-                        "names no approval of this tenant that you can see",
-                    )]),
-                    other => Problem::from(other),
-                })?;
-            data.push(decided);
-        }
+        let data = self
+            .categorizer
+            .decide_all(&mut tx, &body.approval_ids, body.action, body.category_id)
+            .await?;
         tx.commit().await?;
         Ok(Json(DecidedList { data }))
     }

@@ -641,7 +641,7 @@ impl Categorizer {
                         };
                         match key {
                             Some(k) => {
-                                answers.insert(k.clone(), clone_row(&row));
+                                answers.insert(k.clone(), row.clone());
                                 fresh.push(row);
                             }
                             None => {
@@ -712,16 +712,6 @@ impl Categorizer {
             }
         }
         Ok((calls, fresh))
-    }
-}
-
-fn clone_row(r: &store::CachedRow) -> store::CachedRow {
-    store::CachedRow {
-        merchant_key: r.merchant_key.clone(),
-        category_id: r.category_id,
-        confidence: r.confidence,
-        reason: r.reason.clone(),
-        model: r.model.clone(),
     }
 }
 

@@ -455,6 +455,33 @@ impl Categorizer {
         })
     }
 
+    /// One decision for many approvals, all or nothing: one not found (or not visible) or
+    /// decided already fails them all (the caller's transaction is not committed).
+    pub async fn decide_all(
+        &self,
+        tx: &mut TenantTx,
+        ids: &[Uuid],
+        action: DecisionAction,
+        category_id: Option<Uuid>,
+    ) -> Result<Vec<Decided>, CategorizeError> {
+        let mut decided = Vec::with_capacity(ids.len());
+        for (i, id) in ids.iter().enumerate() {
+            let decision = Decision {
+                action,
+                category_id,
+                create_rule: false,
+            };
+            decided.push(self.decide(tx, *id, decision).await.map_err(|e| match e {
+                CategorizeError::NotFound => CategorizeError::invalid(
+                    &format!("approval_ids[{i}]"),
+                    "names no approval of this tenant that you can see",
+                ),
+                other => other,
+            })?);
+        }
+        Ok(decided)
+    }
+
     /// The rule that would have decided `transaction`: its merchant (or, without one, the
     /// start of its description) to `category`, after the tenant's other rules.
     async fn rule_from(

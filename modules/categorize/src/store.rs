@@ -445,6 +445,7 @@ pub(crate) async fn take_call(
     Ok(taken.is_some_and(|c| c <= budget))
 }
 
+#[derive(Clone)]
 pub(crate) struct CachedRow {
     pub merchant_key: String,
     pub category_id: Option<Uuid>,

@@ -66,14 +66,9 @@ pub struct Candidate {
     pub currency: String,
     pub merchant: Option<String>,
     pub description: String,
-    pub tags: Vec<String>,
-    pub locked_fields: Vec<String>,
-    /// It has a category or splits already.
-    pub categorized: bool,
     /// A person chose its category (an edit locked it, or they entered it so): no
     /// automation changes it.
     pub category_locked: bool,
-    pub has_splits: bool,
 }
 
 /// A categorised transaction of the tenant's history.
@@ -120,11 +115,7 @@ fn candidate(r: store::CandidateRow) -> Candidate {
         currency: r.currency,
         merchant: r.merchant,
         description: r.description,
-        tags: r.tags,
-        categorized: r.category_id.is_some() || r.has_splits,
         category_locked: r.category_locked,
-        locked_fields: r.locked_fields,
-        has_splits: r.has_splits,
     }
 }
 
@@ -208,7 +199,7 @@ impl Ledger {
 
     /// Calls `visit` with every live transaction of the tenant that is no transfer leg, in
     /// no order, as they stream from one sequential scan (a rule's preview looks at them
-    /// all; `has_splits` is not read here and is always false).
+    /// all).
     pub async fn scan_each(
         &self,
         tx: &mut TenantTx,

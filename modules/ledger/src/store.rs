@@ -1504,10 +1504,6 @@ pub(crate) struct CandidateRow {
     pub currency: String,
     pub merchant: Option<String>,
     pub description: String,
-    pub tags: Vec<String>,
-    pub locked_fields: Vec<String>,
-    pub category_id: Option<Uuid>,
-    pub has_splits: bool,
     pub category_locked: bool,
 }
 
@@ -1519,10 +1515,6 @@ pub(crate) async fn candidates(
     sqlx::query_as!(
         CandidateRow,
         r#"SELECT t.id, t.account_id, t.date, t.amount, t.currency, t.merchant, t.description,
-                  t.tags, t.locked_fields, t.category_id,
-                  EXISTS (SELECT 1 FROM transaction_splits s
-                          WHERE s.tenant_id = t.tenant_id AND s.transaction_id = t.id)
-                      AS "has_splits!",
                   ('category' = ANY(t.locked_fields)
                    OR (t.categorization ->> 'source') IS NOT DISTINCT FROM 'person')
                       AS "category_locked!"
@@ -1652,7 +1644,6 @@ pub(crate) fn scan_all<'c>(
     sqlx::query_as!(
         CandidateRow,
         r#"SELECT t.id, t.account_id, t.date, t.amount, t.currency, t.merchant, t.description,
-                  t.tags, t.locked_fields, t.category_id, false AS "has_splits!",
                   ('category' = ANY(t.locked_fields)
                    OR (t.categorization ->> 'source') IS NOT DISTINCT FROM 'person')
                       AS "category_locked!"
