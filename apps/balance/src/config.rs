@@ -60,6 +60,9 @@ pub struct Config {
     pub telegram: Option<TelegramConfig>,
     pub stripe: Option<StripeConfig>,
     pub plaid: Option<PlaidConfig>,
+    /// The built-in sandbox bank (`BALANCE_BANK_SANDBOX`: on by default, off by default in
+    /// production).
+    pub bank_sandbox: bool,
     pub llm: Option<LlmConfig>,
     pub rate_limits: RateLimits,
     /// Password hashing cost: production's unless a test lowers it (not an environment
@@ -257,6 +260,7 @@ pub const VARIABLES: &[&str] = &[
     "BALANCE_PLAID_CLIENT_ID",
     "BALANCE_PLAID_SECRET",
     "BALANCE_PLAID_BASE_URL",
+    "BALANCE_BANK_SANDBOX",
     "BALANCE_LLM_BASE_URL",
     "BALANCE_LLM_API_KEY",
     "BALANCE_LLM_MODEL",
@@ -506,6 +510,18 @@ impl Config {
             }
         };
 
+        let bank_sandbox = match vars.get("BALANCE_BANK_SANDBOX").as_deref() {
+            None => env != Environment::Production,
+            Some("true" | "1" | "on") => true,
+            Some("false" | "0" | "off") => false,
+            Some(other) => {
+                return Err(err(
+                    "BALANCE_BANK_SANDBOX",
+                    format!("`{other}` is not true or false"),
+                ));
+            }
+        };
+
         let llm = match vars.get("BALANCE_LLM_BASE_URL") {
             None => None,
             Some(raw) => Some(LlmConfig {
@@ -548,6 +564,7 @@ impl Config {
             telegram,
             stripe,
             plaid,
+            bank_sandbox,
             llm,
             rate_limits,
             argon2: identity::Argon2Params::PRODUCTION,

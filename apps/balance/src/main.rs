@@ -37,6 +37,26 @@ enum Command {
     /// Operator actions that need the owner role.
     #[command(subcommand)]
     Admin(AdminCommand),
+    /// Encryption key rotation (runbooks/key-rotation.md).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Re-seals every ciphertext (TOTP secrets, bank tokens, sealed API-key replays) under
+    /// the first key of BALANCE_ENCRYPTION_KEYS, as a resumable job run by the workers;
+    /// waits for it and prints its progress.
+    Reencrypt {
+        /// Queue the job and return at once.
+        #[arg(long, conflicts_with = "inline")]
+        no_wait: bool,
+        /// Run it in this process instead of queueing it for a worker.
+        #[arg(long)]
+        inline: bool,
+    },
+    /// Exits 0 only when no ciphertext still uses the key, so it can leave the ring.
+    CheckRetire { key_id: String },
 }
 
 #[derive(Subcommand)]
@@ -168,6 +188,7 @@ async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Migrate => migrate(&config).await?,
         Command::Audit(audit) => return audit_command(&config, audit).await,
         Command::Jobs(command) => return jobs_command(&config, command).await,
+        Command::Keys(command) => return keys_command(&config, command).await,
         Command::Admin(AdminCommand::PurgeTenant { tenant, force }) => {
             let owner = require(
                 &config.database.owner_url,
@@ -357,6 +378,88 @@ async fn jobs_command(config: &Config, command: JobsCommand) -> anyhow::Result<E
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<ExitCode> {
+    let platform = platform(config).await?;
+    let ctx = std::sync::Arc::new(RequestContext::background(
+        "cli",
+        uuid::Uuid::now_v7().to_string(),
+    ));
+    ctx.scope(async move {
+        match command {
+            KeysCommand::Reencrypt { inline: true, .. } => {
+                let summary = platform.reencrypt(None).await?;
+                println!("{}", serde_json::to_string(&summary)?);
+                Ok(ExitCode::SUCCESS)
+            }
+            KeysCommand::Reencrypt { no_wait, .. } => {
+                let mut tx = kernel::SystemTx::begin(&platform.db, Actor::System).await?;
+                let id = jobs::Enqueue::enqueue(
+                    &mut tx,
+                    jobs::NewJob::new(
+                        "system",
+                        balance::platform::VAULT_REENCRYPT,
+                        serde_json::json!({}),
+                    ),
+                );
+                tx.commit().await?;
+                eprintln!("re-encryption queued as job {id}");
+                if no_wait {
+                    println!("{id}");
+                    return Ok(ExitCode::SUCCESS);
+                }
+                let mut shown = -1.0f32;
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    let Some(job) = jobs::show(&platform.db, id).await? else {
+                        bail!("job {id} disappeared");
+                    };
+                    if job.progress != shown {
+                        shown = job.progress;
+                        eprintln!("{:>3.0} % ({})", job.progress * 100.0, job.status);
+                    }
+                    match job.status.as_str() {
+                        "succeeded" => return Ok(ExitCode::SUCCESS),
+                        "dead" => bail!(
+                            "re-encryption failed: {}",
+                            job.last_error.unwrap_or_default()
+                        ),
+                        _ => {}
+                    }
+                }
+            }
+            KeysCommand::CheckRetire { key_id } => {
+                let vault = platform.identity.vault();
+                if vault.first_key_id() == key_id {
+                    eprintln!(
+                        "key {key_id} is the one that encrypts: promote another key first, re-encrypt, then check again"
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
+                let counts =
+                    vault::rotation::check_retire(&platform.db, &platform.ciphertexts(), &key_id)
+                        .await?;
+                let total: i64 = counts.iter().map(|(_, n)| n).sum();
+                let by_kind: serde_json::Map<String, serde_json::Value> = counts
+                    .into_iter()
+                    .map(|(kind, n)| (kind, serde_json::Value::from(n)))
+                    .collect();
+                println!(
+                    "{}",
+                    serde_json::json!({ "key_id": key_id, "in_use": total, "kinds": by_kind })
+                );
+                if total == 0 {
+                    eprintln!("key {key_id} seals nothing: it can leave BALANCE_ENCRYPTION_KEYS");
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    eprintln!("key {key_id} still seals {total} ciphertexts: run `balance keys reencrypt`");
+                    Ok(ExitCode::FAILURE)
+                }
+            }
+        }
+    })
+    .await
 }
 
 /// Prints a verification as one JSON line; exit code 0 only when it holds.

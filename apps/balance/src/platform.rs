@@ -35,6 +35,8 @@ pub struct Platform {
     pub imports: imports::Imports,
     /// The categorization pipeline, its rules and approvals.
     pub categorizer: categorize::Categorizer,
+    /// Bank connections and their syncs.
+    pub banking: banking::Banking,
     /// Custom roles.
     pub roles: access::Roles,
 }
@@ -107,6 +109,7 @@ impl Platform {
             llm_config.daily_calls = llm.daily_calls;
             categorizer = categorizer.with_llm(categorize::llm::LlmClient::new(llm_config)?);
         }
+        let banking = banking(config, &db, &ledger, identity.vault());
         // A new tenant gets the ledger's default categories in its creating transaction.
         let tenancy = tenancy::Tenancy::new(identity.clone(), policy.clone())
             .with_setup(Arc::new(ledger.clone()));
@@ -122,6 +125,7 @@ impl Platform {
             tenancy,
             imports: imports::Imports::new(ledger.clone()),
             categorizer,
+            banking,
             ledger,
             roles: access::Roles::new(policy.clone()),
             policy,
@@ -156,6 +160,23 @@ impl Platform {
         let registry = self.mailer.register(registry);
         let registry = imports::register(registry, self.imports.clone());
         let registry = categorize::register(registry, self.categorizer.clone());
+        let registry = banking::register(registry, self.banking.clone());
+        let registry = registry.handle(VAULT_REENCRYPT, {
+            let platform = self.clone();
+            move |job| {
+                let platform = platform.clone();
+                async move {
+                    let summary = platform.reencrypt(Some(&job)).await?;
+                    tracing::info!(
+                        resealed = summary.resealed(),
+                        unreadable = summary.unreadable(),
+                        key_id = %summary.key_id,
+                        "ciphertexts re-encrypted"
+                    );
+                    Ok(())
+                }
+            }
+        });
         jobs::Runner::new(
             self.jobs_pool.clone(),
             self.db.clone(),
@@ -168,12 +189,83 @@ impl Platform {
             schedule: "0 30 * * * *",
             job: || jobs::NewJob::new("system", IDEMPOTENCY_SWEEP, serde_json::json!({})),
         })
+        .cron(banking::cron())
         .cron(jobs::CronJob {
             name: "audit-checkpoints",
             schedule: "0 0 * * * *",
             job: || jobs::NewJob::new("system", AUDIT_CHECKPOINT, serde_json::json!({})),
         })
     }
+}
+
+/// The job that re-seals every ciphertext under the first encryption key.
+pub const VAULT_REENCRYPT: &str = "vault.reencrypt";
+
+impl Platform {
+    /// Every kind of ciphertext the platform keeps, for the key rotation.
+    pub fn ciphertexts(&self) -> Vec<Arc<dyn vault::rotation::Ciphertexts>> {
+        vec![
+            Arc::new(identity::TotpSecrets),
+            Arc::new(tenancy::ApiKeyReplays),
+            Arc::new(banking::BankTokens(self.banking.clone())),
+        ]
+    }
+
+    /// Re-seals every ciphertext under the first key of `BALANCE_ENCRYPTION_KEYS`
+    /// (resumable: a second run picks up what the first did not reach).
+    pub async fn reencrypt(
+        &self,
+        job: Option<&jobs::JobContext>,
+    ) -> Result<vault::rotation::Summary, kernel::Problem> {
+        let vault = self.identity.vault();
+        let kinds = self.ciphertexts();
+        let mut last = 0.0f32;
+        let mut reports = Vec::new();
+        let summary = vault::rotation::reencrypt(&self.db, &vault, &kinds, |share| {
+            if share - last >= 0.05 || share >= 1.0 {
+                last = share;
+                reports.push(share);
+            }
+        })
+        .await?;
+        if let Some(job) = job {
+            for share in reports {
+                job.progress(share).await?;
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// The bank providers of the configuration: the sandbox bank (unless turned off) and
+/// Plaid when its credentials are set.
+fn banking(
+    config: &Config,
+    db: &Db,
+    ledger: &ledger::Ledger,
+    vault: Arc<vault::Vault>,
+) -> banking::Banking {
+    let mut providers: Vec<Arc<dyn banking::Provider>> = Vec::new();
+    if config.bank_sandbox {
+        providers.push(Arc::new(banking::sandbox::Sandbox::new()));
+    }
+    if let Some(plaid) = &config.plaid {
+        providers.push(Arc::new(banking::plaid::Plaid::new(
+            banking::plaid::PlaidConfig::new(
+                plaid.base_url.as_str().trim_end_matches('/'),
+                plaid.client_id.clone(),
+                plaid.secret.clone(),
+            ),
+        )));
+    }
+    let banking_config = banking::BankingConfig {
+        webhook_base: Some(format!(
+            "{}/api/v1/webhooks",
+            config.http.public_url.as_str().trim_end_matches('/')
+        )),
+        ..banking::BankingConfig::default()
+    };
+    banking::Banking::new(db.clone(), ledger.clone(), vault, banking_config, providers)
 }
 
 /// The audit signing keys of the configuration.

@@ -86,7 +86,7 @@ pub trait Record {
     fn record(&mut self, event: NewEvent);
 }
 
-impl<T: kernel::Tx> Record for T {
+impl<T: kernel::Tx + ?Sized> Record for T {
     fn record(&mut self, event: NewEvent) {
         self.extensions_mut()
             .get_or_insert_default::<Pending>()

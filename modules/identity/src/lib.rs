@@ -7,6 +7,7 @@ mod error;
 mod http;
 pub mod limits;
 pub mod password;
+mod rotation;
 mod second_factor;
 mod service;
 mod store;
@@ -22,6 +23,7 @@ pub use error::IdentityError;
 pub use http::{BearerAuth, IdentityApi};
 pub use limits::{Limit, Limits};
 pub use password::{Argon2Params, Passwords};
+pub use rotation::TotpSecrets;
 pub use second_factor::TotpEnrollment;
 pub use service::{Me, MeTenant, SessionView, TokenPair, UserView};
 
@@ -109,6 +111,11 @@ impl Identity {
     /// replay) with the vault; `aad` binds it to where it is stored.
     pub fn seal(&self, plaintext: &[u8], aad: &[u8]) -> Vec<u8> {
         self.0.vault.encrypt(plaintext, aad)
+    }
+
+    /// The vault's key ring (shared with the modules that seal their own secrets).
+    pub fn vault(&self) -> std::sync::Arc<vault::Vault> {
+        self.0.vault.clone()
     }
 
     /// Opens what [`Identity::seal`] sealed with the same `aad`.

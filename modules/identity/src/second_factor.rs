@@ -45,7 +45,7 @@ enum Code {
 }
 
 impl Identity {
-    fn aad(user: UserId) -> Vec<u8> {
+    pub(crate) fn aad(user: UserId) -> Vec<u8> {
         format!("user_totp:{user}").into_bytes()
     }
 

@@ -32,7 +32,7 @@ pub(crate) struct Inner {
     pub users: Windows<Uuid>,
     pub keys: Windows<Vec<u8>>,
     pub refresh_ttl_secs: u64,
-    pub vault: vault::Vault,
+    pub vault: std::sync::Arc<vault::Vault>,
 }
 
 impl Inner {
@@ -48,13 +48,15 @@ impl Inner {
             users: Windows::default(),
             keys: Windows::default(),
             refresh_ttl_secs: config.refresh_ttl_secs,
-            vault: vault::Vault::new(
-                config
-                    .encryption_keys
-                    .iter()
-                    .map(|(id, k)| (id.as_str(), k.expose().as_slice())),
-            )
-            .expect("configuration checks the encryption keys"),
+            vault: std::sync::Arc::new(
+                vault::Vault::new(
+                    config
+                        .encryption_keys
+                        .iter()
+                        .map(|(id, k)| (id.as_str(), k.expose().as_slice())),
+                )
+                .expect("configuration checks the encryption keys"),
+            ),
         }
     }
 }

@@ -688,6 +688,68 @@ pub(crate) async fn reset_throttle(conn: &mut PgConnection, key: &str) -> Result
     Ok(())
 }
 
+/// A TOTP secret as the key rotation walks them.
+pub struct SealedTotp {
+    pub user_id: Uuid,
+    pub secret_ciphertext: Vec<u8>,
+}
+
+/// Up to `limit` TOTP secrets after `after` (in user order) sealed under a key other than
+/// `key_id` (the bytes between the layout's length byte and the nonce).
+pub async fn totp_not_under(
+    conn: &mut PgConnection,
+    key_id: &[u8],
+    after: Uuid,
+    limit: i64,
+) -> Result<Vec<SealedTotp>, sqlx::Error> {
+    sqlx::query_as!(
+        SealedTotp,
+        "SELECT user_id, secret_ciphertext FROM user_totp
+          WHERE user_id > $1
+            AND substring(secret_ciphertext from 3 for get_byte(secret_ciphertext, 1)) <> $2
+          ORDER BY user_id LIMIT $3",
+        after,
+        key_id,
+        limit,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Replaces a TOTP secret's ciphertext if it is still `old`; whether it was.
+pub async fn reseal_totp(
+    conn: &mut PgConnection,
+    user_id: Uuid,
+    old: &[u8],
+    new: &[u8],
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE user_totp SET secret_ciphertext = $3 WHERE user_id = $1 AND secret_ciphertext = $2",
+        user_id,
+        old,
+        new,
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// TOTP secrets sealed under `key_id` (`under`) or under any other key.
+pub async fn count_totp(
+    conn: &mut PgConnection,
+    key_id: &[u8],
+    under: bool,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM user_totp
+            WHERE (substring(secret_ciphertext from 3 for get_byte(secret_ciphertext, 1)) = $1) = $2"#,
+        key_id,
+        under,
+    )
+    .fetch_one(conn)
+    .await
+}
+
 #[cfg(test)]
 mod tests {
     //! The session check as it rides in `BEGIN`'s round trip (inlined, text rows) against

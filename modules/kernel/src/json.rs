@@ -136,6 +136,11 @@ impl<T: DeserializeOwned + Validate> LazyJson<T> {
             digest: sha2::Sha256::digest(&self.bytes).into(),
         })
     }
+
+    /// The body's exact bytes, as they arrived (a webhook's signature covers them).
+    pub fn bytes(&self) -> &[u8] {
+        &self.bytes
+    }
 }
 
 impl<T: Type> Payload for LazyJson<T> {

@@ -16,7 +16,7 @@ use crate::{
 
 /// Rows one statement writes: big enough to amortise the round trip, small enough for the
 /// arrays to stay cheap.
-const BATCH: usize = 2_000;
+pub(crate) const BATCH: usize = 2_000;
 
 /// Terms one statement writes (a row has four or five).
 const TERM_BATCH: usize = 20_000;
@@ -129,16 +129,50 @@ impl Ledger {
             });
         }
         let currency = account.currency.code().to_string();
+        let written: Vec<(&Incoming, Uuid)> = fresh.iter().map(|&i| (&rows[i], ids[i])).collect();
+        let terms_took = self
+            .write_rows(tx, account_id, &currency, source, import_id, &written)
+            .await?;
+        if !fresh.is_empty() {
+            let arrival = match import_id {
+                Some(import) => crate::Arrival::Import(import),
+                None => crate::Arrival::Transactions(fresh.iter().map(|&i| ids[i]).collect()),
+            };
+            self.arrived(tx, arrival);
+        }
+        tracing::debug!(
+            rows = rows.len(),
+            inserted = fresh.len(),
+            dedup_ms = deduplicated.as_millis() as u64,
+            terms_ms = terms_took.as_millis() as u64,
+            total_ms = started.elapsed().as_millis() as u64,
+            "ingested"
+        );
+        Ok(outcomes)
+    }
+
+    /// Writes new rows of one account with their fingerprints as given: the transactions,
+    /// their search terms (sorted, in large statements, each term counted once), the day
+    /// deltas and one balance update. Returns how long the terms took.
+    pub(crate) async fn write_rows(
+        &self,
+        tx: &mut TenantTx,
+        account_id: Uuid,
+        currency: &str,
+        source: TransactionSource,
+        import_id: Option<Uuid>,
+        rows: &[(&Incoming, Uuid)],
+    ) -> Result<std::time::Duration, LedgerError> {
+        let tenant = tx.tenant_id();
         let mut days: BTreeMap<chrono::NaiveDate, (i64, i64)> = BTreeMap::new();
         let mut words: Vec<(String, chrono::NaiveDate, Uuid)> = Vec::new();
-        for chunk in fresh.chunks(BATCH) {
+        for chunk in rows.chunks(BATCH) {
             let mut batch = store::NewRows::default();
-            for &i in chunk {
-                let row = &rows[i];
+            for &(row, id) in chunk {
                 let merchant = crate::domain::normalise_merchant(row.merchant.clone());
                 let description = row.description.trim().to_string();
                 for term in terms(&[merchant.as_deref().unwrap_or(""), &description]) {
-                    words.push((term, row.date, ids[i]));
+                    words.push((term, row.date, id));
                 }
                 let status = row.status.as_str();
                 let day = days.entry(row.date).or_default();
@@ -147,7 +181,7 @@ impl Ledger {
                 } else {
                     day.0 += row.amount;
                 }
-                batch.ids.push(ids[i]);
+                batch.ids.push(id);
                 batch.dates.push(row.date);
                 batch.value_dates.push(row.value_date);
                 batch.amounts.push(row.amount);
@@ -161,7 +195,7 @@ impl Ledger {
                 tx.conn(),
                 tenant,
                 account_id,
-                &currency,
+                currency,
                 source.as_str(),
                 import_id,
                 &batch,
@@ -193,22 +227,7 @@ impl Ledger {
         let (day_list, posted, pending) = split_days(&days);
         store::move_balances_by_day(tx.conn(), tenant, account_id, &day_list, &posted, &pending)
             .await?;
-        if !fresh.is_empty() {
-            let arrival = match import_id {
-                Some(import) => crate::Arrival::Import(import),
-                None => crate::Arrival::Transactions(fresh.iter().map(|&i| ids[i]).collect()),
-            };
-            self.arrived(tx, arrival);
-        }
-        tracing::debug!(
-            rows = rows.len(),
-            inserted = fresh.len(),
-            dedup_ms = deduplicated.as_millis() as u64,
-            terms_ms = terms_took.as_millis() as u64,
-            total_ms = started.elapsed().as_millis() as u64,
-            "ingested"
-        );
-        Ok(outcomes)
+        Ok(terms_took)
     }
 
     /// Takes an import back: its rows nobody has edited since are soft-deleted (their

@@ -12,6 +12,7 @@ mod http;
 mod ingest;
 mod service;
 mod store;
+mod sync;
 
 pub use automation::{Applied, Arrival, Arrivals, AutoChange, Candidate, Categorised, Selection};
 pub use domain::{
@@ -24,3 +25,4 @@ pub use error::LedgerError;
 pub use http::{LedgerApi, PERMISSIONS};
 pub use ingest::{Reverted, batch_index};
 pub use service::{Ledger, MAX_SERIES_DAYS, SearchPlan};
+pub use sync::{BankChanges, SyncOutcome, Synced};

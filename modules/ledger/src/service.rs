@@ -889,7 +889,7 @@ impl Ledger {
         changes_to: TransactionChanges,
         editor: Editor,
     ) -> Result<Transaction, LedgerError> {
-        self.update_with(tx, id, expected, changes_to, editor, None)
+        self.update_with(tx, id, expected, changes_to, editor, None, true)
             .await
     }
 
@@ -906,11 +906,14 @@ impl Ledger {
             category_id: Some(Some(category_id)),
             ..TransactionChanges::default()
         };
-        self.update_with(tx, id, None, changes, Editor::Person, Some(reasoning))
+        self.update_with(tx, id, None, changes, Editor::Person, Some(reasoning), true)
             .await
     }
 
-    async fn update_with(
+    /// Changes a transaction; `record` is false for bulk work (a bank sync) that writes one
+    /// summary event of its own.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn update_with(
         &self,
         tx: &mut TenantTx,
         id: Uuid,
@@ -918,6 +921,7 @@ impl Ledger {
         changes_to: TransactionChanges,
         editor: Editor,
         reasoning: Option<String>,
+        record: bool,
     ) -> Result<Transaction, LedgerError> {
         let tenant = tx.tenant_id();
         let current = store::lock_transaction(tx.conn(), tenant, id)
@@ -1067,6 +1071,9 @@ impl Ledger {
             self.index(tx, &updated).await?;
         }
         let result = view(updated, splits);
+        if !record {
+            return Ok(result);
+        }
         let after = json!(result);
         tx.record(
             NewEvent::new("transaction.updated")
@@ -1085,6 +1092,33 @@ impl Ledger {
     /// Deletes a transaction (soft, audited): its amount leaves the balances and its terms
     /// the index, and it stays known to dedup, so an import or sync never brings it back.
     pub async fn delete_transaction(&self, tx: &mut TenantTx, id: Uuid) -> Result<(), LedgerError> {
+        let current_tenant = tx.tenant_id();
+        let current = self.delete_row(tx, id).await?;
+        tx.record(
+            NewEvent::new("transaction.deleted")
+                .resource("transaction", id)
+                .payload(json!({
+                    "account_id": current.account_id,
+                    "amount": current.amount,
+                    "date": current.date,
+                })),
+        );
+        // A transfer goes as a whole: its other leg too, deleted after this one so the
+        // search finds only the legs left (one the caller's account scope hides stays).
+        if let Some(transfer) = current.transfer_id {
+            for leg in store::legs_of(tx.conn(), current_tenant, transfer).await? {
+                Box::pin(self.delete_transaction(tx, leg)).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Soft-deletes one row (its balances and terms with it) without an event of its own.
+    pub(crate) async fn delete_row(
+        &self,
+        tx: &mut TenantTx,
+        id: Uuid,
+    ) -> Result<store::TransactionRow, LedgerError> {
         let tenant = tx.tenant_id();
         let current = store::lock_transaction(tx.conn(), tenant, id)
             .await?
@@ -1101,23 +1135,7 @@ impl Ledger {
             -pending,
         )
         .await?;
-        tx.record(
-            NewEvent::new("transaction.deleted")
-                .resource("transaction", id)
-                .payload(json!({
-                    "account_id": current.account_id,
-                    "amount": current.amount,
-                    "date": current.date,
-                })),
-        );
-        // A transfer goes as a whole: its other leg too, deleted after this one so the
-        // search finds only the legs left (one the caller's account scope hides stays).
-        if let Some(transfer) = current.transfer_id {
-            for leg in store::legs_of(tx.conn(), tenant, transfer).await? {
-                Box::pin(self.delete_transaction(tx, leg)).await?;
-            }
-        }
-        Ok(())
+        Ok(current)
     }
 
     /// The rows of a page driven by one word's terms. Few terms: each term's rows are read

@@ -1653,3 +1653,132 @@ pub(crate) fn scan_all<'c>(
     )
     .fetch(conn)
 }
+
+/// A row of an account found by its provider id (a bank sync's lookups).
+pub(crate) struct ExternalRow {
+    pub external_id: String,
+    pub id: Uuid,
+    pub deleted: bool,
+    pub transfer_id: Option<Uuid>,
+}
+
+/// The account's rows, live or deleted, with one of `external_ids`.
+pub(crate) async fn by_external(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    account: Uuid,
+    external_ids: &[String],
+) -> Result<Vec<ExternalRow>, sqlx::Error> {
+    sqlx::query_as!(
+        ExternalRow,
+        r#"SELECT t.external_id AS "external_id!", t.id, t.deleted_at IS NOT NULL AS "deleted!", t.transfer_id
+             FROM transactions t
+            WHERE t.tenant_id = $1 AND t.account_id = $2 AND t.external_id = ANY($3)
+            ORDER BY t.deleted_at NULLS FIRST"#,
+        tenant.as_uuid(),
+        account,
+        external_ids,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// A row of an account found by its fingerprint.
+pub(crate) struct PrintedRow {
+    pub fingerprint: Vec<u8>,
+    pub id: Uuid,
+    pub external_id: Option<String>,
+}
+
+/// The account's rows, live or deleted, with one of `fingerprints`.
+pub(crate) async fn by_fingerprint(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    account: Uuid,
+    fingerprints: &[Vec<u8>],
+) -> Result<Vec<PrintedRow>, sqlx::Error> {
+    sqlx::query_as!(
+        PrintedRow,
+        r#"SELECT t.fingerprint AS "fingerprint!", t.id, t.external_id
+             FROM transactions t
+            WHERE t.tenant_id = $1 AND t.account_id = $2 AND t.fingerprint = ANY($3)
+            ORDER BY t.id"#,
+        tenant.as_uuid(),
+        account,
+        fingerprints,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Gives a row the provider id and fingerprint of what it became (a pending row posted),
+/// or a provider id where it had none (an imported row a bank sync linked).
+pub(crate) async fn set_provider_identity(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    external_id: &str,
+    fingerprint: Option<&[u8]>,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE transactions SET external_id = $3, fingerprint = coalesce($4, fingerprint)
+          WHERE tenant_id = $1 AND id = $2",
+        tenant.as_uuid(),
+        id,
+        external_id,
+        fingerprint,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Gives a row without a provider id the bank's (a synced row matched an imported one), so
+/// the bank's later changes and removals find it.
+pub(crate) async fn link_provider_id(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    external_id: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE transactions SET external_id = $3
+          WHERE tenant_id = $1 AND id = $2 AND external_id IS NULL",
+        tenant.as_uuid(),
+        id,
+        external_id,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// Records the bank's balance of an account; with `calibrate`, also moves the opening
+/// balance (and so every balance) by the difference, so the computed balance is the bank's.
+pub(crate) async fn report_balance(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    reported: i64,
+    calibrate: bool,
+) -> Result<Account, sqlx::Error> {
+    sqlx::query_as!(
+        AccountRow,
+        "UPDATE accounts
+            SET opening_balance = opening_balance + CASE WHEN $4 THEN $3 - balance ELSE 0 END,
+                pending_balance = pending_balance + CASE WHEN $4 THEN $3 - balance ELSE 0 END,
+                balance = CASE WHEN $4 THEN $3 ELSE balance END,
+                reported_balance = $3, reported_at = now(), updated_at = now()
+          WHERE tenant_id = $1 AND id = $2
+         RETURNING id, name, kind, currency, opening_balance, opening_date, iban, institution,
+                   balance, pending_balance, reported_balance, reported_at, archived_at, version,
+                   created_at, updated_at",
+        tenant.as_uuid(),
+        id,
+        reported,
+        calibrate,
+    )
+    .fetch_one(conn)
+    .await
+    .map(Account::from)
+}

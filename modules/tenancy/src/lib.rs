@@ -10,6 +10,7 @@ mod domain;
 mod error;
 mod http;
 mod purge;
+mod rotation;
 mod service;
 mod store;
 
@@ -17,4 +18,5 @@ pub use domain::{ApiKey, CreatedApiKey, Invitation, Member, SealedApiKey, Tenant
 pub use error::TenancyError;
 pub use http::{PERMISSIONS, TenancyApi};
 pub use purge::{DELETION_GRACE_DAYS, PURGE_ORDER, PurgeError, purge};
+pub use rotation::ApiKeyReplays;
 pub use service::{NewKey, Tenancy};

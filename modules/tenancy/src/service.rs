@@ -295,7 +295,7 @@ impl Tenancy {
         }
     }
 
-    fn replay_aad(tenant: TenantId, key: Uuid) -> Vec<u8> {
+    pub(crate) fn replay_aad(tenant: TenantId, key: Uuid) -> Vec<u8> {
         format!("api_key.replay:{tenant}:{key}").into_bytes()
     }
 

@@ -667,3 +667,77 @@ pub(crate) async fn user_email(
     .fetch_one(conn)
     .await
 }
+
+/// An API key's sealed secret inside a stored `Idempotency-Key` replay.
+pub struct SealedReplay {
+    pub key: String,
+    pub api_key_id: Option<String>,
+    pub sealed_secret: Option<String>,
+}
+
+/// Up to `limit` of the tenant's stored API-key replays after `after` (in key order) whose
+/// secret is sealed under a key other than `key_id`.
+pub async fn replays_not_under(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    key_id: &[u8],
+    after: &str,
+    limit: i64,
+) -> Result<Vec<SealedReplay>, sqlx::Error> {
+    sqlx::query_as!(
+        SealedReplay,
+        r#"SELECT key, body->>'id' AS api_key_id, body->>'sealed_secret' AS sealed_secret
+             FROM idempotency_keys
+            WHERE tenant_id = $1 AND key > $2 AND body ? 'sealed_secret'
+              AND substring(decode(body->>'sealed_secret', 'base64') from 3
+                            for get_byte(decode(body->>'sealed_secret', 'base64'), 1)) <> $3
+            ORDER BY key LIMIT $4"#,
+        tenant.as_uuid(),
+        after,
+        key_id,
+        limit,
+    )
+    .fetch_all(conn)
+    .await
+}
+
+/// Replaces a replay's sealed secret if it is still `old`; whether it was.
+pub async fn reseal_replay(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    key: &str,
+    old: &str,
+    new: &str,
+) -> Result<bool, sqlx::Error> {
+    let done = sqlx::query!(
+        "UPDATE idempotency_keys SET body = jsonb_set(body, '{sealed_secret}', to_jsonb($4::text))
+          WHERE tenant_id = $1 AND key = $2 AND body->>'sealed_secret' = $3",
+        tenant.as_uuid(),
+        key,
+        old,
+        new,
+    )
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// The tenant's API-key replays sealed under `key_id` (`under`) or under any other key.
+pub async fn count_replays(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    key_id: &[u8],
+    under: bool,
+) -> Result<i64, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT count(*) AS "n!" FROM idempotency_keys
+            WHERE tenant_id = $1 AND body ? 'sealed_secret'
+              AND (substring(decode(body->>'sealed_secret', 'base64') from 3
+                             for get_byte(decode(body->>'sealed_secret', 'base64'), 1)) = $2) = $3"#,
+        tenant.as_uuid(),
+        key_id,
+        under,
+    )
+    .fetch_one(conn)
+    .await
+}

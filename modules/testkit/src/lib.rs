@@ -6,16 +6,20 @@
 //! - [`otlp`]: an OTLP/HTTP receiver that keeps the trace exports it receives;
 //! - [`llm`]: an OpenAI-compatible chat-completions server that answers by keyword, or
 //!   fails as asked (429, 500, a refusal, not JSON, slow), and keeps every request;
+//! - [`plaid`]: a Plaid stand-in (Link and exchange, accounts, a paged `/transactions/sync`
+//!   over a change log, Plaid's error bodies as faults, ES256-signed webhooks);
 //! - [`seed`]: tenants, users and memberships arranged through the kernel's handles;
 //! - [`openapi`]: a validator that holds real responses to a committed OpenAPI 3.0 spec.
 //!
-//! Stand-ins for Stripe, Plaid and Telegram join these as their features land.
+//! Stand-ins for Stripe and Telegram join these as their features land.
 
 pub mod cluster;
 pub mod db;
 pub mod llm;
+pub mod logs;
 pub mod openapi;
 pub mod otlp;
+pub mod plaid;
 pub mod seed;
 pub mod smtp;
 

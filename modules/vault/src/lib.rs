@@ -10,6 +10,8 @@ use ring::{
     rand::{SecureRandom, SystemRandom},
 };
 
+pub mod rotation;
+
 pub use kernel::Secret;
 
 const VERSION: u8 = 1;
@@ -112,6 +114,26 @@ impl Vault {
             .open_in_place(nonce, Aad::from(aad), &mut buffer)
             .map_err(|_| VaultError::Rejected)?;
         Ok(Secret::new(plain.to_vec()))
+    }
+
+    /// The id of the key that encrypts.
+    pub fn first_key_id(&self) -> &str {
+        &self.keys[0].0
+    }
+
+    /// Whether the ring holds the key `id`.
+    pub fn has_key(&self, id: &str) -> bool {
+        self.keys.iter().any(|(k, _)| k == id)
+    }
+
+    /// Opens `ciphertext` and seals it again under the first key, bound to the same `aad`;
+    /// `None` when it is already under the first key.
+    pub fn reseal(&self, ciphertext: &[u8], aad: &[u8]) -> Result<Option<Vec<u8>>, VaultError> {
+        if Vault::key_id(ciphertext) == Some(self.first_key_id()) {
+            return Ok(None);
+        }
+        let plain = self.decrypt(ciphertext, aad)?;
+        Ok(Some(self.encrypt(plain.expose(), aad)))
     }
 
     /// The id of the key a ciphertext was made with (to find rows to re-encrypt after a rotation).

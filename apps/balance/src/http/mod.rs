@@ -38,6 +38,7 @@ pub type ProductApi = (
     ledger::LedgerApi,
     imports::ImportsApi,
     categorize::CategorizeApi,
+    banking::BankingApi,
 );
 
 /// The permission of every tenant operation, by operation id: the modules declare them beside
@@ -51,6 +52,7 @@ pub fn permissions() -> impl Iterator<Item = (&'static str, &'static str)> {
         .chain(ledger::PERMISSIONS)
         .chain(imports::PERMISSIONS)
         .chain(categorize::PERMISSIONS)
+        .chain(banking::PERMISSIONS)
         .copied()
 }
 
@@ -87,6 +89,11 @@ pub fn product_api(platform: &crate::Platform) -> ProductApi {
         categorize::CategorizeApi::new(
             platform.authz.clone(),
             platform.categorizer.clone(),
+            platform.cursors.clone(),
+        ),
+        banking::BankingApi::new(
+            platform.authz.clone(),
+            platform.banking.clone(),
             platform.cursors.clone(),
         ),
     )

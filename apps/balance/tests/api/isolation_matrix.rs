@@ -274,8 +274,19 @@ async fn every_tenant_endpoint_refuses_strangers_and_members_without_its_permiss
         .await
         .unwrap();
     }
+    let a_connection = made(
+        Method::POST,
+        format!("/api/v1/tenants/{a}/bank-connections"),
+        json!({"provider": "sandbox"}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let url_for = |path: &str| {
-        let id = if path.contains("/rules/") {
+        let id = if path.contains("/bank-connections/") {
+            a_connection.clone()
+        } else if path.contains("/rules/") {
             a_rule.clone()
         } else if path.contains("/approvals/") {
             an_approval.clone()

@@ -1,6 +1,7 @@
 //! The Balance binary's behaviour over real HTTP, against a real PostgreSQL.
 
 mod audit;
+mod banking;
 mod categorize;
 mod cli;
 mod data_layer;
@@ -18,6 +19,7 @@ mod pagination;
 mod probe;
 mod problems;
 mod roles;
+mod rotation;
 mod schema;
 mod slow_clients;
 mod spec;
