@@ -244,9 +244,10 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
 
 async fn serve(config: &Config) -> anyhow::Result<()> {
     let platform = platform(config).await?;
+    let shutdown = shutdown_signal();
     let server = http::Server::start_product(&config.http, &platform).await?;
     tracing::info!(addr = %server.addr, admin = ?server.admin_addr, "serving the API");
-    shutdown_signal().await;
+    shutdown.await;
     tracing::info!("shutting down: finishing in-flight requests");
     server.stop().await;
     Ok(())
@@ -254,16 +255,14 @@ async fn serve(config: &Config) -> anyhow::Result<()> {
 
 async fn worker(config: &Config) -> anyhow::Result<()> {
     let platform = platform(config).await?;
+    let shutdown = shutdown_signal();
     let runner = platform.runner(jobs::RunnerConfig::default());
     // Run-duration histograms on the admin listener, when there is one.
     let admin = match config.http.admin_listen {
         Some(addr) => Some(http::serve_worker_metrics(addr, runner.metrics()).await?),
         None => None,
     };
-    runner
-        .run(shutdown_signal())
-        .await
-        .map_err(|e| anyhow::anyhow!(e))?;
+    runner.run(shutdown).await.map_err(|e| anyhow::anyhow!(e))?;
     if let Some(admin) = admin {
         admin.stop().await;
     }
@@ -291,6 +290,7 @@ async fn dev() -> anyhow::Result<()> {
     let _telemetry = telemetry::init(&config.log)?;
     migrate(&config).await.context("migrating the database")?;
     let platform = platform(&config).await?;
+    let shutdown = shutdown_signal();
     let server = http::Server::start_product(&config.http, &platform).await?;
     let base = format!("http://{}", server.addr);
     println!(
@@ -298,7 +298,7 @@ async fn dev() -> anyhow::Result<()> {
     );
     platform
         .runner(jobs::RunnerConfig::default())
-        .run(shutdown_signal())
+        .run(shutdown)
         .await
         .map_err(|e| anyhow::anyhow!(e))?;
     println!("Stopping Balance...");
@@ -500,17 +500,21 @@ fn verify_file(file: &PathBuf, keys: &PathBuf) -> ExitCode {
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
+/// Resolves on Ctrl-C or SIGTERM. The SIGTERM handler is installed when this is called,
+/// not when it is first polled: call it before the server starts listening, so a signal
+/// that arrives as soon as the port answers is not the default (an abrupt exit).
+fn shutdown_signal() -> impl Future<Output = ()> {
     #[cfg(unix)]
-    {
-        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-            .expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
+    async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
         }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -698,9 +698,11 @@ impl Banking {
             let provider = self.provider(&row.provider)?.clone();
             tx.commit().await?;
 
+            let started = std::time::Instant::now();
             let fetched = self
                 .fetch(provider.as_ref(), &token, row.cursor.as_deref())
                 .await;
+            let fetch_took = started.elapsed();
             let (pages, restarts) = match fetched {
                 Ok(fetched) => fetched,
                 Err(e) => return self.provider_failed(db, tenant, id, e).await,
@@ -717,6 +719,7 @@ impl Banking {
                 // Another sync applied an update meanwhile: ours is stale.
                 continue;
             }
+            let applying = std::time::Instant::now();
             let report = self.apply(&mut tx, &now, &pages, restarts).await?;
             let cursor = pages
                 .last()
@@ -734,6 +737,15 @@ impl Banking {
                     .payload(serde_json::to_value(&report).unwrap_or_default()),
             );
             tx.commit().await?;
+            tracing::info!(
+                connection_id = %id,
+                pages = report.pages,
+                added = report.added,
+                present = report.present,
+                fetch_ms = fetch_took.as_millis() as u64,
+                apply_ms = applying.elapsed().as_millis() as u64,
+                "bank sync applied"
+            );
             return Ok(SyncRun::Applied(report));
         }
         Err(BankingError::Provider(ProviderError::Unavailable(
@@ -1183,6 +1195,10 @@ impl From<BankingError> for jobs::JobError {
         match &e {
             BankingError::Provider(p) if p.is_transient() => jobs::JobError::retry(p),
             BankingError::Provider(p) => jobs::JobError::fatal(p),
+            // Fails the same way every run: recorded on the connection, not retried.
+            BankingError::Sealed(v) => {
+                jobs::JobError::fatal(format!("the sealed token does not open: {v}"))
+            }
             _ => jobs::JobError::from(Problem::from(e)),
         }
     }

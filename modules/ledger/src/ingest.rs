@@ -55,6 +55,7 @@ impl Ledger {
         rows: &[Incoming],
     ) -> Result<Vec<Option<(Uuid, MatchedBy)>>, LedgerError> {
         let tenant = tx.tenant_id();
+        store::plan_each_statement(tx.conn(), true).await?;
         let mut out = vec![None; rows.len()];
         for (chunk_no, chunk) in rows.chunks(BATCH).enumerate() {
             let base = chunk_no * BATCH;
@@ -87,6 +88,7 @@ impl Ledger {
         for (i, earlier) in same {
             out[i] = Some((batch_marker(earlier), MatchedBy::ProviderId));
         }
+        store::plan_each_statement(tx.conn(), false).await?;
         Ok(out)
     }
 

@@ -1164,11 +1164,12 @@ pub(crate) async fn known_rows(
              SELECT k.id, k.rule FROM (
                (SELECT t.id, 'provider_id' AS rule, 0 AS preference FROM transactions t
                 WHERE t.tenant_id = $1 AND t.account_id = $2 AND i.external_id IS NOT NULL
-                  AND t.external_id = i.external_id
+                  AND t.external_id IS NOT NULL AND t.external_id = i.external_id
                 LIMIT 1)
                UNION ALL
                (SELECT t.id, 'fingerprint', 1 FROM transactions t
-                WHERE t.tenant_id = $1 AND t.account_id = $2 AND t.fingerprint = i.fingerprint
+                WHERE t.tenant_id = $1 AND t.account_id = $2
+                  AND t.fingerprint IS NOT NULL AND t.fingerprint = i.fingerprint
                   AND (i.external_id IS NULL OR t.external_id IS NULL
                        OR split_part(i.external_id, ':', 1) <> split_part(t.external_id, ':', 1))
                 LIMIT 1)) k
@@ -1671,9 +1672,13 @@ pub(crate) async fn by_external(
 ) -> Result<Vec<ExternalRow>, sqlx::Error> {
     sqlx::query_as!(
         ExternalRow,
+        // `t.external_id IS NOT NULL` lets the planner use the partial index
+        // `transactions_external_id` for the join: a join clause alone never proves a
+        // partial index's predicate, and without it each id walks the account's rows.
         r#"SELECT t.external_id AS "external_id!", t.id, t.deleted_at IS NOT NULL AS "deleted!", t.transfer_id
-             FROM transactions t
-            WHERE t.tenant_id = $1 AND t.account_id = $2 AND t.external_id = ANY($3)
+             FROM unnest($3::text[]) AS e(external_id)
+             JOIN transactions t ON t.tenant_id = $1 AND t.account_id = $2
+                                AND t.external_id IS NOT NULL AND t.external_id = e.external_id
             ORDER BY t.deleted_at NULLS FIRST"#,
         tenant.as_uuid(),
         account,
@@ -1700,8 +1705,9 @@ pub(crate) async fn by_fingerprint(
     sqlx::query_as!(
         PrintedRow,
         r#"SELECT t.fingerprint AS "fingerprint!", t.id, t.external_id
-             FROM transactions t
-            WHERE t.tenant_id = $1 AND t.account_id = $2 AND t.fingerprint = ANY($3)
+             FROM unnest($3::bytea[]) AS f(fingerprint)
+             JOIN transactions t ON t.tenant_id = $1 AND t.account_id = $2
+                                AND t.fingerprint IS NOT NULL AND t.fingerprint = f.fingerprint
             ORDER BY t.id"#,
         tenant.as_uuid(),
         account,
@@ -1781,4 +1787,24 @@ pub(crate) async fn report_balance(
     .fetch_one(conn)
     .await
     .map(Account::from)
+}
+
+/// Plans every later statement of the transaction for its own arguments. The bulk lookups
+/// of a sync or an import join thousands of ids against an account whose statistics are
+/// those of before the last bulk insert (autovacuum has not run yet); a cached generic plan
+/// made on such statistics walks the whole account once per id (measured: 1.7 s instead
+/// of 10 ms per 2,000 ids at 10,000 rows).
+/// `on = false` goes back to the default (the writes that follow plan alike for any
+/// arguments, and planning each of them costs more than it saves).
+pub(crate) async fn plan_each_statement(
+    conn: &mut PgConnection,
+    on: bool,
+) -> Result<(), sqlx::Error> {
+    let statement = if on {
+        "SET LOCAL plan_cache_mode = force_custom_plan"
+    } else {
+        "SET LOCAL plan_cache_mode = auto"
+    };
+    sqlx::raw_sql(statement).execute(conn).await?;
+    Ok(())
 }

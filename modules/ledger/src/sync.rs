@@ -88,6 +88,7 @@ impl Ledger {
         if account.archived_at.is_some() {
             return Err(LedgerError::AccountArchived);
         }
+        store::plan_each_statement(tx.conn(), true).await?;
         let currency = account.currency;
         let BankChanges {
             added,
@@ -154,6 +155,7 @@ impl Ledger {
             }
         }
         let placed = self.place(tx, account_id, currency, &fresh).await?;
+        store::plan_each_statement(tx.conn(), false).await?;
 
         // Pending rows replaced by their posted ones keep their id and a person's edits.
         let mut handled: HashSet<String> = HashSet::new();

@@ -470,3 +470,144 @@ async fn an_unofficial_currency_is_refused_not_guessed() {
     let report = applied(env.sync(connection.id).await);
     assert_eq!((report.added, report.refused), (1, 1));
 }
+
+#[tokio::test]
+async fn the_schedule_queues_each_due_connection_once_per_period() {
+    let env = Env::new().await;
+    let (due, _) = env.connect_plaid().await;
+    let (waiting, _) = env.connect_plaid().await;
+    applied(env.sync(due.id).await);
+    applied(env.sync(waiting.id).await);
+    let jobs = || async {
+        let mut tx = env.tx().await;
+        let (n,): (i64,) = sqlx::query_as(
+            "SELECT count(*) FROM jobs WHERE tenant_id = $1 AND kind = 'banking.sync'",
+        )
+        .bind(env.tenant.as_uuid())
+        .fetch_one(tx.conn())
+        .await
+        .unwrap();
+        tx.commit().await.unwrap();
+        n
+    };
+    let before = jobs().await;
+    env.banking.schedule(&env.kdb).await.unwrap();
+    assert_eq!(jobs().await, before, "both synced just now: nothing is due");
+
+    // Seven hours pass for both; one of them waits for a person.
+    let mut tx = env.tx().await;
+    sqlx::query(
+        "UPDATE bank_connections SET last_synced_at = now() - interval '7 hours', sync_job_id = NULL
+          WHERE tenant_id = $1",
+    )
+    .bind(env.tenant.as_uuid())
+    .execute(tx.conn())
+    .await
+    .unwrap();
+    sqlx::query(
+        "UPDATE bank_connections SET status = 'needs_reauth' WHERE tenant_id = $1 AND id = $2",
+    )
+    .bind(env.tenant.as_uuid())
+    .bind(waiting.id)
+    .execute(tx.conn())
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(env.banking.schedule(&env.kdb).await.unwrap(), 1);
+    // Another worker's tick in the same period: the job exists once.
+    let mut tx = env.tx().await;
+    sqlx::query("UPDATE bank_connections SET sync_job_id = NULL WHERE tenant_id = $1")
+        .bind(env.tenant.as_uuid())
+        .execute(tx.conn())
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    env.banking.schedule(&env.kdb).await.unwrap();
+    assert_eq!(
+        jobs().await,
+        before + 1,
+        "one job per connection and period"
+    );
+}
+
+#[tokio::test]
+async fn a_bank_row_that_matches_an_imported_one_is_linked_not_added() {
+    let env = Env::new().await;
+    let (connection, item) = env.connect_plaid().await;
+    let checking = env.plaid.account_ids(&item)[0].clone();
+    let account = connection.accounts[0].account_id;
+    // A statement imported first: two identical coffees and a rent payment, as a file
+    // numbers them (the import's own path through the ledger).
+    let usd = kernel::Currency::parse("USD").unwrap();
+    let mut ordinals = ledger::Ordinals::default();
+    let file: Vec<ledger::Incoming> = [
+        ("2026-10-05", -350, "CAFE"),
+        ("2026-10-05", -350, "CAFE"),
+        ("2026-10-01", -180000, "RENT"),
+    ]
+    .into_iter()
+    .map(|(date, amount, text)| {
+        let date: chrono::NaiveDate = date.parse().unwrap();
+        ledger::Incoming {
+            date,
+            value_date: None,
+            amount,
+            merchant: None,
+            description: text.into(),
+            status: ledger::TransactionStatus::Posted,
+            external_id: None,
+            fingerprint: ordinals.next(account, date, amount, usd, &format!(" {text}")),
+        }
+    })
+    .collect();
+    let mut tx = env.tx().await;
+    env.ledger
+        .ingest(
+            &mut tx,
+            account,
+            ledger::TransactionSource::Import,
+            None,
+            &file,
+        )
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+
+    for (id, amount, date, name) in [
+        ("a1", "3.50", "2026-10-05", "CAFE"),
+        ("a2", "3.50", "2026-10-05", "CAFE"),
+        ("a3", "1800.00", "2026-10-01", "RENT"),
+        ("a4", "9.00", "2026-10-07", "NEW"),
+    ] {
+        env.plaid
+            .add(&item, PlaidTx::new(id, &checking, amount, date, name));
+    }
+    let report = applied(env.sync(connection.id).await);
+    assert_eq!((report.linked, report.added), (3, 1), "{report:?}");
+    let rows = env.live(account).await;
+    assert_eq!(rows.len(), 4);
+    let imported: Vec<&crate::support::Row> =
+        rows.iter().filter(|r| r.source == "import").collect();
+    assert_eq!(imported.len(), 3);
+    assert!(
+        imported.iter().all(|r| r
+            .external_id
+            .as_deref()
+            .is_some_and(|e| e.starts_with("plaid."))),
+        "the imported rows now carry the bank's ids, so its changes find them: {imported:?}"
+    );
+    // The bank's later change reaches the imported row.
+    env.plaid.modify(
+        &item,
+        PlaidTx::new("a3", &checking, "1850.00", "2026-10-01", "RENT"),
+    );
+    let report = applied(env.sync(connection.id).await);
+    assert_eq!(report.modified, 1);
+    let rent = env
+        .live(account)
+        .await
+        .into_iter()
+        .find(|r| r.description == "RENT")
+        .unwrap();
+    assert_eq!(rent.amount, -185000);
+}
