@@ -431,6 +431,12 @@ async fn keys_command(config: &Config, command: KeysCommand) -> anyhow::Result<E
             }
             KeysCommand::CheckRetire { key_id } => {
                 let vault = platform.identity.vault();
+                if !vault.has_key(&key_id) {
+                    eprintln!(
+                        "no key {key_id} in BALANCE_ENCRYPTION_KEYS: name a key of the ring (a removed key cannot be checked)"
+                    );
+                    return Ok(ExitCode::FAILURE);
+                }
                 if vault.first_key_id() == key_id {
                     eprintln!(
                         "key {key_id} is the one that encrypts: promote another key first, re-encrypt, then check again"

@@ -219,21 +219,32 @@ impl Platform {
     ) -> Result<vault::rotation::Summary, kernel::Problem> {
         let vault = self.identity.vault();
         let kinds = self.ciphertexts();
+        // Progress reaches the job's row while the walk goes on, from a task of its own
+        // (the walk's callback cannot wait on the database).
+        let (shares, mut heard) = tokio::sync::watch::channel(0.0f32);
+        let reporter = job.cloned().map(|job| {
+            tokio::spawn(async move {
+                while heard.changed().await.is_ok() {
+                    let share = *heard.borrow_and_update();
+                    if let Err(e) = job.progress(share).await {
+                        tracing::warn!(error = %e, "re-encryption progress not recorded");
+                    }
+                }
+            })
+        });
         let mut last = 0.0f32;
-        let mut reports = Vec::new();
         let summary = vault::rotation::reencrypt(&self.db, &vault, &kinds, |share| {
-            if share - last >= 0.05 || share >= 1.0 {
+            if share - last >= 0.01 || share >= 1.0 {
                 last = share;
-                reports.push(share);
+                shares.send_replace(share);
             }
         })
-        .await?;
-        if let Some(job) = job {
-            for share in reports {
-                job.progress(share).await?;
-            }
+        .await;
+        drop(shares);
+        if let Some(reporter) = reporter {
+            let _ = reporter.await;
         }
-        Ok(summary)
+        summary
     }
 }
 

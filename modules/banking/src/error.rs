@@ -18,6 +18,10 @@ pub enum BankingError {
     /// The item is connected already (a live connection has it).
     #[error("the item is connected already")]
     AlreadyConnected,
+    /// A caller confined to some accounts cannot connect a bank (its accounts would be
+    /// outside what they see).
+    #[error("the caller is confined to some accounts")]
+    Scoped,
     /// The connection is disconnected: it syncs no more.
     #[error("the connection is disconnected")]
     Disconnected,
@@ -56,6 +60,14 @@ impl From<BankingError> for Problem {
                 "Already connected",
             )
             .with_detail("A live connection of this tenant has this bank login."),
+            BankingError::Scoped => Problem::new(
+                StatusCode::FORBIDDEN,
+                "account_scoped",
+                "Confined to some accounts",
+            )
+            .with_detail(
+                "A member or key confined to some accounts cannot connect a bank; ask someone with access to every account.",
+            ),
             BankingError::Disconnected => Problem::new(
                 StatusCode::CONFLICT,
                 "connection_disconnected",

@@ -116,6 +116,17 @@ impl Validate for NewConnectionBody {
             if !accounts.iter().all(|a| seen.insert(&a.provider_account_id)) {
                 errors.add("accounts", "must name each bank account once");
             }
+            let mut chosen = std::collections::HashSet::new();
+            if !accounts
+                .iter()
+                .filter_map(|a| a.account_id)
+                .all(|id| chosen.insert(id))
+            {
+                errors.add(
+                    "accounts",
+                    "must link each ledger account to one bank account",
+                );
+            }
             if accounts.len() > 50 {
                 errors.add("accounts", "must name at most 50 accounts");
             }

@@ -517,6 +517,8 @@ struct WireSyncPage {
     removed: Vec<WireRemoved>,
     next_cursor: String,
     has_more: bool,
+    #[serde(default)]
+    transactions_update_status: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -580,6 +582,8 @@ pub fn parse_sync_page(body: &[u8]) -> Result<SyncPage, ProviderError> {
             .collect::<Result<_, _>>()?,
         next_cursor: wire.next_cursor,
         has_more: wire.has_more,
+        history_complete: wire.transactions_update_status.as_deref()
+            == Some("HISTORICAL_UPDATE_COMPLETE"),
     })
 }
 

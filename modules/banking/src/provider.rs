@@ -102,6 +102,10 @@ pub struct SyncPage {
     /// The cursor after this page; `""` while the provider has no data yet.
     pub next_cursor: String,
     pub has_more: bool,
+    /// The provider has sent all the history it will (Plaid `transactions_update_status:
+    /// HISTORICAL_UPDATE_COMPLETE`): before that, a first sync brings 30 days, then two
+    /// years arrive, so balances are calibrated only once this holds.
+    pub history_complete: bool,
 }
 
 /// A webhook that checked out.

@@ -212,6 +212,7 @@ impl Sandbox {
                             accounts: self.balances(seed, start, day),
                             next_cursor: text.to_owned(),
                             has_more: false,
+                            history_complete: true,
                             ..SyncPage::default()
                         });
                     }
@@ -238,6 +239,7 @@ impl Sandbox {
         let end = offset.saturating_add(count).min(diff.changes.len());
         let mut page = SyncPage {
             accounts: self.balances(seed, start, to),
+            history_complete: true,
             ..SyncPage::default()
         };
         for change in &diff.changes[offset..end] {

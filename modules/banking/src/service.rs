@@ -280,7 +280,10 @@ impl Banking {
         key: Option<&IdempotencyKey>,
         fingerprint: Fingerprint,
     ) -> Result<(Connection, bool), BankingError> {
-        let tenant = tx.tenant_id();
+        let context = tx.context().clone();
+        if tx.is_account_scoped() {
+            return Err(BankingError::Scoped);
+        }
         // The sandbox needs no Link: without a token it is a new bank of its own.
         let generated;
         let public_token = match public_token {
@@ -298,7 +301,6 @@ impl Banking {
             }
             None => return Err(BankingError::invalid("public_token", "is required")),
         };
-        let actor = tx.context().actor;
         if let Some(stored) =
             idempotency::claim::<_, Connection>(&mut tx, key, fingerprint, StatusCode::CREATED)
                 .await?
@@ -308,7 +310,7 @@ impl Banking {
         }
         tx.rollback().await?;
         let linked = self.exchange(provider, public_token).await?;
-        let mut tx = TenantTx::begin(&self.0.db, tenant, actor).await?;
+        let mut tx = TenantTx::resume(&self.0.db, &context).await?;
         let replay =
             idempotency::claim::<_, Connection>(&mut tx, key, fingerprint, StatusCode::CREATED)
                 .await;
@@ -331,6 +333,8 @@ impl Banking {
                     .await;
                 Ok((stored, true))
             }
+            // The item is a live connection's: its token is that connection's too.
+            Err(BankingError::AlreadyConnected) => Err(BankingError::AlreadyConnected),
             Err(e) => {
                 drop(tx);
                 self.discard(linked.provider, &linked.exchanged.access_token)
@@ -486,6 +490,12 @@ impl Banking {
             )
             .await?;
         }
+        let linked_accounts: Vec<Uuid> = store::bank_accounts(tx.conn(), tenant, &[id])
+            .await?
+            .iter()
+            .map(|a| a.account_id)
+            .collect();
+        store::set_accounts(tx.conn(), tenant, id, &linked_accounts).await?;
         let job = self.queue_sync(tx, id, None);
         store::set_sync_job(tx.conn(), tenant, id, job).await?;
         tx.record(
@@ -594,7 +604,8 @@ impl Banking {
         })
     }
 
-    /// Asks for a sync: the one queued or running is joined, else one is queued. Its id.
+    /// Asks for a sync: one queued and not started is joined, else one is queued (a running
+    /// one may have fetched its pages already). Its id.
     pub async fn request_sync(&self, tx: &mut TenantTx, id: Uuid) -> Result<Uuid, BankingError> {
         self.sync_once(tx, id, None).await
     }
@@ -614,7 +625,7 @@ impl Banking {
         }
         if let Some(job) = row.sync_job_id
             && let Some(view) = jobs::get(tx, job).await?
-            && matches!(view.status.as_str(), "queued" | "running" | "failed")
+            && view.status == "queued"
         {
             return Ok(job);
         }
@@ -628,7 +639,7 @@ impl Banking {
     /// it, keeps the accounts and their history.
     pub async fn disconnect(&self, mut tx: TenantTx, id: Uuid) -> Result<(), BankingError> {
         let tenant = tx.tenant_id();
-        let actor = tx.context().actor;
+        let context = tx.context().clone();
         let row = store::connection(tx.conn(), tenant, id, false)
             .await?
             .ok_or(BankingError::NotFound)?;
@@ -636,17 +647,27 @@ impl Banking {
             tx.commit().await?;
             return Ok(());
         }
-        let token = self.open(tenant, &row)?;
-        tx.commit().await?;
-        let revoked = match self.provider(&row.provider)?.disconnect(&token).await {
-            Ok(()) => true,
-            Err(ProviderError::Ended { .. }) => true,
-            Err(e) => {
-                tracing::warn!(code = e.code(), "the provider did not revoke a bank token");
-                false
+        // A token that does not open cannot be revoked, but never keeps a person connected.
+        let token = match self.open(tenant, &row) {
+            Ok(token) => Some(token),
+            Err(BankingError::Sealed(e)) => {
+                tracing::warn!(connection_id = %id, error = %e, "disconnecting a connection whose token does not open");
+                None
             }
+            Err(e) => return Err(e),
         };
-        let mut tx = TenantTx::begin(&self.0.db, tenant, actor).await?;
+        tx.commit().await?;
+        let revoked = match token {
+            None => false,
+            Some(token) => match self.provider(&row.provider)?.disconnect(&token).await {
+                Ok(()) | Err(ProviderError::Ended { .. }) => true,
+                Err(e) => {
+                    tracing::warn!(code = e.code(), "the provider did not revoke a bank token");
+                    false
+                }
+            },
+        };
+        let mut tx = TenantTx::resume(&self.0.db, &context).await?;
         store::connection(tx.conn(), tenant, id, true)
             .await?
             .ok_or(BankingError::NotFound)?;
@@ -720,7 +741,23 @@ impl Banking {
                 continue;
             }
             let applying = std::time::Instant::now();
-            let report = self.apply(&mut tx, &now, &pages, restarts).await?;
+            let report = match self.apply(&mut tx, &now, &pages, restarts).await {
+                Ok(report) => report,
+                Err(e) => {
+                    drop(tx);
+                    tracing::error!(connection_id = %id, error = ?e, "a bank update did not apply");
+                    self.failed(
+                        db,
+                        tenant,
+                        id,
+                        "APPLY_FAILED",
+                        "the bank's update could not be applied",
+                        None,
+                    )
+                    .await?;
+                    return Err(e);
+                }
+            };
             let cursor = pages
                 .last()
                 .map(|p| p.next_cursor.as_str())
@@ -872,8 +909,8 @@ impl Banking {
                 }
             }
             for r in &page.removed {
-                let targets: Vec<Uuid> = match r.account_id.as_deref().and_then(link_of) {
-                    Some(link) => vec![link.account_id],
+                let targets: Vec<Uuid> = match r.account_id.as_deref() {
+                    Some(named) => link_of(named).map(|l| l.account_id).into_iter().collect(),
                     None => links.iter().map(|l| l.account_id).collect(),
                 };
                 for account in targets {
@@ -890,11 +927,21 @@ impl Banking {
         accounts.sort_unstable();
         for account in accounts {
             let update = updates.remove(&account).expect("listed");
-            let out = self
+            let rows = update.changes.added.len() + update.changes.modified.len();
+            let out = match self
                 .0
                 .ledger
                 .apply_bank_changes(tx, account, update.changes)
-                .await?;
+                .await
+            {
+                Ok(out) => out,
+                // A person archived the ledger account: its bank rows are not taken.
+                Err(ledger::LedgerError::AccountArchived) => {
+                    report.refused += rows as u64;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             report.added += out.inserted.len() as u64;
             report.present += out.present;
             report.linked += out.linked;
@@ -916,10 +963,13 @@ impl Banking {
                 let Some(current) = reported.current_balance else {
                     continue;
                 };
+                // An opened account takes the bank's balance as long as the bank is still
+                // sending its history (never from a page that has none yet).
+                let calibrate = link.calibrate && !last.next_cursor.is_empty();
                 let account = match self
                     .0
                     .ledger
-                    .report_balance(tx, link.account_id, current, link.calibrate)
+                    .report_balance(tx, link.account_id, current, calibrate)
                     .await
                 {
                     Ok(account) => account,
@@ -944,9 +994,12 @@ impl Banking {
                     tenant,
                     row.id,
                     &link.provider_account_id,
-                    Some(current),
-                    reported.available_balance,
-                    drift,
+                    store::Reported {
+                        current: Some(current),
+                        available: reported.available_balance,
+                        drift,
+                        calibrate: link.calibrate && !last.history_complete,
+                    },
                 )
                 .await?;
             }
@@ -1128,14 +1181,32 @@ impl Banking {
         tx.rollback().await?;
         for tenant in tenants {
             let tenant = TenantId::from_uuid(tenant);
-            let mut tx = TenantTx::begin(db, tenant, Actor::System).await?;
-            for id in store::due(tx.conn(), tenant, before).await? {
-                self.sync_once(&mut tx, id, Some(format!("bank-sync:{id}:{slot}")))
-                    .await?;
-                queued += 1;
+            match self.schedule_tenant(db, tenant, before, slot).await {
+                Ok(n) => queued += n,
+                // One tenant's trouble does not keep the others from syncing.
+                Err(e) => {
+                    tracing::error!(%tenant, error = ?e, "bank syncs of a tenant not scheduled")
+                }
             }
-            tx.commit().await?;
         }
+        Ok(queued)
+    }
+
+    async fn schedule_tenant(
+        &self,
+        db: &Db,
+        tenant: TenantId,
+        before: chrono::DateTime<Utc>,
+        slot: i64,
+    ) -> Result<u64, BankingError> {
+        let mut queued = 0;
+        let mut tx = TenantTx::begin(db, tenant, Actor::System).await?;
+        for id in store::due(tx.conn(), tenant, before).await? {
+            self.sync_once(&mut tx, id, Some(format!("bank-sync:{id}:{slot}")))
+                .await?;
+            queued += 1;
+        }
+        tx.commit().await?;
         Ok(queued)
     }
 }

@@ -212,27 +212,35 @@ pub(crate) async fn bank_accounts(
     .await
 }
 
+/// What a sync learnt of a bank account's balance.
+pub(crate) struct Reported {
+    pub current: Option<i64>,
+    pub available: Option<i64>,
+    pub drift: i64,
+    /// Still calibrating (the bank has not sent all its history yet).
+    pub calibrate: bool,
+}
+
 /// A bank account's balances after a sync.
 pub(crate) async fn update_bank_account(
     conn: &mut PgConnection,
     tenant: TenantId,
     connection_id: Uuid,
     provider_account_id: &str,
-    current: Option<i64>,
-    available: Option<i64>,
-    drift: i64,
+    r: Reported,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
         "UPDATE bank_accounts
-            SET current_balance = $4, available_balance = $5, drift = $6, calibrate = false,
+            SET current_balance = $4, available_balance = $5, drift = $6, calibrate = $7,
                 updated_at = now()
           WHERE tenant_id = $1 AND connection_id = $2 AND provider_account_id = $3",
         tenant.as_uuid(),
         connection_id,
         provider_account_id,
-        current,
-        available,
-        drift,
+        r.current,
+        r.available,
+        r.drift,
+        r.calibrate,
     )
     .execute(conn)
     .await?;
@@ -445,4 +453,23 @@ pub(crate) async fn tenant_is_live(
     )
     .fetch_one(conn)
     .await
+}
+
+/// The ledger accounts a connection feeds (its account scope: a caller confined to some
+/// accounts sees a connection only when it sees all of them).
+pub(crate) async fn set_accounts(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    id: Uuid,
+    accounts: &[Uuid],
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE bank_connections SET account_ids = $3 WHERE tenant_id = $1 AND id = $2",
+        tenant.as_uuid(),
+        id,
+        accounts,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
 }

@@ -90,6 +90,8 @@ pub struct TxContext {
     pub client_ip: Option<IpAddr>,
     pub user_agent: Option<String>,
     pub source_agent: &'static str,
+    /// The accounts the transaction is confined to (DESIGN.md §8), when it is.
+    pub account_scope: Option<Vec<uuid::Uuid>>,
 }
 
 impl TxContext {
@@ -109,6 +111,7 @@ impl TxContext {
                 .map(|r| r.source_agent)
                 .filter(|s| !s.is_empty())
                 .unwrap_or("balance"),
+            account_scope: None,
         }
     }
 }
@@ -621,7 +624,28 @@ impl TenantTx {
         sqlx::raw_sql(sqlx::AssertSqlSafe(statement))
             .execute(self.conn())
             .await?;
+        self.0.context.account_scope = Some(accounts.to_vec());
         Ok(())
+    }
+
+    /// Begins another transaction for the caller of an earlier one (its context, kept when
+    /// it ended): the same tenant, actor and account scope. For work that must not hold a
+    /// transaction across a call to the outside world (a bank provider): keep the context,
+    /// end the transaction, call, then continue in the next.
+    pub async fn resume(db: &Db, context: &TxContext) -> Result<TenantTx, Problem> {
+        let Scope::Tenant(tenant) = context.scope else {
+            return Err(Problem::internal());
+        };
+        let mut next = TenantTx::begin(db, tenant, context.actor).await?;
+        if let Some(accounts) = &context.account_scope {
+            next.scope_accounts(accounts).await?;
+        }
+        Ok(next)
+    }
+
+    /// Whether the transaction is confined to some accounts.
+    pub fn is_account_scoped(&self) -> bool {
+        self.0.context.account_scope.is_some()
     }
 
     /// The tenant this transaction is confined to.

@@ -1739,26 +1739,6 @@ pub(crate) async fn set_provider_identity(
     Ok(())
 }
 
-/// Gives a row without a provider id the bank's (a synced row matched an imported one), so
-/// the bank's later changes and removals find it.
-pub(crate) async fn link_provider_id(
-    conn: &mut PgConnection,
-    tenant: TenantId,
-    id: Uuid,
-    external_id: &str,
-) -> Result<(), sqlx::Error> {
-    sqlx::query!(
-        "UPDATE transactions SET external_id = $3
-          WHERE tenant_id = $1 AND id = $2 AND external_id IS NULL",
-        tenant.as_uuid(),
-        id,
-        external_id,
-    )
-    .execute(conn)
-    .await?;
-    Ok(())
-}
-
 /// Records the bank's balance of an account; with `calibrate`, also moves the opening
 /// balance (and so every balance) by the difference, so the computed balance is the bank's.
 pub(crate) async fn report_balance(

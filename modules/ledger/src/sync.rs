@@ -114,7 +114,8 @@ impl Ledger {
             }
         }
 
-        // Changed rows; one never seen is new.
+        // Changed rows; one never seen is new (and replaces an earlier version of itself
+        // in this update: the last version wins).
         let mut added = added;
         for row in modified {
             let Some(ext) = row.external_id.clone() else {
@@ -123,23 +124,20 @@ impl Ledger {
             };
             match known.get(&ext) {
                 Some(found) if !found.deleted => {
-                    let changes = TransactionChanges {
-                        date: Some(row.date),
-                        amount: found.transfer_id.is_none().then_some(row.amount),
-                        merchant: Some(row.merchant.clone()),
-                        description: Some(row.description.clone()),
-                        status: Some(row.status),
-                        ..TransactionChanges::default()
-                    };
-                    self.update_with(tx, found.id, None, changes, Editor::Automation, None, false)
-                        .await?;
+                    self.resync(tx, found, &row).await?;
                     out.modified += 1;
                 }
                 Some(_) => out.present += 1,
-                None => added.push(Synced {
-                    row,
-                    replaces: None,
-                }),
+                None => match added
+                    .iter_mut()
+                    .find(|s| s.row.external_id.as_deref() == Some(ext.as_str()))
+                {
+                    Some(earlier) => earlier.row = row,
+                    None => added.push(Synced {
+                        row,
+                        replaces: None,
+                    }),
+                },
             }
         }
 
@@ -154,39 +152,32 @@ impl Ledger {
                 _ => fresh.push(s),
             }
         }
-        let placed = self.place(tx, account_id, currency, &fresh).await?;
+        // The live pending row each replaces (each pending row replaced once).
+        let mut consumed: HashSet<Uuid> = HashSet::new();
+        let pendings: Vec<Option<&store::ExternalRow>> = fresh
+            .iter()
+            .map(|s| {
+                s.replaces
+                    .as_deref()
+                    .and_then(|p| known.get(p))
+                    .filter(|p| !p.deleted && consumed.insert(p.id))
+            })
+            .collect();
+        let replacing: Vec<Option<Uuid>> = pendings.iter().map(|p| p.map(|p| p.id)).collect();
+        let placed = self
+            .place(tx, account_id, currency, &fresh, &replacing)
+            .await?;
         store::plan_each_statement(tx.conn(), false).await?;
 
         // Pending rows replaced by their posted ones keep their id and a person's edits.
         let mut handled: HashSet<String> = HashSet::new();
         let mut inserts: Vec<(Incoming, Uuid)> = Vec::new();
-        for (s, placed) in fresh.into_iter().zip(placed) {
-            let pending = s
-                .replaces
-                .as_deref()
-                .and_then(|p| known.get(p))
-                .filter(|p| !p.deleted);
+        for ((s, placed), pending) in fresh.iter().zip(placed).zip(pendings) {
+            let ext = s.row.external_id.as_deref();
             match (placed, pending) {
                 (Placed::Fresh(fingerprint), Some(pending)) => {
-                    let changes = TransactionChanges {
-                        date: Some(s.row.date),
-                        amount: pending.transfer_id.is_none().then_some(s.row.amount),
-                        merchant: Some(s.row.merchant.clone()),
-                        description: Some(s.row.description.clone()),
-                        status: Some(s.row.status),
-                        ..TransactionChanges::default()
-                    };
-                    self.update_with(
-                        tx,
-                        pending.id,
-                        None,
-                        changes,
-                        Editor::Automation,
-                        None,
-                        false,
-                    )
-                    .await?;
-                    if let Some(ext) = s.row.external_id.as_deref() {
+                    self.resync(tx, pending, &s.row).await?;
+                    if let Some(ext) = ext {
                         store::set_provider_identity(
                             tx.conn(),
                             tenant,
@@ -199,22 +190,23 @@ impl Ledger {
                     handled.insert(pending.external_id.clone());
                     out.posted += 1;
                 }
-                (Placed::Linked(_), Some(pending)) => {
-                    // The posted transaction is already here (imported): the pending one goes.
-                    if pending.transfer_id.is_none() {
-                        self.delete_row(tx, pending.id).await?;
+                (Placed::Linked(of), pending) => {
+                    // The posted transaction is here already (imported, or synced through an
+                    // earlier connection): it takes the bank's id, so the bank's later
+                    // changes and removals find it; a pending row it replaces goes.
+                    if let Some(ext) = ext {
+                        store::set_provider_identity(tx.conn(), tenant, of, ext, None).await?;
                     }
-                    handled.insert(pending.external_id.clone());
-                    out.linked += 1;
-                }
-                (Placed::Linked(of), None) => {
-                    if let Some(ext) = s.row.external_id.as_deref() {
-                        store::link_provider_id(tx.conn(), tenant, of, ext).await?;
+                    if let Some(pending) = pending {
+                        if pending.transfer_id.is_none() {
+                            self.delete_row(tx, pending.id).await?;
+                        }
+                        handled.insert(pending.external_id.clone());
                     }
                     out.linked += 1;
                 }
                 (Placed::Fresh(fingerprint), None) => {
-                    let mut row = s.row;
+                    let mut row = s.row.clone();
                     row.fingerprint = fingerprint;
                     inserts.push((row, Uuid::now_v7()));
                 }
@@ -235,7 +227,10 @@ impl Ledger {
             self.arrived(tx, crate::Arrival::Transactions(out.inserted.clone()));
         }
 
-        // Rows the bank no longer has.
+        // Rows the bank no longer has (each once).
+        let mut removed = removed;
+        removed.sort_unstable();
+        removed.dedup();
         for ext in removed {
             if handled.contains(&ext) {
                 continue;
@@ -251,26 +246,67 @@ impl Ledger {
         Ok(out)
     }
 
+    /// Brings a known row to what the bank now says, where no person locked the field. A
+    /// transfer leg keeps its amount; so does a row a person split, whose parts would no
+    /// longer add up (the balance drift then shows the difference).
+    async fn resync(
+        &self,
+        tx: &mut TenantTx,
+        found: &store::ExternalRow,
+        row: &Incoming,
+    ) -> Result<(), LedgerError> {
+        let changes = |amount: bool| TransactionChanges {
+            date: Some(row.date),
+            amount: (amount && found.transfer_id.is_none()).then_some(row.amount),
+            merchant: Some(row.merchant.clone()),
+            description: Some(row.description.clone()),
+            status: Some(row.status),
+            ..TransactionChanges::default()
+        };
+        match self
+            .update_with(
+                tx,
+                found.id,
+                None,
+                changes(true),
+                Editor::Automation,
+                None,
+                false,
+            )
+            .await
+        {
+            Err(LedgerError::Invalid(_)) => {
+                self.update_with(
+                    tx,
+                    found.id,
+                    None,
+                    changes(false),
+                    Editor::Automation,
+                    None,
+                    false,
+                )
+                .await?;
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+
     /// Places new rows by fingerprint, in order (see the module doc): each either matches
-    /// a row from another id space (linked) or takes the lowest free ordinal.
+    /// a row from another id space (linked) or takes the lowest free ordinal. The text is
+    /// what the bank wrote (its description; a provider's merchant name is its own
+    /// enrichment). A row's own pending row (`replacing`) holds nothing: its fingerprint
+    /// passes to the posted row.
     async fn place(
         &self,
         tx: &mut TenantTx,
         account_id: Uuid,
         currency: kernel::Currency,
         rows: &[Synced],
+        replacing: &[Option<Uuid>],
     ) -> Result<Vec<Placed>, LedgerError> {
         let tenant = tx.tenant_id();
-        let texts: Vec<String> = rows
-            .iter()
-            .map(|s| {
-                format!(
-                    "{} {}",
-                    s.row.merchant.as_deref().unwrap_or(""),
-                    s.row.description
-                )
-            })
-            .collect();
+        let texts: Vec<&str> = rows.iter().map(|s| s.row.description.as_str()).collect();
         let mut ordinals = vec![0u32; rows.len()];
         let mut placed: Vec<Option<Placed>> = vec![None; rows.len()];
         let mut taken: HashSet<[u8; 32]> = HashSet::new();
@@ -290,7 +326,7 @@ impl Ledger {
                         r.date,
                         r.amount,
                         currency,
-                        &texts[i],
+                        texts[i],
                         ordinals[i],
                     )
                 })
@@ -316,9 +352,17 @@ impl Ledger {
                         placed[i] = Some(Placed::Fresh(*fingerprint));
                     }
                     Some(holders) => {
-                        let other = holders.iter().find(|(_, ext)| {
-                            own.is_none() || ext.is_none() || space(ext.as_deref()) != own
+                        let other = holders.iter().find(|(id, ext)| {
+                            Some(*id) != replacing[i]
+                                && (own.is_none() || ext.is_none() || space(ext.as_deref()) != own)
                         });
+                        let only_own_pending =
+                            holders.iter().all(|(id, _)| Some(*id) == replacing[i]);
+                        if only_own_pending {
+                            taken.insert(fingerprint.0);
+                            placed[i] = Some(Placed::Fresh(*fingerprint));
+                            continue;
+                        }
                         taken.insert(fingerprint.0);
                         match other {
                             Some((id, _)) => placed[i] = Some(Placed::Linked(*id)),

@@ -130,6 +130,9 @@ async fn an_operator_rotates_the_encryption_key_with_no_downtime() {
         ],
     )
     .await;
+    // Mid-rotation, the promoted instance opens what k1 sealed.
+    let during = create_key(&next, &access, t).await;
+    assert_eq!(during["secret"], key["secret"]);
     let (code, out, _) = keys(&app, &promoted, &["check-retire", "k1"]);
     assert_eq!(code, 1);
     let counts: Value = serde_json::from_str(out.trim()).unwrap();

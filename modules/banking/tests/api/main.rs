@@ -4,6 +4,7 @@
 mod plaid;
 mod rotation;
 mod sandbox;
+mod scope;
 mod support;
 mod sync;
 mod webhook;

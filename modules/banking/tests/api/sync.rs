@@ -349,11 +349,14 @@ async fn two_syncs_at_once_add_each_transaction_once_and_requests_join_one_job()
         env.banking.sync(&env.kdb, env.tenant, connection.id, None),
         env.banking.sync(&env.kdb, env.tenant, connection.id, None),
     );
-    let added: u64 = [a.unwrap(), b.unwrap()]
-        .into_iter()
-        .map(|r| applied(r).added)
-        .sum();
-    assert_eq!(added, 7);
+    let reports: Vec<banking::SyncReport> =
+        [a.unwrap(), b.unwrap()].into_iter().map(applied).collect();
+    assert_eq!(reports.iter().map(|r| r.added).sum::<u64>(), 7);
+    assert_eq!(
+        reports.iter().map(|r| r.present).sum::<u64>(),
+        0,
+        "the later one saw the cursor move and started over from it: {reports:?}"
+    );
     assert_eq!(
         env.live(connection.accounts[0].account_id).await.len(),
         7,
