@@ -505,7 +505,6 @@ fn verify_file(file: &PathBuf, keys: &PathBuf) -> ExitCode {
     })
 }
 
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
 /// Resolves on Ctrl-C or SIGTERM. The SIGTERM handler is installed when this is called,
 /// not when it is first polled: call it before the server starts listening, so a signal
 /// that arrives as soon as the port answers is not the default (an abrupt exit).

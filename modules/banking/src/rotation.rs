@@ -2,11 +2,11 @@
 
 use audit::{NewEvent, Record};
 use futures_util::future::BoxFuture;
-use kernel::{Problem, Scope as TxScope, Tx};
+use kernel::{Problem, Tx};
 use uuid::Uuid;
 use vault::{
     Vault,
-    rotation::{Batch, Ciphertexts, Scope},
+    rotation::{Batch, Ciphertexts, Scope, tenant_of},
 };
 
 use crate::{Banking, store};
@@ -32,9 +32,7 @@ impl Ciphertexts for BankTokens {
         limit: i64,
     ) -> BoxFuture<'a, Result<Batch, Problem>> {
         Box::pin(async move {
-            let TxScope::Tenant(tenant) = tx.context().scope else {
-                return Err(Problem::internal());
-            };
+            let tenant = tenant_of(tx)?;
             let after = after.and_then(|a| a.parse().ok()).unwrap_or(Uuid::nil());
             let first = vault.first_key_id().as_bytes();
             let rows = store::tokens_not_under(tx.conn(), tenant, first, after, limit).await?;
@@ -83,9 +81,7 @@ impl Ciphertexts for BankTokens {
         under: bool,
     ) -> BoxFuture<'a, Result<i64, Problem>> {
         Box::pin(async move {
-            let TxScope::Tenant(tenant) = tx.context().scope else {
-                return Err(Problem::internal());
-            };
+            let tenant = tenant_of(tx)?;
             Ok(store::count_tokens(tx.conn(), tenant, key_id.as_bytes(), under).await?)
         })
     }

@@ -2,11 +2,11 @@
 
 use base64::{Engine, engine::general_purpose::STANDARD as B64};
 use futures_util::future::BoxFuture;
-use kernel::{Problem, Scope as TxScope, Tx};
+use kernel::{Problem, Tx};
 use uuid::Uuid;
 use vault::{
     Vault,
-    rotation::{Batch, Ciphertexts, Scope},
+    rotation::{Batch, Ciphertexts, Scope, tenant_of},
 };
 
 use crate::{Tenancy, store};
@@ -15,13 +15,6 @@ use crate::{Tenancy, store};
 /// each bound to its tenant and key (`api_key.replay:<tenant>:<key id>`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ApiKeyReplays;
-
-fn tenant_of(tx: &dyn Tx) -> Result<kernel::TenantId, Problem> {
-    match tx.context().scope {
-        TxScope::Tenant(t) => Ok(t),
-        _ => Err(Problem::internal()),
-    }
-}
 
 impl Ciphertexts for ApiKeyReplays {
     fn kind(&self) -> &'static str {

@@ -64,6 +64,14 @@ pub trait Ciphertexts: Send + Sync + 'static {
     ) -> BoxFuture<'a, Result<i64, Problem>>;
 }
 
+/// The tenant of a [`Scope::Tenant`] kind's transaction.
+pub fn tenant_of(tx: &dyn Tx) -> Result<TenantId, Problem> {
+    match tx.context().scope {
+        kernel::Scope::Tenant(tenant) => Ok(tenant),
+        _ => Err(Problem::internal()),
+    }
+}
+
 /// What a whole re-encryption did, per kind.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Summary {
