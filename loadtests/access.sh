@@ -4,6 +4,8 @@
 # authenticated tenant-scoped GET through a custom role against `balance serve` (release),
 # with pgbench -S on the same cluster as the reference. Not run in CI.
 set -euo pipefail
+# Benchmarks measure the platform, not the free plan's limits.
+export BALANCE_PLANS='{"free": {"limits": {"members": null, "bank_connections": null, "transactions_per_month": null}}}'
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/balance/target}"
 export BALANCE_PG_CLUSTER=bench-access

@@ -7,6 +7,8 @@
 # (a preview walks every transaction) is timed sequentially: p50/p99, next to the
 # database's own scan of the same rows with a substring filter. Not run in CI.
 set -euo pipefail
+# Benchmarks measure the platform, not the free plan's limits.
+export BALANCE_PLANS='{"free": {"limits": {"members": null, "bank_connections": null, "transactions_per_month": null}}}'
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/balance/target}"
 export BALANCE_PG_CLUSTER=bench-categorize

@@ -59,6 +59,12 @@ pub struct Config {
     pub mail: MailConfig,
     pub telegram: Option<TelegramConfig>,
     pub stripe: Option<StripeConfig>,
+    /// The plan catalogue: the defaults with `BALANCE_PLANS` (a JSON document, or the path
+    /// of one) applied.
+    pub plans: std::sync::Arc<billing::Catalogue>,
+    /// How long a payment may stay overdue before the tenant is read-only
+    /// (`BALANCE_BILLING_GRACE_DAYS`, default 14).
+    pub billing_grace: Duration,
     pub plaid: Option<PlaidConfig>,
     /// The built-in sandbox bank (`BALANCE_BANK_SANDBOX`: on by default, off by default in
     /// production).
@@ -543,6 +549,34 @@ impl Config {
 
         let rate_limits = rate_limits(vars.get("BALANCE_RATE_LIMITS").as_deref())?;
 
+        let plans = match vars.get("BALANCE_PLANS") {
+            None => billing::Catalogue::default(),
+            Some(raw) => {
+                let document = if raw.trim_start().starts_with('{') {
+                    raw
+                } else {
+                    std::fs::read_to_string(&raw)
+                        .map_err(|e| err("BALANCE_PLANS", format!("cannot read `{raw}`: {e}")))?
+                };
+                billing::Catalogue::with_overrides(&document)
+                    .map_err(|e| err("BALANCE_PLANS", e))?
+            }
+        };
+        let billing_grace = match vars.get("BALANCE_BILLING_GRACE_DAYS") {
+            None => Duration::from_secs(14 * 86_400),
+            Some(raw) => raw
+                .parse::<u64>()
+                .ok()
+                .filter(|d| *d <= 365)
+                .map(|d| Duration::from_secs(d * 86_400))
+                .ok_or_else(|| {
+                    err(
+                        "BALANCE_BILLING_GRACE_DAYS",
+                        format!("`{raw}` is not a number of days from 0 to 365"),
+                    )
+                })?,
+        };
+
         Ok(Config {
             env,
             data_dir,
@@ -563,6 +597,8 @@ impl Config {
             mail: MailConfig { smtp_url, from },
             telegram,
             stripe,
+            plans: std::sync::Arc::new(plans),
+            billing_grace,
             plaid,
             bank_sandbox,
             llm,

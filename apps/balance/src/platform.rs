@@ -37,6 +37,8 @@ pub struct Platform {
     pub categorizer: categorize::Categorizer,
     /// Bank connections and their syncs.
     pub banking: banking::Banking,
+    /// Plans, subscriptions, Stripe's webhook and the plan limits.
+    pub billing: billing::Billing,
     /// Custom roles.
     pub roles: access::Roles,
 }
@@ -95,7 +97,13 @@ impl Platform {
         ));
         // Transactions that arrive uncategorised queue the categorization pipeline in the
         // transaction that writes them.
-        let ledger = ledger::Ledger::new().with_arrivals(categorize::Categorizer::arrivals());
+        // The plan limits, checked by each module that creates limited things in its own
+        // writing transaction.
+        let limits: Arc<dyn kernel::limits::Limits> =
+            Arc::new(billing::PlanLimits::new(config.plans.clone()));
+        let ledger = ledger::Ledger::new()
+            .with_arrivals(categorize::Categorizer::arrivals())
+            .with_limits(limits.clone());
         let mut categorizer = categorize::Categorizer::new(ledger.clone());
         if let Some(llm) = &config.llm {
             let mut llm_config = categorize::llm::LlmConfig::new(
@@ -109,10 +117,12 @@ impl Platform {
             llm_config.daily_calls = llm.daily_calls;
             categorizer = categorizer.with_llm(categorize::llm::LlmClient::new(llm_config)?);
         }
-        let banking = banking(config, &db, &ledger, identity.vault());
+        let banking = banking(config, &db, &ledger, identity.vault()).with_limits(limits.clone());
         // A new tenant gets the ledger's default categories in its creating transaction.
         let tenancy = tenancy::Tenancy::new(identity.clone(), policy.clone())
-            .with_setup(Arc::new(ledger.clone()));
+            .with_setup(Arc::new(ledger.clone()))
+            .with_limits(limits);
+        let billing = billing::Billing::new(db.clone(), billing_config(config), tenancy.clone())?;
         Ok(Platform {
             pool,
             jobs_pool,
@@ -126,6 +136,7 @@ impl Platform {
             imports: imports::Imports::new(ledger.clone()),
             categorizer,
             banking,
+            billing,
             ledger,
             roles: access::Roles::new(policy.clone()),
             policy,
@@ -161,6 +172,7 @@ impl Platform {
         let registry = imports::register(registry, self.imports.clone());
         let registry = categorize::register(registry, self.categorizer.clone());
         let registry = banking::register(registry, self.banking.clone());
+        let registry = billing::register(registry, self.billing.clone());
         let registry = registry.handle(VAULT_REENCRYPT, {
             let platform = self.clone();
             move |job| {
@@ -190,6 +202,7 @@ impl Platform {
             job: || jobs::NewJob::new("system", IDEMPOTENCY_SWEEP, serde_json::json!({})),
         })
         .cron(banking::cron())
+        .cron(billing::cron())
         .cron(jobs::CronJob {
             name: "audit-checkpoints",
             schedule: "0 0 * * * *",
@@ -245,6 +258,24 @@ impl Platform {
             let _ = reporter.await;
         }
         summary
+    }
+}
+
+/// Billing's settings: the catalogue, the grace, the origins people may be sent back to
+/// (the public URL's and the CORS origins), and Stripe when its keys are set.
+fn billing_config(config: &Config) -> billing::BillingConfig {
+    let mut allowed_origins = vec![config.http.public_url.origin().ascii_serialization()];
+    allowed_origins.extend(config.http.cors_origins.iter().cloned());
+    billing::BillingConfig {
+        catalogue: config.plans.clone(),
+        grace: config.billing_grace,
+        allowed_origins,
+        stripe: config.stripe.as_ref().map(|s| billing::StripeConfig {
+            secret_key: s.secret_key.clone(),
+            api_base: s.api_base.to_string(),
+            webhook_secrets: s.webhook_secrets.clone(),
+            timeout: std::time::Duration::from_secs(20),
+        }),
     }
 }
 

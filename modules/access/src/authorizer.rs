@@ -22,6 +22,15 @@ fn catalogued(permission: &'static str) -> Permission {
         .unwrap_or_else(|_| panic!("`{permission}` is not in the catalogue"))
 }
 
+/// A tenant whose payment is overdue past its grace is read-only (`402`): every change
+/// except billing's (so it can pay) and generating reports (exports never stop).
+fn refuse_when_read_only(read_only: bool, need: Permission) -> Result<(), AccessError> {
+    if read_only && need.action() != "read" && !matches!(need.resource(), "billing" | "reports") {
+        return Err(AccessError::ReadOnly);
+    }
+    Ok(())
+}
+
 impl Authorizer {
     pub fn new(db: kernel::Db, identity: Identity, policy: PolicyStore) -> Authorizer {
         Authorizer {
@@ -105,6 +114,7 @@ impl Authorizer {
         if deleted && need.action() != "read" {
             return Err(AccessError::TenantDeleted);
         }
+        refuse_when_read_only(found.read_only, need)?;
         if let Some(accounts) = &found.account_ids {
             tx.scope_accounts(accounts).await?;
         }
@@ -161,6 +171,7 @@ impl Authorizer {
         if key.deleted && need.action() != "read" {
             return Err(AccessError::TenantDeleted);
         }
+        refuse_when_read_only(key.read_only, need)?;
         // Its accounts: its own scope within its creator's.
         let accounts = match (key.account_ids, key.creator_account_ids) {
             (None, creator) => creator,

@@ -23,6 +23,9 @@ pub enum AccessError {
         permission: &'static str,
         by_key: bool,
     },
+    /// A write to a tenant that is read-only for an overdue payment.
+    #[error("the tenant is read-only")]
+    ReadOnly,
     /// A write to a tenant in its deletion grace period.
     #[error("the tenant is deleted")]
     TenantDeleted,
@@ -94,6 +97,7 @@ impl From<AccessError> for Problem {
                 format!("Your roles in this tenant do not include `{permission}`.")
             }),
             AccessError::TenantDeleted => Problem::tenant_deleted(),
+            AccessError::ReadOnly => kernel::limits::read_only(),
             AccessError::UnknownRoles {
                 field,
                 unknown,

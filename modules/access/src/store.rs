@@ -3,7 +3,8 @@
 //!
 //! Read-only joins outside this module's tables, each for one reason (docs/ARCHITECTURE.md,
 //! "Who owns which table"): the decision reads `user_sessions`, `memberships`, `api_keys`
-//! and `tenants` in one statement; deleting a role counts who still holds it in
+//! and `tenants` in one statement, with the tenant's read-only flag from billing's
+//! `billing_accounts`; deleting a role counts who still holds it in
 //! `memberships`, `api_keys` and `invitations`.
 
 use chrono::{DateTime, Utc};
@@ -21,6 +22,8 @@ pub(crate) struct MemberGrant {
     pub policy_version: Option<i64>,
     /// The accounts the member may see; `None`: every account.
     pub account_ids: Option<Vec<Uuid>>,
+    /// The tenant is read-only (its payment overdue past the grace).
+    pub read_only: bool,
 }
 
 // The decision's statements ride in the round trip of `BEGIN` (kernel::FirstRead), where
@@ -63,6 +66,7 @@ pub(crate) fn member_grant(rows: &[PgRow]) -> Result<MemberGrant, sqlx::Error> {
         deleted: row.try_get(2)?,
         policy_version: row.try_get(3)?,
         account_ids: row.try_get(4)?,
+        read_only: row.try_get(5)?,
     })
 }
 
@@ -79,6 +83,7 @@ pub(crate) struct KeyGrant {
     /// The key's accounts, and its creator's (`None`: every account).
     pub account_ids: Option<Vec<Uuid>>,
     pub creator_account_ids: Option<Vec<Uuid>>,
+    pub read_only: bool,
 }
 
 pub(crate) fn live_api_key(tenant: TenantId, hashes: &[Vec<u8>]) -> FirstRead {
@@ -101,6 +106,7 @@ pub(crate) fn key_grant(rows: &[PgRow]) -> Result<Option<KeyGrant>, sqlx::Error>
                 creator_roles: row.try_get(5)?,
                 account_ids: row.try_get(6)?,
                 creator_account_ids: row.try_get(7)?,
+                read_only: row.try_get(8)?,
             })
         })
         .transpose()

@@ -71,6 +71,8 @@ struct Inner {
     vault: Arc<Vault>,
     providers: HashMap<&'static str, Arc<dyn Provider>>,
     config: BankingConfig,
+    /// The plan's bank connection limit; `None` checks none (this module's own tests).
+    limits: Option<Arc<dyn kernel::limits::Limits>>,
 }
 
 impl std::fmt::Debug for Banking {
@@ -121,7 +123,25 @@ impl Banking {
             vault,
             providers: providers.into_iter().map(|p| (p.name(), p)).collect(),
             config,
+            limits: None,
         }))
+    }
+
+    /// Checks the plan's `bank_connections` before a connection is made.
+    pub fn with_limits(mut self, limits: Arc<dyn kernel::limits::Limits>) -> Banking {
+        Arc::get_mut(&mut self.0)
+            .expect("limits are set before the service is shared")
+            .limits = Some(limits);
+        self
+    }
+
+    async fn admit_connection(&self, tx: &mut TenantTx) -> Result<(), BankingError> {
+        if let Some(limits) = &self.0.limits {
+            limits
+                .admit(tx, kernel::limits::Limit::BankConnections, 1)
+                .await?;
+        }
+        Ok(())
     }
 
     /// The providers this platform runs (`sandbox`, `plaid`).
@@ -308,6 +328,9 @@ impl Banking {
             tx.rollback().await?;
             return Ok((stored, true));
         }
+        // At the limit, the public token is not spent; the check that counts is the one
+        // in the writing transaction.
+        self.admit_connection(&mut tx).await?;
         tx.rollback().await?;
         let linked = self.exchange(provider, public_token).await?;
         let mut tx = TenantTx::resume(&self.0.db, &context).await?;
@@ -375,6 +398,7 @@ impl Banking {
             &linked.exchanged.access_token,
         );
         let created_by = tx.context().actor.user_id().map(|u| u.as_uuid());
+        self.admit_connection(tx).await?;
         let inserted = store::insert_connection(
             tx.conn(),
             tenant,

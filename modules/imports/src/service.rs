@@ -289,18 +289,29 @@ impl Imports {
             .await?
             .ok_or(ImportError::NotFound)?;
         let status = ImportStatus::from_db(&record.status);
-        let failed_on_rows = status == ImportStatus::Failed
-            && record
-                .error
-                .as_ref()
-                .and_then(|e| e.get("code"))
-                .and_then(Value::as_str)
-                == Some("rejected_rows");
-        if status != ImportStatus::Previewed && !failed_on_rows {
+        let failed_code = (status == ImportStatus::Failed)
+            .then(|| {
+                record
+                    .error
+                    .as_ref()
+                    .and_then(|e| e.get("code"))
+                    .and_then(Value::as_str)
+            })
+            .flatten();
+        // Rows kept staged: rejected ones (commit with `skip_rejected`), or over the plan's
+        // month (commit again once the plan allows them).
+        let retryable = matches!(failed_code, Some("rejected_rows" | "plan_limit_reached"));
+        if status != ImportStatus::Previewed && !retryable {
             return Err(ImportError::WrongState(format!(
-                "The import is {}; only a previewed import, or one that failed for its rejected rows, can be committed.",
+                "The import is {}; only a previewed import, or one that failed for its rejected rows or the plan's limit, can be committed.",
                 status.as_str()
             )));
+        }
+        // A preview knows how many rows are new: over the plan's month is `402` now.
+        if status == ImportStatus::Previewed {
+            self.ledger
+                .check_room(tx, record.inserted.max(0) as usize)
+                .await?;
         }
         let job_id = tx.enqueue(run_job(id));
         store::requeue(tx.conn(), tenant, id, skip_rejected, job_id).await?;
@@ -570,6 +581,23 @@ impl Imports {
                             "The account was archived before the import could be written; unarchive it and upload the file again.",
                             Some(reading.format),
                             None,
+                        )
+                        .await;
+                }
+                // Over the plan's monthly transactions: nothing is written, the rows stay
+                // staged for a commit once the plan allows them.
+                Err(ledger::LedgerError::Problem(p)) if p.code() == "plan_limit_reached" => {
+                    drop(tx);
+                    let detail = p.body().detail.unwrap_or_default();
+                    return self
+                        .fail(
+                            db,
+                            tenant,
+                            record,
+                            "plan_limit_reached",
+                            &detail,
+                            Some(reading.format),
+                            Some(reading),
                         )
                         .await;
                 }

@@ -606,6 +606,12 @@ impl TenantTx {
         self.0.context.actor = Actor::ApiKey(key);
     }
 
+    /// Names the agent acting in this transaction for the audit log (`billing` for the
+    /// changes a Stripe webhook drives, say); `balance` unless set.
+    pub fn act_for(&mut self, agent: &'static str) {
+        self.0.context.source_agent = agent;
+    }
+
     /// Confines the transaction to these accounts of its tenant (DESIGN.md §8): the
     /// account-owned tables' restrictive policies read `balance.account_ids`. An empty list
     /// confines it to none. Set by the access decision for a member or key with a scope.

@@ -7,6 +7,7 @@
 //! - [`json`]: the JSON request body that reports every bad field by its path;
 //! - [`idempotency`]: `Idempotency-Key` replay for creating `POST`s;
 //! - [`concurrency`]: `If-Match` on versioned resources;
+//! - [`limits`]: plan limits as the creating modules call them (billing implements them);
 //! - [`page`]: keyset pagination with signed cursors;
 //! - [`ids`], [`money`], [`email`], [`secret`], [`names`]: types that can only hold valid values;
 //! - [`hex`]: the one hex encoding.
@@ -20,6 +21,7 @@ pub mod hex;
 pub mod idempotency;
 pub mod ids;
 pub mod json;
+pub mod limits;
 pub mod migrate;
 pub mod money;
 pub mod names;

@@ -72,12 +72,21 @@ pub struct ProblemBody {
     #[oai(default, skip_serializing_if_is_empty)]
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub errors: Vec<FieldError>,
+    /// The plan limit reached, for `plan_limit_reached` (`members`, `bank_connections`,
+    /// `transactions_per_month`, `telegram_recipients`).
+    #[oai(skip_serializing_if_is_none)]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub limit: Option<String>,
 }
 
 /// The response fields that are left out when they have no value, as `(schema, property)`.
 /// Every other optional field of a response is sent as `null` (docs/ARCHITECTURE.md, "The
 /// spec's rules"); the spec post-processing reads this list to tell the two apart.
-pub const OMITTED_WHEN_ABSENT: &[(&str, &str)] = &[("Problem", "detail"), ("Problem", "errors")];
+pub const OMITTED_WHEN_ABSENT: &[(&str, &str)] = &[
+    ("Problem", "detail"),
+    ("Problem", "errors"),
+    ("Problem", "limit"),
+];
 
 /// The error a streamed body raises when it passes its limit; reading it becomes a 413.
 #[derive(Debug, Clone, Copy)]
@@ -122,6 +131,7 @@ struct Inner {
     title: Cow<'static, str>,
     detail: Option<String>,
     errors: Vec<FieldError>,
+    limit: Option<crate::limits::Limit>,
     headers: Vec<(HeaderName, HeaderValue)>,
     /// What caused it on our side: never sent, kept for logs and for a failed job's record.
     cause: Option<std::sync::Arc<dyn std::error::Error + Send + Sync>>,
@@ -159,6 +169,7 @@ impl Problem {
             title: title.into(),
             detail: None,
             errors: Vec::new(),
+            limit: None,
             headers: Vec::new(),
             cause: None,
         }))
@@ -176,6 +187,18 @@ impl Problem {
     pub fn with_errors(mut self, errors: Vec<FieldError>) -> Self {
         self.0.errors = errors;
         self
+    }
+
+    /// Names the plan limit a `plan_limit_reached` problem reached.
+    #[must_use]
+    pub fn with_limit(mut self, limit: crate::limits::Limit) -> Self {
+        self.0.limit = Some(limit);
+        self
+    }
+
+    /// The plan limit this problem names, if any.
+    pub fn limit(&self) -> Option<crate::limits::Limit> {
+        self.0.limit
     }
 
     /// Adds a response header (e.g. `Retry-After`, `Allow`).
@@ -333,6 +356,7 @@ impl Problem {
                 .unwrap_or_default(),
             code: p.code.to_string(),
             errors: p.errors.clone(),
+            limit: p.limit.map(|l| l.as_str().to_string()),
         }
     }
 
@@ -438,6 +462,10 @@ const DOCUMENTED: &[(u16, &str)] = &[
         "The request cannot be read (malformed JSON, bad encoding).",
     ),
     (401, "No valid credentials."),
+    (
+        402,
+        "A plan limit is reached (`plan_limit_reached`, naming the `limit`), or the workspace is read-only while a payment is overdue (`tenant_read_only`).",
+    ),
     (403, "Signed in, but not allowed to do this."),
     (404, "Not found, or not visible to the caller."),
     (409, "Conflicts with the current state."),
@@ -454,6 +482,14 @@ const DOCUMENTED: &[(u16, &str)] = &[
     (422, "Some fields are invalid; see `errors`."),
     (429, "Too many requests; see `Retry-After`."),
     (500, "A failure on our side; quote the `request_id`."),
+    (
+        501,
+        "The feature is not enabled on this platform (`feature_disabled`), e.g. billing without Stripe keys.",
+    ),
+    (
+        502,
+        "An outside service this needs (the payment provider, a bank) refused.",
+    ),
     (
         503,
         "The database is not reachable, or the server is at its connection limit, right now; retry after `Retry-After` seconds.",

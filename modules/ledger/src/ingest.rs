@@ -166,6 +166,7 @@ impl Ledger {
         rows: &[(&Incoming, Uuid)],
     ) -> Result<std::time::Duration, LedgerError> {
         let tenant = tx.tenant_id();
+        self.count_new(tx, source, rows.len()).await?;
         let mut days: BTreeMap<chrono::NaiveDate, (i64, i64)> = BTreeMap::new();
         let mut words: Vec<(String, chrono::NaiveDate, Uuid)> = Vec::new();
         for chunk in rows.chunks(BATCH) {

@@ -29,6 +29,8 @@ pub struct Ledger {
     plan: SearchPlan,
     /// Told, in the writing transaction, of transactions that arrive uncategorised.
     pub(crate) arrivals: Option<std::sync::Arc<dyn crate::Arrivals>>,
+    /// The plan's monthly transaction limit; `None` checks none (a module's own tests).
+    limits: Option<std::sync::Arc<dyn kernel::limits::Limits>>,
 }
 
 /// How a search with `q` reads: [`SearchPlan::Auto`] in production; tests force each plan
@@ -88,6 +90,47 @@ impl Ledger {
             arrivals: Some(arrivals),
             ..self
         }
+    }
+
+    /// A ledger that checks the plan's `transactions_per_month` before it writes any:
+    /// entered by hand or imported, over the limit is `402 plan_limit_reached` and nothing
+    /// is written; a bank sync is counted but never refused (bank data is never dropped).
+    pub fn with_limits(self, limits: std::sync::Arc<dyn kernel::limits::Limits>) -> Ledger {
+        Ledger {
+            limits: Some(limits),
+            ..self
+        }
+    }
+
+    /// Counts `n` new transactions against the plan, refusing past it unless they come
+    /// from a bank sync.
+    pub(crate) async fn count_new(
+        &self,
+        tx: &mut TenantTx,
+        source: TransactionSource,
+        n: usize,
+    ) -> Result<(), LedgerError> {
+        let Some(limits) = &self.limits else {
+            return Ok(());
+        };
+        let limit = kernel::limits::Limit::TransactionsPerMonth;
+        if source == TransactionSource::Sync {
+            limits.count(tx, limit, n as i64).await?;
+        } else {
+            limits.admit(tx, limit, n as i64).await?;
+        }
+        Ok(())
+    }
+
+    /// Whether `n` more transactions fit in the plan's month now (nothing is counted): an
+    /// import's commit answers `402` at once rather than in its job.
+    pub async fn check_room(&self, tx: &mut TenantTx, n: usize) -> Result<(), LedgerError> {
+        if let Some(limits) = &self.limits {
+            limits
+                .check(tx, kernel::limits::Limit::TransactionsPerMonth, n as i64)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Opens an account; its balances start at the opening balance.
@@ -757,6 +800,7 @@ impl Ledger {
         let categorized = new.category_id.is_some() || !new.splits.is_empty();
         let categorization = (categorized && source == TransactionSource::Manual)
             .then(|| person_categorization(new.category_id));
+        self.count_new(tx, source, 1).await?;
         let row = store::insert_transaction(
             tx.conn(),
             tenant,

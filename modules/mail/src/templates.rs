@@ -18,6 +18,8 @@ pub enum Template {
     },
     /// Something happened to the account that its owner must know.
     SecurityAlert { name: String, what: String },
+    /// A workspace's payment failed: its billing members settle it before the grace ends.
+    PaymentFailed { tenant: String, grace_days: i64 },
 }
 
 impl Template {
@@ -28,6 +30,7 @@ impl Template {
             Template::PasswordReset { .. } => "password_reset",
             Template::Invitation { .. } => "invitation",
             Template::SecurityAlert { .. } => "security_alert",
+            Template::PaymentFailed { .. } => "payment_failed",
         }
     }
 }
@@ -184,6 +187,26 @@ pub fn render(template: &Template, public_url: &url::Url) -> Rendered {
                 subject: "Security alert for your Balance account".into(),
                 text: format!("{}\n\n{}\n\n{}\n", lines[0], lines[1], lines[2]),
                 html: page("Security alert", &lines, None),
+            }
+        }
+        Template::PaymentFailed { tenant, grace_days } => {
+            let href = public_url
+                .join("billing")
+                .expect("a fixed path joins any base URL")
+                .to_string();
+            let lines = vec![
+                format!(
+                    "The latest payment for the workspace \"{}\" failed.",
+                    user_text(tenant)
+                ),
+                format!(
+                    "Update the card or pay the invoice within {grace_days} days: after that the workspace becomes read-only until it is settled. Nothing is deleted, and reading and exporting keep working."
+                ),
+            ];
+            Rendered {
+                subject: "A payment for your Balance workspace failed".into(),
+                text: format!("{}\n\n{}\n\nSettle it: {href}\n", lines[0], lines[1]),
+                html: page("Payment failed", &lines, Some(("Open billing", &href))),
             }
         }
     }

@@ -33,6 +33,8 @@ pub struct Tenancy {
     identity: Identity,
     policy: access::PolicyStore,
     setups: Vec<std::sync::Arc<dyn kernel::TenantSetup>>,
+    /// The plan limits (members); `None` checks none (a module's own tests).
+    limits: Option<std::sync::Arc<dyn kernel::limits::Limits>>,
 }
 
 impl Tenancy {
@@ -41,7 +43,59 @@ impl Tenancy {
             identity,
             policy,
             setups: Vec::new(),
+            limits: None,
         }
+    }
+
+    /// Checks the plan's member limit when someone joins (or is invited while the tenant
+    /// is full).
+    pub fn with_limits(mut self, limits: std::sync::Arc<dyn kernel::limits::Limits>) -> Tenancy {
+        self.limits = Some(limits);
+        self
+    }
+
+    async fn admit_member(&self, tx: &mut TenantTx) -> Result<(), TenancyError> {
+        if let Some(limits) = &self.limits {
+            limits.admit(tx, kernel::limits::Limit::Members, 1).await?;
+        }
+        Ok(())
+    }
+
+    /// Sets the plan the tenant is on (billing, when its subscription changes).
+    pub async fn set_plan(&self, tx: &mut TenantTx, plan: &str) -> Result<(), TenancyError> {
+        let id = tx.tenant_id();
+        store::set_plan(tx.conn(), id, plan).await?;
+        Ok(())
+    }
+
+    /// Every member whose roles grant `permission` (who to tell of a failed payment, say).
+    pub async fn members_with(
+        &self,
+        tx: &mut TenantTx,
+        permission: &str,
+    ) -> Result<Vec<Member>, TenancyError> {
+        let need: access::Permission = permission
+            .parse()
+            .map_err(|_| TenancyError::Problem(kernel::Problem::internal()))?;
+        let id = tx.tenant_id();
+        let all = store::members(tx.conn(), id, (None, None), i64::MAX).await?;
+        let mut holding = Vec::new();
+        let mut decided: std::collections::HashMap<Vec<String>, bool> = Default::default();
+        for member in all {
+            let grants = match decided.get(&member.roles) {
+                Some(grants) => *grants,
+                None => {
+                    let (set, _) =
+                        access::grants::role_sets(&self.policy, tx, &member.roles, false).await?;
+                    decided.insert(member.roles.clone(), set.contains(need));
+                    set.contains(need)
+                }
+            };
+            if grants {
+                holding.push(member);
+            }
+        }
+        Ok(holding)
     }
 
     /// Adds a module's part of every new tenant (run in the creating transaction).
@@ -441,6 +495,8 @@ impl Tenancy {
         let tenant = tx.tenant_id();
         let inviter = tx.context().actor.user_id();
         self.check_invitation_rate(tx, inviter).await?;
+        // A full tenant invites nobody who could not join.
+        self.admit_member(tx).await?;
         let minted = self.identity.mint_invitation(tenant);
         let invitation = store::insert_invitation(
             tx.conn(),
@@ -584,6 +640,7 @@ impl Tenancy {
                 Some(own.into_iter().filter(|a| inviter.contains(a)).collect())
             }
         };
+        self.admit_member(tx).await?;
         if !store::add_member(tx.conn(), tenant, user, &roles, accounts.as_deref()).await? {
             return Err(TenancyError::AlreadyMember);
         }

@@ -127,6 +127,22 @@ pub(crate) async fn rename_tenant(
     Ok(())
 }
 
+pub(crate) async fn set_plan(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    plan: &str,
+) -> Result<(), sqlx::Error> {
+    sqlx::query!(
+        "UPDATE tenants SET plan = $2, version = version + 1, updated_at = now()
+         WHERE id = $1 AND plan <> $2",
+        tenant.as_uuid(),
+        plan,
+    )
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 pub(crate) async fn mark_tenant_deleted(
     conn: &mut PgConnection,
     tenant: TenantId,

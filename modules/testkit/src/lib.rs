@@ -8,10 +8,12 @@
 //!   fails as asked (429, 500, a refusal, not JSON, slow), and keeps every request;
 //! - [`plaid`]: a Plaid stand-in (Link and exchange, accounts, a paged `/transactions/sync`
 //!   over a change log, Plaid's error bodies as faults, ES256-signed webhooks);
+//! - [`stripe`]: a Stripe stand-in (customers, Checkout and portal sessions, subscriptions
+//!   to retrieve, Stripe's idempotency and error envelope, faults, `Stripe-Signature`s);
 //! - [`seed`]: tenants, users and memberships arranged through the kernel's handles;
 //! - [`openapi`]: a validator that holds real responses to a committed OpenAPI 3.0 spec.
 //!
-//! Stand-ins for Stripe and Telegram join these as their features land.
+//! A stand-in for Telegram joins these as its feature lands.
 
 pub mod cluster;
 pub mod db;
@@ -22,6 +24,7 @@ pub mod otlp;
 pub mod plaid;
 pub mod seed;
 pub mod smtp;
+pub mod stripe;
 
 use std::{path::PathBuf, time::Duration};
 

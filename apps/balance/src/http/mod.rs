@@ -39,6 +39,7 @@ pub type ProductApi = (
     imports::ImportsApi,
     categorize::CategorizeApi,
     banking::BankingApi,
+    billing::BillingApi,
 );
 
 /// The permission of every tenant operation, by operation id: the modules declare them beside
@@ -53,6 +54,7 @@ pub fn permissions() -> impl Iterator<Item = (&'static str, &'static str)> {
         .chain(imports::PERMISSIONS)
         .chain(categorize::PERMISSIONS)
         .chain(banking::PERMISSIONS)
+        .chain(billing::PERMISSIONS)
         .copied()
 }
 
@@ -96,6 +98,7 @@ pub fn product_api(platform: &crate::Platform) -> ProductApi {
             platform.banking.clone(),
             platform.cursors.clone(),
         ),
+        billing::BillingApi::new(platform.authz.clone(), platform.billing.clone()),
     )
 }
 

@@ -113,6 +113,11 @@ impl TestApp {
             ("BALANCE_DATABASE_OWNER_URL".into(), db.owner_url.clone()),
             ("BALANCE_LISTEN".into(), "127.0.0.1:0".into()),
             ("BALANCE_DATA_DIR".into(), data_dir.to_string_lossy().into()),
+            // Tests lift the plan limits; the tests of billing set their own.
+            (
+                "BALANCE_PLANS".into(),
+                r#"{"free": {"limits": {"members": null, "bank_connections": null, "transactions_per_month": null, "telegram_recipients": null}}}"#.into(),
+            ),
             // Tests raise the limits; the tests of the limits lower them again.
             (
                 "BALANCE_RATE_LIMITS".into(),

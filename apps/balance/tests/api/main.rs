@@ -2,6 +2,7 @@
 
 mod audit;
 mod banking;
+mod billing;
 mod categorize;
 mod cli;
 mod data_layer;

@@ -15,7 +15,10 @@ use crate::{
 const PASSWORD: &str = "correct horse battery staple";
 
 /// Operations no request can make fail: public, without parameters or a body.
-const CANNOT_FAIL: &[(&str, &str)] = &[("get", "/api/v1/audit/public-key")];
+const CANNOT_FAIL: &[(&str, &str)] = &[
+    ("get", "/api/v1/audit/public-key"),
+    ("get", "/api/v1/plans"),
+];
 
 /// A call as `token` (or without credentials); its status and JSON body.
 async fn call(
@@ -74,6 +77,7 @@ fn totp_now(secret_b32: &str) -> String {
 async fn succeed_everywhere(
     app: &TestApp,
     plaid: &testkit::plaid::PlaidStandIn,
+    stripe: &testkit::stripe::StripeStandIn,
 ) -> (String, String) {
     use Method as M;
     let signup = |email: &str| json!({"email": email, "password": PASSWORD, "name": "Ada"});
@@ -761,6 +765,66 @@ async fn succeed_everywhere(
     expect(app, 200, M::PATCH, &child, &ada, Some(rename)).await;
     expect(app, 204, M::DELETE, &child, &ada, None).await;
 
+    // Billing: the catalogue, the subscription and limits, a checkout (which makes the
+    // customer), the portal, and Stripe's signed webhook.
+    expect(app, 200, M::GET, "/api/v1/plans", "", None).await;
+    expect(app, 200, M::GET, &format!("{t}/subscription"), &ada, None).await;
+    expect(app, 200, M::GET, &format!("{t}/entitlements"), &ada, None).await;
+    let checkout = json!({"plan": "team", "success_url": "https://app.example.com/ok", "cancel_url": "https://app.example.com/no"});
+    expect(
+        app,
+        200,
+        M::POST,
+        &format!("{t}/billing/checkout-session"),
+        &ada,
+        Some(checkout),
+    )
+    .await;
+    let portal = json!({"return_url": "https://app.example.com/billing"});
+    expect(
+        app,
+        200,
+        M::POST,
+        &format!("{t}/billing/portal-session"),
+        &ada,
+        Some(portal),
+    )
+    .await;
+    let event = serde_json::to_vec(&json!({
+        "id": "evt_conformance", "object": "event", "type": "customer.subscription.updated",
+        "created": testkit::stripe::now(), "data": {"object": {"id": "sub_none", "object": "subscription"}}
+    }))
+    .unwrap();
+    let signature =
+        testkit::stripe::sign_webhook(&event, &["whsec_conformance"], testkit::stripe::now());
+    let (status, _, got) = parts(
+        app.send(
+            app.client
+                .post(app.url("/api/v1/webhooks/stripe"))
+                .header("content-type", "application/json")
+                .header("stripe-signature", signature)
+                .body(event),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{got}");
+    assert_eq!(stripe.customers(), 1);
+    let (status, _, got) = parts(
+        app.send(
+            app.client
+                .post(app.url("/api/v1/webhooks/stripe"))
+                .header("content-type", "application/json")
+                .header("stripe-signature", "t=1,v1=00")
+                .body("{}"),
+        )
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 400, "{got}");
+
     // Bank connections: the sandbox's link token, a Plaid item connected, read, synced,
     // its signed webhook taken, then disconnected.
     let links = format!("{t}/bank-connections");
@@ -939,13 +1003,23 @@ async fn fail_everywhere(app: &TestApp, spec: &Value, token: &str, tenant: &str)
 async fn every_operation_answers_what_the_spec_says() {
     let plaid = testkit::plaid::PlaidStandIn::start().await.unwrap();
     let url = plaid.url();
+    let stripe = testkit::stripe::StripeStandIn::start().await.unwrap();
+    let stripe_url = stripe.url();
     let app = TestApp::spawn_with_worker(&[
         ("BALANCE_PLAID_CLIENT_ID", testkit::plaid::CLIENT_ID),
         ("BALANCE_PLAID_SECRET", testkit::plaid::SECRET),
         ("BALANCE_PLAID_BASE_URL", &url),
+        ("BALANCE_STRIPE_SECRET_KEY", testkit::stripe::SECRET_KEY),
+        ("BALANCE_STRIPE_API_BASE", &stripe_url),
+        ("BALANCE_STRIPE_WEBHOOK_SECRETS", "whsec_conformance"),
+        ("BALANCE_CORS_ORIGINS", "https://app.example.com"),
+        (
+            "BALANCE_PLANS",
+            r#"{"team": {"stripe_price_id": "price_conformance"}}"#,
+        ),
     ])
     .await;
-    let (ada, beta) = succeed_everywhere(&app, &plaid).await;
+    let (ada, beta) = succeed_everywhere(&app, &plaid, &stripe).await;
     let spec: Value = serde_json::from_str(
         &std::fs::read_to_string(testkit::repo_root().join("openapi/openapi.json")).unwrap(),
     )

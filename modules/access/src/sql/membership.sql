@@ -1,5 +1,7 @@
 SELECT true AS "live!", m.roles AS "roles?", t.deleted_at IS NOT NULL AS "deleted?",
-       t.policy_version AS "policy_version?", m.account_ids AS "account_ids?"
+       t.policy_version AS "policy_version?", m.account_ids AS "account_ids?",
+       b.read_only_since IS NOT NULL AS "read_only!"
 FROM (SELECT 1) one
 LEFT JOIN memberships m ON m.tenant_id = $1 AND m.user_id = $2
 LEFT JOIN tenants t ON t.id = m.tenant_id
+LEFT JOIN billing_accounts b ON b.tenant_id = m.tenant_id
