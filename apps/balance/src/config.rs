@@ -65,6 +65,9 @@ pub struct Config {
     /// How long a payment may stay overdue before the tenant is read-only
     /// (`BALANCE_BILLING_GRACE_DAYS`, default 14).
     pub billing_grace: Duration,
+    /// The ECB daily reference-rate file the daily rates job fetches
+    /// (`BALANCE_FX_DAILY_URL`); `None`: the shipped history only.
+    pub fx_daily_url: Option<Url>,
     pub plaid: Option<PlaidConfig>,
     /// The built-in sandbox bank (`BALANCE_BANK_SANDBOX`: on by default, off by default in
     /// production).
@@ -562,6 +565,10 @@ impl Config {
                     .map_err(|e| err("BALANCE_PLANS", e))?
             }
         };
+        let fx_daily_url = vars
+            .get("BALANCE_FX_DAILY_URL")
+            .map(|raw| http_url(&raw, "BALANCE_FX_DAILY_URL"))
+            .transpose()?;
         let billing_grace = match vars.get("BALANCE_BILLING_GRACE_DAYS") {
             None => Duration::from_secs(14 * 86_400),
             Some(raw) => raw
@@ -599,6 +606,7 @@ impl Config {
             stripe,
             plans: std::sync::Arc::new(plans),
             billing_grace,
+            fx_daily_url,
             plaid,
             bank_sandbox,
             llm,

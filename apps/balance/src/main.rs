@@ -235,8 +235,10 @@ async fn migrate(config: &Config) -> anyhow::Result<()> {
     )?;
     let runtime = require(&config.database.url, "BALANCE_DATABASE_URL", DB_HINT)?;
     balance::platform::migrate(owner, runtime).await?;
+    let rates = balance::platform::seed(owner).await?;
     tracing::info!(
         migrations = db::MIGRATOR.iter().count(),
+        rates,
         "database is migrated"
     );
     Ok(())

@@ -39,6 +39,8 @@ pub struct Platform {
     pub banking: banking::Banking,
     /// Plans, subscriptions, Stripe's webhook and the plan limits.
     pub billing: billing::Billing,
+    /// Exchange rates.
+    pub fx: fx::Fx,
     /// Custom roles.
     pub roles: access::Roles,
 }
@@ -62,6 +64,19 @@ pub async fn migrate(owner_url: &str, runtime_url: &str) -> anyhow::Result<()> {
     kernel::migrate::migrate(owner_url, runtime_url).await?;
     jobs::setup(owner_url).await?;
     Ok(())
+}
+
+/// Seeds the data the product ships (the ECB's rate history) into a migrated database;
+/// quick when it is there already. `balance migrate` runs it after the migrations; test
+/// databases seed only where a test needs the rates.
+pub async fn seed(owner_url: &str) -> anyhow::Result<u64> {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(owner_url).await?;
+    let written = fx::seed_history(&mut conn)
+        .await
+        .map_err(|e| anyhow::anyhow!("seeding the exchange rates: {e}"))?;
+    conn.close().await?;
+    Ok(written)
 }
 
 /// What, besides `migrations/`, shapes a migrated database (for test templates).
@@ -123,6 +138,13 @@ impl Platform {
             .with_setup(Arc::new(ledger.clone()))
             .with_limits(limits);
         let billing = billing::Billing::new(db.clone(), billing_config(config), tenancy.clone())?;
+        let fx = fx::Fx::new(
+            db.clone(),
+            fx::FxConfig {
+                daily_url: config.fx_daily_url.as_ref().map(|u| u.to_string()),
+                timeout: None,
+            },
+        )?;
         Ok(Platform {
             pool,
             jobs_pool,
@@ -137,6 +159,7 @@ impl Platform {
             categorizer,
             banking,
             billing,
+            fx,
             ledger,
             roles: access::Roles::new(policy.clone()),
             policy,
@@ -173,6 +196,7 @@ impl Platform {
         let registry = categorize::register(registry, self.categorizer.clone());
         let registry = banking::register(registry, self.banking.clone());
         let registry = billing::register(registry, self.billing.clone());
+        let registry = fx::register(registry, self.fx.clone());
         let registry = registry.handle(VAULT_REENCRYPT, {
             let platform = self.clone();
             move |job| {
@@ -203,6 +227,7 @@ impl Platform {
         })
         .cron(banking::cron())
         .cron(billing::cron())
+        .cron(fx::cron())
         .cron(jobs::CronJob {
             name: "audit-checkpoints",
             schedule: "0 0 * * * *",

@@ -11,6 +11,8 @@ pub struct Tenant {
     pub id: TenantId,
     pub name: String,
     pub plan: String,
+    /// The base currency budgets and analytics report in (ISO 4217).
+    pub currency: String,
     /// The caller's roles in it.
     pub roles: Vec<String>,
     pub created_at: DateTime<Utc>,

@@ -78,16 +78,42 @@ kernel::page_object!(
 /// A tenant's name.
 #[derive(Debug, Object, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct TenantName {
+pub struct NewTenant {
     /// 1–200 characters.
     #[oai(validator(min_length = 1, max_length = 200))]
     pub name: String,
+    /// The base currency budgets and analytics report in (ISO 4217; default `EUR`).
+    pub currency: Option<kernel::Currency>,
 }
 
-impl Validate for TenantName {
+impl Validate for NewTenant {
     fn validate(&self, errors: &mut FieldErrors) {
         if let Err(e) = DisplayName::parse("name", &self.name) {
             errors.push(e);
+        }
+    }
+}
+
+/// A change of a tenant: its name, its base currency, or both.
+#[derive(Debug, Object, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantChange {
+    /// 1–200 characters.
+    #[oai(validator(min_length = 1, max_length = 200))]
+    pub name: Option<String>,
+    /// The base currency (ISO 4217).
+    pub currency: Option<kernel::Currency>,
+}
+
+impl Validate for TenantChange {
+    fn validate(&self, errors: &mut FieldErrors) {
+        if let Some(name) = &self.name
+            && let Err(e) = DisplayName::parse("name", name)
+        {
+            errors.push(e);
+        }
+        if self.name.is_none() && self.currency.is_none() {
+            errors.add("name", "give a new name, a new currency, or both");
         }
     }
 }
@@ -279,7 +305,7 @@ impl TenancyApi {
         &self,
         auth: BearerAuth,
         #[oai(name = "Idempotency-Key")] key: Header<Option<String>>,
-        body: JsonBody<TenantName>,
+        body: JsonBody<NewTenant>,
     ) -> ApiResult<Created> {
         let me = self.identity.authenticate(auth.token()).await?;
         let key = IdempotencyKey::parse_optional(key.0.as_deref())?;
@@ -297,7 +323,13 @@ impl TenancyApi {
             return Ok(Created::Created(Json(t), location));
         }
         let name = parsed(DisplayName::parse("name", &body.name))?;
-        let created = self.tenancy.create(&mut tx.0, me.user_id, &name).await?;
+        let currency = body
+            .currency
+            .unwrap_or_else(|| kernel::Currency::parse("EUR").expect("EUR is a currency"));
+        let created = self
+            .tenancy
+            .create(&mut tx.0, me.user_id, &name, currency)
+            .await?;
         idempotency::commit(tx, key.as_ref(), StatusCode::CREATED, &created).await?;
         let location = format!("/api/v1/tenants/{id}");
         Ok(Created::Created(Json(created), location))
@@ -335,7 +367,7 @@ impl TenancyApi {
         Ok(Json(t))
     }
 
-    /// Renames a tenant workspace.
+    /// Renames a tenant workspace and/or changes its base currency.
     #[oai(
         path = "/tenants/:tenant_id",
         method = "patch",
@@ -346,16 +378,24 @@ impl TenancyApi {
         auth: BearerAuth,
         tenant_id: Path<TenantId>,
         #[oai(name = "If-Match")] if_match: Header<Option<String>>,
-        body: LazyJson<TenantName>,
+        body: LazyJson<TenantChange>,
     ) -> ApiResult<Json<Tenant>> {
         // Access first: a stranger learns nothing, not even that the body was wrong.
         let mut tx = self
             .authz
             .tenant(auth.token(), tenant_id.0, TENANT_WRITE)
             .await?;
-        let name = parsed(DisplayName::parse("name", &body.parse()?.name))?;
+        let body = body.parse()?.into_inner();
+        let name = body
+            .name
+            .as_deref()
+            .map(|n| parsed(DisplayName::parse("name", n)))
+            .transpose()?;
         let expected = concurrency::if_match(if_match.0.as_deref())?;
-        let t = self.tenancy.rename(&mut tx, expected, &name).await?;
+        let t = self
+            .tenancy
+            .update(&mut tx, expected, name.as_ref(), body.currency)
+            .await?;
         tx.commit().await?;
         Ok(Json(t))
     }

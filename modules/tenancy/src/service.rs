@@ -117,14 +117,15 @@ impl Tenancy {
         tx: &mut TenantTx,
         owner: UserId,
         name: &DisplayName,
+        currency: kernel::Currency,
     ) -> Result<Tenant, TenancyError> {
         let id = tx.tenant_id();
-        store::insert_tenant(tx.conn(), id, name.as_str()).await?;
+        store::insert_tenant(tx.conn(), id, name.as_str(), currency.code()).await?;
         store::add_member(tx.conn(), id, owner, &["owner".to_string()], None).await?;
         tx.record(
             NewEvent::new("tenant.created")
                 .resource("tenant", id)
-                .payload(json!({ "plan": "free" })),
+                .payload(json!({ "plan": "free", "currency": currency.code() })),
         );
         tx.record(
             NewEvent::new("member.added")
@@ -161,15 +162,41 @@ impl Tenancy {
         expected: Option<i64>,
         name: &DisplayName,
     ) -> Result<Tenant, TenancyError> {
+        self.update(tx, expected, Some(name), None).await
+    }
+
+    /// Renames the tenant and/or changes its base currency (absent: kept); `expected` is
+    /// the `If-Match` version, if any.
+    pub async fn update(
+        &self,
+        tx: &mut TenantTx,
+        expected: Option<i64>,
+        name: Option<&DisplayName>,
+        currency: Option<kernel::Currency>,
+    ) -> Result<Tenant, TenancyError> {
         let id = tx.tenant_id();
         let current = store::lock_tenant(tx.conn(), id).await?;
         concurrency::check(expected, current.version)?;
-        store::rename_tenant(tx.conn(), id, name.as_str()).await?;
-        tx.record(
-            NewEvent::new("tenant.renamed")
-                .resource("tenant", id)
-                .payload(json!({ "changed": current.name != name.as_str() })),
-        );
+        let renamed = name.is_some();
+        let name = name
+            .map_or(current.name.as_str(), |n| n.as_str())
+            .to_string();
+        let currency = currency.map_or(current.currency.clone(), |c| c.code().to_string());
+        store::update_tenant(tx.conn(), id, &name, &currency).await?;
+        if renamed {
+            tx.record(
+                NewEvent::new("tenant.renamed")
+                    .resource("tenant", id)
+                    .payload(json!({ "changed": name != current.name })),
+            );
+        }
+        if currency != current.currency {
+            tx.record(
+                NewEvent::new("tenant.currency_changed")
+                    .resource("tenant", id)
+                    .payload(json!({ "from": current.currency, "to": currency })),
+            );
+        }
         self.get(tx).await
     }
 

@@ -18,11 +18,13 @@ pub(crate) async fn insert_tenant(
     conn: &mut PgConnection,
     id: TenantId,
     name: &str,
+    currency: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "INSERT INTO tenants (id, name) VALUES ($1, $2)",
+        "INSERT INTO tenants (id, name, currency) VALUES ($1, $2, $3)",
         id.as_uuid(),
-        name
+        name,
+        currency
     )
     .execute(conn)
     .await?;
@@ -59,7 +61,7 @@ pub(crate) async fn tenant(
 ) -> Result<Tenant, sqlx::Error> {
     sqlx::query_as!(
         Tenant,
-        r#"SELECT t.id AS "id: TenantId", t.name, t.plan, coalesce(m.roles, '{}') AS "roles!",
+        r#"SELECT t.id AS "id: TenantId", t.name, t.plan, t.currency, coalesce(m.roles, '{}') AS "roles!",
                   t.created_at, t.deleted_at, t.version
            FROM tenants t LEFT JOIN memberships m ON m.tenant_id = t.id AND m.user_id = $2
            WHERE t.id = $1"#,
@@ -80,7 +82,7 @@ pub(crate) async fn tenants_of(
 ) -> Result<Vec<Tenant>, sqlx::Error> {
     sqlx::query_as!(
         Tenant,
-        r#"SELECT t.id AS "id: TenantId", t.name, t.plan, m.roles, t.created_at, t.deleted_at, t.version
+        r#"SELECT t.id AS "id: TenantId", t.name, t.plan, t.currency, m.roles, t.created_at, t.deleted_at, t.version
            FROM memberships m JOIN tenants t ON t.id = m.tenant_id
            WHERE m.user_id = $1 AND ($2::timestamptz IS NULL OR (t.created_at, t.id) < ($2, $3))
            ORDER BY t.created_at DESC, t.id DESC LIMIT $4"#,
@@ -97,6 +99,7 @@ pub(crate) async fn tenants_of(
 pub(crate) struct TenantVersion {
     pub version: i64,
     pub name: String,
+    pub currency: String,
 }
 
 pub(crate) async fn lock_tenant(
@@ -105,22 +108,25 @@ pub(crate) async fn lock_tenant(
 ) -> Result<TenantVersion, sqlx::Error> {
     sqlx::query_as!(
         TenantVersion,
-        "SELECT version, name FROM tenants WHERE id = $1 FOR UPDATE",
+        "SELECT version, name, currency FROM tenants WHERE id = $1 FOR UPDATE",
         tenant.as_uuid(),
     )
     .fetch_one(conn)
     .await
 }
 
-pub(crate) async fn rename_tenant(
+pub(crate) async fn update_tenant(
     conn: &mut PgConnection,
     tenant: TenantId,
     name: &str,
+    currency: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE tenants SET name = $2, version = version + 1, updated_at = now() WHERE id = $1",
+        "UPDATE tenants SET name = $2, currency = $3, version = version + 1, updated_at = now()
+         WHERE id = $1",
         tenant.as_uuid(),
         name,
+        currency,
     )
     .execute(conn)
     .await?;

@@ -10,6 +10,7 @@
 //!   over a change log, Plaid's error bodies as faults, ES256-signed webhooks);
 //! - [`stripe`]: a Stripe stand-in (customers, Checkout and portal sessions, subscriptions
 //!   to retrieve, Stripe's idempotency and error envelope, faults, `Stripe-Signature`s);
+//! - [`ecb`]: the ECB's daily reference-rate file, or its failures;
 //! - [`seed`]: tenants, users and memberships arranged through the kernel's handles;
 //! - [`openapi`]: a validator that holds real responses to a committed OpenAPI 3.0 spec.
 //!
@@ -17,6 +18,7 @@
 
 pub mod cluster;
 pub mod db;
+pub mod ecb;
 pub mod llm;
 pub mod logs;
 pub mod openapi;

@@ -40,6 +40,7 @@ pub type ProductApi = (
     categorize::CategorizeApi,
     banking::BankingApi,
     billing::BillingApi,
+    fx::FxApi,
 );
 
 /// The permission of every tenant operation, by operation id: the modules declare them beside
@@ -99,6 +100,7 @@ pub fn product_api(platform: &crate::Platform) -> ProductApi {
             platform.cursors.clone(),
         ),
         billing::BillingApi::new(platform.authz.clone(), platform.billing.clone()),
+        fx::FxApi::new(platform.db.clone(), platform.fx.clone()),
     )
 }
 

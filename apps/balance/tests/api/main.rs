@@ -6,6 +6,7 @@ mod billing;
 mod categorize;
 mod cli;
 mod data_layer;
+mod fx;
 mod hardening;
 mod helpers;
 mod idempotency;

@@ -765,6 +765,19 @@ async fn succeed_everywhere(
     expect(app, 200, M::PATCH, &child, &ada, Some(rename)).await;
     expect(app, 204, M::DELETE, &child, &ada, None).await;
 
+    // Exchange rates (seeded as `balance migrate` does), and one asked for badly.
+    balance::platform::seed(&app.db.owner_url).await.unwrap();
+    expect(
+        app,
+        200,
+        M::GET,
+        "/api/v1/fx/rates?base=USD&quote=JPY&date=2026-10-30",
+        "",
+        None,
+    )
+    .await;
+    expect(app, 422, M::GET, "/api/v1/fx/rates?quote=usd", "", None).await;
+
     // Billing: the catalogue, the subscription and limits, a checkout (which makes the
     // customer), the portal, and Stripe's signed webhook.
     expect(app, 200, M::GET, "/api/v1/plans", "", None).await;
@@ -1051,7 +1064,7 @@ async fn every_operation_answers_what_the_spec_says() {
 fn a_response_that_contradicts_the_spec_is_reported() {
     let spec = committed_spec();
     let path = format!("/api/v1/tenants/{}", uuid::Uuid::now_v7());
-    let tenant = json!({"id": uuid::Uuid::now_v7(), "name": "Acme", "plan": "free",
+    let tenant = json!({"id": uuid::Uuid::now_v7(), "name": "Acme", "plan": "free", "currency": "EUR",
         "roles": ["owner"], "created_at": "2026-01-05T10:00:00Z", "deleted_at": null, "version": 1});
     let check = |status: u16, content_type: &str, body: &Value| {
         spec.check_response(

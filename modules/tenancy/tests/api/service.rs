@@ -22,7 +22,16 @@ async fn a_job_creates_a_tenant_for_a_person_who_then_lists_it_as_theirs() {
     let id = TenantId::new();
     let mut tx = TenantTx::begin(&env.kdb, id, Actor::System).await.unwrap();
     let name = DisplayName::parse("name", "  Acme Ltd ").unwrap();
-    let created = env.tenancy.create(&mut tx, owner, &name).await.unwrap();
+    let created = env
+        .tenancy
+        .create(
+            &mut tx,
+            owner,
+            &name,
+            kernel::Currency::parse("EUR").unwrap(),
+        )
+        .await
+        .unwrap();
     tx.commit().await.unwrap();
     assert_eq!(
         (created.id, created.name.as_str(), created.plan.as_str()),
