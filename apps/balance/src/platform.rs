@@ -41,6 +41,8 @@ pub struct Platform {
     pub billing: billing::Billing,
     /// Exchange rates.
     pub fx: fx::Fx,
+    /// Budgets and their alerts.
+    pub budgets: budgets::Budgets,
     /// Custom roles.
     pub roles: access::Roles,
 }
@@ -118,7 +120,8 @@ impl Platform {
             Arc::new(billing::PlanLimits::new(config.plans.clone()));
         let ledger = ledger::Ledger::new()
             .with_arrivals(categorize::Categorizer::arrivals())
-            .with_limits(limits.clone());
+            .with_limits(limits.clone())
+            .with_changes(budgets::Budgets::on_change());
         let mut categorizer = categorize::Categorizer::new(ledger.clone());
         if let Some(llm) = &config.llm {
             let mut llm_config = categorize::llm::LlmConfig::new(
@@ -145,6 +148,7 @@ impl Platform {
                 timeout: None,
             },
         )?;
+        let budgets = budgets::Budgets::new(db.clone(), ledger.clone(), fx.clone());
         Ok(Platform {
             pool,
             jobs_pool,
@@ -159,6 +163,7 @@ impl Platform {
             categorizer,
             banking,
             billing,
+            budgets,
             fx,
             ledger,
             roles: access::Roles::new(policy.clone()),
@@ -197,6 +202,7 @@ impl Platform {
         let registry = banking::register(registry, self.banking.clone());
         let registry = billing::register(registry, self.billing.clone());
         let registry = fx::register(registry, self.fx.clone());
+        let registry = budgets::register(registry, self.budgets.clone());
         let registry = registry.handle(VAULT_REENCRYPT, {
             let platform = self.clone();
             move |job| {
@@ -228,6 +234,7 @@ impl Platform {
         .cron(banking::cron())
         .cron(billing::cron())
         .cron(fx::cron())
+        .cron(budgets::cron())
         .cron(jobs::CronJob {
             name: "audit-checkpoints",
             schedule: "0 0 * * * *",

@@ -42,6 +42,13 @@ pub trait Arrivals: Send + Sync + 'static {
     }
 }
 
+/// Who wants to hear that the tenant's transactions changed in some way (created, edited,
+/// recategorised, deleted, imported, synced, reverted): budgets re-evaluate. Called inside
+/// the writing transaction, at most once per transaction is enough.
+pub trait Changes: Send + Sync + 'static {
+    fn changed(&self, tx: &mut TenantTx);
+}
+
 /// Which transactions a pipeline run looks at.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Selection {
@@ -120,6 +127,13 @@ fn candidate(r: store::CandidateRow) -> Candidate {
 }
 
 impl Ledger {
+    /// Tells the listener of changes, if any, that this transaction changed transactions.
+    pub(crate) fn changed(&self, tx: &mut TenantTx) {
+        if let Some(changes) = &self.changes {
+            changes.changed(tx);
+        }
+    }
+
     pub(crate) fn arrived(&self, tx: &mut TenantTx, arrival: Arrival) {
         if let Some(arrivals) = &self.arrivals {
             arrivals.arrived(tx, arrival);
@@ -175,6 +189,18 @@ impl Ledger {
         let mut by_id: HashMap<Uuid, Candidate> =
             rows.into_iter().map(|r| (r.id, candidate(r))).collect();
         Ok(ids.iter().filter_map(|id| by_id.remove(id)).collect())
+    }
+
+    /// Sums by category, account, currency and day over `[from, to)` (see
+    /// [`crate::DaySums`]), under the caller's account scope: what budgets count.
+    pub async fn day_sums(
+        &self,
+        tx: &mut TenantTx,
+        from: chrono::NaiveDate,
+        to: chrono::NaiveDate,
+    ) -> Result<Vec<crate::DaySums>, LedgerError> {
+        let tenant = tx.tenant_id();
+        Ok(store::day_sums(tx.conn(), tenant, from, to).await?)
     }
 
     /// Every category of the tenant (names for explanations, kinds for transfers).
@@ -244,6 +270,7 @@ impl Ledger {
         changes: &[AutoChange],
     ) -> Result<Applied, LedgerError> {
         let tenant = tx.tenant_id();
+        self.changed(tx);
         let mut applied = Applied::default();
         let (plain, rest): (Vec<&AutoChange>, Vec<&AutoChange>) = changes
             .iter()

@@ -167,6 +167,9 @@ impl Ledger {
     ) -> Result<std::time::Duration, LedgerError> {
         let tenant = tx.tenant_id();
         self.count_new(tx, source, rows.len()).await?;
+        if !rows.is_empty() {
+            self.changed(tx);
+        }
         let mut days: BTreeMap<chrono::NaiveDate, (i64, i64)> = BTreeMap::new();
         let mut words: Vec<(String, chrono::NaiveDate, Uuid)> = Vec::new();
         for chunk in rows.chunks(BATCH) {
@@ -242,6 +245,7 @@ impl Ledger {
         import_id: Uuid,
     ) -> Result<Reverted, LedgerError> {
         let tenant = tx.tenant_id();
+        self.changed(tx);
         let kept = store::edited_rows_of_import(tx.conn(), tenant, import_id).await?;
         let deleted = store::delete_rows_of_import(tx.conn(), tenant, import_id).await?;
         let ids: Vec<Uuid> = deleted.iter().map(|d| d.id).collect();

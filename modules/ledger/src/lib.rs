@@ -14,7 +14,9 @@ mod service;
 mod store;
 mod sync;
 
-pub use automation::{Applied, Arrival, Arrivals, AutoChange, Candidate, Categorised, Selection};
+pub use automation::{
+    Applied, Arrival, Arrivals, AutoChange, Candidate, Categorised, Changes, Selection,
+};
 pub use domain::{
     Account, AccountChanges, AccountKind, Categorization, Category, CategoryChanges, CategoryKind,
     DayBalance, Editor, Fingerprint, Iban, Incoming, MatchedBy, Neighbour, NewAccount, NewCategory,
@@ -25,4 +27,5 @@ pub use error::LedgerError;
 pub use http::{LedgerApi, PERMISSIONS};
 pub use ingest::{Reverted, batch_index};
 pub use service::{Ledger, MAX_SERIES_DAYS, SearchPlan};
+pub use store::DaySums;
 pub use sync::{BankChanges, SyncOutcome, Synced};

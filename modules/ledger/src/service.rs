@@ -31,6 +31,8 @@ pub struct Ledger {
     pub(crate) arrivals: Option<std::sync::Arc<dyn crate::Arrivals>>,
     /// The plan's monthly transaction limit; `None` checks none (a module's own tests).
     limits: Option<std::sync::Arc<dyn kernel::limits::Limits>>,
+    /// Told of every change to transactions (budgets re-evaluate).
+    pub(crate) changes: Option<std::sync::Arc<dyn crate::Changes>>,
 }
 
 /// How a search with `q` reads: [`SearchPlan::Auto`] in production; tests force each plan
@@ -98,6 +100,15 @@ impl Ledger {
     pub fn with_limits(self, limits: std::sync::Arc<dyn kernel::limits::Limits>) -> Ledger {
         Ledger {
             limits: Some(limits),
+            ..self
+        }
+    }
+
+    /// A ledger that tells `changes` of every change to transactions, in the writing
+    /// transaction.
+    pub fn with_changes(self, changes: std::sync::Arc<dyn crate::Changes>) -> Ledger {
+        Ledger {
+            changes: Some(changes),
             ..self
         }
     }
@@ -718,6 +729,7 @@ impl Ledger {
         counterpart: Uuid,
     ) -> Result<Transfer, LedgerError> {
         let tenant = tx.tenant_id();
+        self.changed(tx);
         if id == counterpart {
             return Err(LedgerError::invalid(
                 "counterpart_id",
@@ -801,6 +813,7 @@ impl Ledger {
         let categorization = (categorized && source == TransactionSource::Manual)
             .then(|| person_categorization(new.category_id));
         self.count_new(tx, source, 1).await?;
+        self.changed(tx);
         let row = store::insert_transaction(
             tx.conn(),
             tenant,
@@ -968,6 +981,7 @@ impl Ledger {
         record: bool,
     ) -> Result<Transaction, LedgerError> {
         let tenant = tx.tenant_id();
+        self.changed(tx);
         let current = store::lock_transaction(tx.conn(), tenant, id)
             .await?
             .ok_or(LedgerError::NotFound)?;
@@ -1164,6 +1178,7 @@ impl Ledger {
         id: Uuid,
     ) -> Result<store::TransactionRow, LedgerError> {
         let tenant = tx.tenant_id();
+        self.changed(tx);
         let current = store::lock_transaction(tx.conn(), tenant, id)
             .await?
             .ok_or(LedgerError::NotFound)?;

@@ -1788,3 +1788,50 @@ pub(crate) async fn plan_each_statement(
     sqlx::raw_sql(statement).execute(conn).await?;
     Ok(())
 }
+
+/// Spending and income by category, account, currency and day over `[from, to)`: live
+/// transactions, transfer legs left out, a split transaction by its parts.
+#[derive(Debug, Clone)]
+pub struct DaySums {
+    pub category_id: Option<Uuid>,
+    pub account_id: Uuid,
+    pub currency: String,
+    pub date: chrono::NaiveDate,
+    /// The sum of the parts (refunds reduce spending).
+    pub net: i64,
+    /// The sum of the outflows only (a refund does not reduce it; a correction does).
+    pub outflow: i64,
+    pub count: i64,
+}
+
+pub(crate) async fn day_sums(
+    conn: &mut PgConnection,
+    tenant: TenantId,
+    from: chrono::NaiveDate,
+    to: chrono::NaiveDate,
+) -> Result<Vec<DaySums>, sqlx::Error> {
+    sqlx::query_as!(
+        DaySums,
+        r#"WITH live AS (
+               SELECT t.id, t.account_id, t.currency, t.date, t.amount, t.category_id
+               FROM transactions t
+               WHERE t.tenant_id = $1 AND t.date >= $2 AND t.date < $3
+                 AND t.deleted_at IS NULL AND t.transfer_id IS NULL),
+           parts AS (
+               SELECT l.category_id, l.account_id, l.currency, l.date, l.amount FROM live l
+               WHERE NOT EXISTS (SELECT 1 FROM transaction_splits s
+                                 WHERE s.tenant_id = $1 AND s.transaction_id = l.id)
+               UNION ALL
+               SELECT s.category_id, l.account_id, l.currency, l.date, s.amount
+               FROM live l JOIN transaction_splits s ON s.tenant_id = $1 AND s.transaction_id = l.id)
+           SELECT category_id, account_id AS "account_id!", currency AS "currency!", date AS "date!",
+                  sum(amount)::bigint AS "net!", sum(LEAST(amount, 0))::bigint AS "outflow!",
+                  count(*) AS "count!"
+           FROM parts GROUP BY category_id, account_id, currency, date"#,
+        tenant.as_uuid(),
+        from,
+        to,
+    )
+    .fetch_all(conn)
+    .await
+}

@@ -13,6 +13,8 @@ pub struct Tenant {
     pub plan: String,
     /// The base currency budgets and analytics report in (ISO 4217).
     pub currency: String,
+    /// The IANA time zone (`Europe/Berlin`) whose date is "today" for budget periods.
+    pub time_zone: String,
     /// The caller's roles in it.
     pub roles: Vec<String>,
     pub created_at: DateTime<Utc>,

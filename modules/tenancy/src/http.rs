@@ -103,6 +103,9 @@ pub struct TenantChange {
     pub name: Option<String>,
     /// The base currency (ISO 4217).
     pub currency: Option<kernel::Currency>,
+    /// The IANA time zone whose date is "today" for budget periods (`Europe/Berlin`).
+    #[oai(validator(min_length = 1, max_length = 64))]
+    pub time_zone: Option<String>,
 }
 
 impl Validate for TenantChange {
@@ -112,8 +115,15 @@ impl Validate for TenantChange {
         {
             errors.push(e);
         }
-        if self.name.is_none() && self.currency.is_none() {
-            errors.add("name", "give a new name, a new currency, or both");
+        if self.name.is_none() && self.currency.is_none() && self.time_zone.is_none() {
+            errors.add("name", "give a new name, currency or time zone");
+        }
+        if self
+            .time_zone
+            .as_ref()
+            .is_some_and(|z| !(1..=64).contains(&z.len()))
+        {
+            errors.add("time_zone", "must be 1 to 64 characters");
         }
     }
 }
@@ -394,7 +404,13 @@ impl TenancyApi {
         let expected = concurrency::if_match(if_match.0.as_deref())?;
         let t = self
             .tenancy
-            .update(&mut tx, expected, name.as_ref(), body.currency)
+            .update(
+                &mut tx,
+                expected,
+                name.as_ref(),
+                body.currency,
+                body.time_zone.as_deref(),
+            )
             .await?;
         tx.commit().await?;
         Ok(Json(t))

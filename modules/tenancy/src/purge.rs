@@ -12,6 +12,10 @@ pub const DELETION_GRACE_DAYS: i64 = 30;
 /// The tenant-owned tables, children first: what a purge deletes. The schema test checks
 /// that every table with a `tenant_id` is here.
 pub const PURGE_ORDER: &[&str] = &[
+    "goal_contributions",
+    "goals",
+    "budget_thresholds",
+    "budgets",
     "billing_usage",
     "billing_accounts",
     "bank_accounts",

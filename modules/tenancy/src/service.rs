@@ -162,7 +162,7 @@ impl Tenancy {
         expected: Option<i64>,
         name: &DisplayName,
     ) -> Result<Tenant, TenancyError> {
-        self.update(tx, expected, Some(name), None).await
+        self.update(tx, expected, Some(name), None, None).await
     }
 
     /// Renames the tenant and/or changes its base currency (absent: kept); `expected` is
@@ -173,21 +173,40 @@ impl Tenancy {
         expected: Option<i64>,
         name: Option<&DisplayName>,
         currency: Option<kernel::Currency>,
+        time_zone: Option<&str>,
     ) -> Result<Tenant, TenancyError> {
         let id = tx.tenant_id();
         let current = store::lock_tenant(tx.conn(), id).await?;
         concurrency::check(expected, current.version)?;
+        if let Some(zone) = time_zone
+            && !store::is_time_zone(tx.conn(), zone).await?
+        {
+            return Err(TenancyError::Problem(kernel::Problem::validation(vec![
+                kernel::FieldError::new(
+                    "time_zone",
+                    "must be an IANA time zone such as Europe/Berlin",
+                ),
+            ])));
+        }
+        let zone = time_zone.unwrap_or(&current.time_zone).to_string();
         let renamed = name.is_some();
         let name = name
             .map_or(current.name.as_str(), |n| n.as_str())
             .to_string();
         let currency = currency.map_or(current.currency.clone(), |c| c.code().to_string());
-        store::update_tenant(tx.conn(), id, &name, &currency).await?;
+        store::update_tenant(tx.conn(), id, &name, &currency, &zone).await?;
         if renamed {
             tx.record(
                 NewEvent::new("tenant.renamed")
                     .resource("tenant", id)
                     .payload(json!({ "changed": name != current.name })),
+            );
+        }
+        if zone != current.time_zone {
+            tx.record(
+                NewEvent::new("tenant.time_zone_changed")
+                    .resource("tenant", id)
+                    .payload(json!({ "from": current.time_zone, "to": zone })),
             );
         }
         if currency != current.currency {

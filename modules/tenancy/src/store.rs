@@ -61,7 +61,7 @@ pub(crate) async fn tenant(
 ) -> Result<Tenant, sqlx::Error> {
     sqlx::query_as!(
         Tenant,
-        r#"SELECT t.id AS "id: TenantId", t.name, t.plan, t.currency, coalesce(m.roles, '{}') AS "roles!",
+        r#"SELECT t.id AS "id: TenantId", t.name, t.plan, t.currency, t.time_zone, coalesce(m.roles, '{}') AS "roles!",
                   t.created_at, t.deleted_at, t.version
            FROM tenants t LEFT JOIN memberships m ON m.tenant_id = t.id AND m.user_id = $2
            WHERE t.id = $1"#,
@@ -82,7 +82,7 @@ pub(crate) async fn tenants_of(
 ) -> Result<Vec<Tenant>, sqlx::Error> {
     sqlx::query_as!(
         Tenant,
-        r#"SELECT t.id AS "id: TenantId", t.name, t.plan, t.currency, m.roles, t.created_at, t.deleted_at, t.version
+        r#"SELECT t.id AS "id: TenantId", t.name, t.plan, t.currency, t.time_zone, m.roles, t.created_at, t.deleted_at, t.version
            FROM memberships m JOIN tenants t ON t.id = m.tenant_id
            WHERE m.user_id = $1 AND ($2::timestamptz IS NULL OR (t.created_at, t.id) < ($2, $3))
            ORDER BY t.created_at DESC, t.id DESC LIMIT $4"#,
@@ -100,6 +100,7 @@ pub(crate) struct TenantVersion {
     pub version: i64,
     pub name: String,
     pub currency: String,
+    pub time_zone: String,
 }
 
 pub(crate) async fn lock_tenant(
@@ -108,7 +109,7 @@ pub(crate) async fn lock_tenant(
 ) -> Result<TenantVersion, sqlx::Error> {
     sqlx::query_as!(
         TenantVersion,
-        "SELECT version, name, currency FROM tenants WHERE id = $1 FOR UPDATE",
+        "SELECT version, name, currency, time_zone FROM tenants WHERE id = $1 FOR UPDATE",
         tenant.as_uuid(),
     )
     .fetch_one(conn)
@@ -120,13 +121,16 @@ pub(crate) async fn update_tenant(
     tenant: TenantId,
     name: &str,
     currency: &str,
+    time_zone: &str,
 ) -> Result<(), sqlx::Error> {
     sqlx::query!(
-        "UPDATE tenants SET name = $2, currency = $3, version = version + 1, updated_at = now()
+        "UPDATE tenants SET name = $2, currency = $3, time_zone = $4, version = version + 1,
+             updated_at = now()
          WHERE id = $1",
         tenant.as_uuid(),
         name,
         currency,
+        time_zone,
     )
     .execute(conn)
     .await?;
@@ -759,6 +763,16 @@ pub async fn count_replays(
         tenant.as_uuid(),
         key_id,
         under,
+    )
+    .fetch_one(conn)
+    .await
+}
+
+/// Whether PostgreSQL knows `zone` as an IANA time zone name.
+pub(crate) async fn is_time_zone(conn: &mut PgConnection, zone: &str) -> Result<bool, sqlx::Error> {
+    sqlx::query_scalar!(
+        r#"SELECT EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $1) AS "known!""#,
+        zone
     )
     .fetch_one(conn)
     .await

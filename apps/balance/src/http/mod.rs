@@ -41,6 +41,7 @@ pub type ProductApi = (
     banking::BankingApi,
     billing::BillingApi,
     fx::FxApi,
+    budgets::BudgetsApi,
 );
 
 /// The permission of every tenant operation, by operation id: the modules declare them beside
@@ -56,6 +57,7 @@ pub fn permissions() -> impl Iterator<Item = (&'static str, &'static str)> {
         .chain(categorize::PERMISSIONS)
         .chain(banking::PERMISSIONS)
         .chain(billing::PERMISSIONS)
+        .chain(budgets::PERMISSIONS)
         .copied()
 }
 
@@ -101,6 +103,11 @@ pub fn product_api(platform: &crate::Platform) -> ProductApi {
         ),
         billing::BillingApi::new(platform.authz.clone(), platform.billing.clone()),
         fx::FxApi::new(platform.db.clone(), platform.fx.clone()),
+        budgets::BudgetsApi::new(
+            platform.authz.clone(),
+            platform.budgets.clone(),
+            platform.cursors.clone(),
+        ),
     )
 }
 

@@ -283,9 +283,31 @@ async fn every_tenant_endpoint_refuses_strangers_and_members_without_its_permiss
         .as_str()
         .unwrap()
         .to_string();
+    let a_budget = made(
+        Method::POST,
+        format!("/api/v1/tenants/{a}/budgets"),
+        json!({"name": "Matrix", "period": "monthly", "amount": 10_000}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let a_goal = made(
+        Method::POST,
+        format!("/api/v1/tenants/{a}/goals"),
+        json!({"name": "Matrix", "target_amount": 10_000}),
+    )
+    .await["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let url_for = |path: &str| {
         let id = if path.contains("/bank-connections/") {
             a_connection.clone()
+        } else if path.contains("/budgets/") {
+            a_budget.clone()
+        } else if path.contains("/goals/") {
+            a_goal.clone()
         } else if path.contains("/rules/") {
             a_rule.clone()
         } else if path.contains("/approvals/") {

@@ -3,6 +3,7 @@
 mod audit;
 mod banking;
 mod billing;
+mod budgets;
 mod categorize;
 mod cli;
 mod data_layer;

@@ -778,6 +778,45 @@ async fn succeed_everywhere(
     .await;
     expect(app, 422, M::GET, "/api/v1/fx/rates?quote=usd", "", None).await;
 
+    // Budgets: made, listed, read, changed, its progress, deleted.
+    let budgets = format!("{t}/budgets");
+    let budget = json!({"name": "Everything", "period": "monthly", "amount": 50_000, "thresholds": [50, 100]});
+    let budget = expect(app, 201, M::POST, &budgets, &ada, Some(budget)).await;
+    expect(app, 200, M::GET, &budgets, &ada, None).await;
+    let one_budget = format!("{budgets}/{}", str_of(&budget, "id"));
+    expect(app, 200, M::GET, &one_budget, &ada, None).await;
+    let change = json!({"name": "Everything", "period": "quarterly", "amount": 150_000});
+    expect(app, 200, M::PATCH, &one_budget, &ada, Some(change)).await;
+    expect(
+        app,
+        200,
+        M::GET,
+        &format!("{one_budget}/progress"),
+        &ada,
+        None,
+    )
+    .await;
+    expect(app, 204, M::DELETE, &one_budget, &ada, None).await;
+    let goals = format!("{t}/goals");
+    let goal = json!({"name": "Reserve", "target_amount": 100_000, "target_date": "2027-06-30"});
+    let goal = expect(app, 201, M::POST, &goals, &ada, Some(goal)).await;
+    expect(app, 200, M::GET, &goals, &ada, None).await;
+    let one_goal = format!("{goals}/{}", str_of(&goal, "id"));
+    expect(app, 200, M::GET, &one_goal, &ada, None).await;
+    let contribution = json!({"amount": 25_000, "note": "first"});
+    expect(
+        app,
+        200,
+        M::POST,
+        &format!("{one_goal}/contributions"),
+        &ada,
+        Some(contribution),
+    )
+    .await;
+    let change = json!({"name": "Reserve", "target_amount": 120_000});
+    expect(app, 200, M::PATCH, &one_goal, &ada, Some(change)).await;
+    expect(app, 204, M::DELETE, &one_goal, &ada, None).await;
+
     // Billing: the catalogue, the subscription and limits, a checkout (which makes the
     // customer), the portal, and Stripe's signed webhook.
     expect(app, 200, M::GET, "/api/v1/plans", "", None).await;
@@ -1064,7 +1103,7 @@ async fn every_operation_answers_what_the_spec_says() {
 fn a_response_that_contradicts_the_spec_is_reported() {
     let spec = committed_spec();
     let path = format!("/api/v1/tenants/{}", uuid::Uuid::now_v7());
-    let tenant = json!({"id": uuid::Uuid::now_v7(), "name": "Acme", "plan": "free", "currency": "EUR",
+    let tenant = json!({"id": uuid::Uuid::now_v7(), "name": "Acme", "plan": "free", "currency": "EUR", "time_zone": "UTC",
         "roles": ["owner"], "created_at": "2026-01-05T10:00:00Z", "deleted_at": null, "version": 1});
     let check = |status: u16, content_type: &str, body: &Value| {
         spec.check_response(
