@@ -140,6 +140,9 @@ async fn main() -> anyhow::Result<()> {
         .bind(&categories)
         .execute(&mut superuser)
         .await?;
+    sqlx::query("VACUUM ANALYZE transactions")
+        .execute(&mut superuser)
+        .await?;
     sqlx::query("ANALYZE").execute(&mut superuser).await?;
 
     let mut tx = TenantTx::begin(&kdb, tenant, Actor::System).await?;

@@ -294,13 +294,9 @@ impl Budgets {
         Ok(view(&budget, &figures, &states, today))
     }
 
-    /// The figures of the period of `budget` holding `on`.
-    async fn figures(
-        &self,
-        tx: &mut TenantTx,
-        budget: &Budget,
-        on: NaiveDate,
-    ) -> Result<Figures, BudgetError> {
+    /// The dates a budget's figures on `on` read: its period, and the earlier ones a
+    /// rollover carries from.
+    fn window(budget: &Budget, on: NaiveDate) -> (Period, i64, i64, NaiveDate, NaiveDate) {
         let period = Period::parse(&budget.period).unwrap_or(Period::Monthly);
         let anchor = budget.start_date;
         let n = period.index_of(anchor, on);
@@ -309,38 +305,48 @@ impl Budgets {
         } else {
             n
         };
-        let (from, to) = (period.nth(anchor, first), period.nth(anchor, n + 1));
+        (
+            period,
+            first,
+            n,
+            period.nth(anchor, first),
+            period.nth(anchor, n + 1),
+        )
+    }
+
+    /// What the figures of some budgets need, read once: the day sums over `[from, to)`,
+    /// the categories, and the rates of every currency involved.
+    async fn snapshot(
+        &self,
+        tx: &mut TenantTx,
+        from: NaiveDate,
+        to: NaiveDate,
+        targets: &[&str],
+    ) -> Result<Snapshot, BudgetError> {
         let sums = self.0.ledger.day_sums(tx, from, to).await?;
         let categories = self.0.ledger.all_categories(tx).await?;
-        let matcher = Matcher::new(budget, &categories);
         let mut currencies: Vec<&str> = sums.iter().map(|s| s.currency.as_str()).collect();
-        currencies.push(&budget.currency);
+        currencies.extend_from_slice(targets);
         currencies.sort_unstable();
         currencies.dedup();
         let rates = self.0.fx.table(tx, &currencies, from, to).await?;
-        let target = Currency::parse(&budget.currency)
-            .map_err(|_| BudgetError::invalid("currency", "is not an ISO 4217 currency"))?;
-        let mut carried = 0i64;
-        let mut current = None;
-        for k in first..=n {
-            let (start, end) = (period.nth(anchor, k), period.nth(anchor, k + 1));
-            let (spent, outflow, converted) = matcher.spent(&sums, start, end, &rates, target)?;
-            if k < n {
-                carried += budget.amount - spent;
-            } else {
-                current = Some((start, end, spent, outflow, converted));
-            }
-        }
-        let (start, end, spent, outflow, converted) = current.expect("the loop reaches n");
-        Ok(Figures {
-            start,
-            end,
-            carried,
-            available: budget.amount + carried,
-            spent,
-            outflow,
-            converted,
+        Ok(Snapshot {
+            sums,
+            categories,
+            rates,
         })
+    }
+
+    /// The figures of the period of `budget` holding `on`.
+    async fn figures(
+        &self,
+        tx: &mut TenantTx,
+        budget: &Budget,
+        on: NaiveDate,
+    ) -> Result<Figures, BudgetError> {
+        let (.., from, to) = Self::window(budget, on);
+        let snapshot = self.snapshot(tx, from, to, &[&budget.currency]).await?;
+        figures_of(budget, on, &snapshot)
     }
 
     /// Evaluates every budget of a tenant in its current period: each threshold crossed
@@ -364,12 +370,37 @@ impl Budgets {
             None => store::today(tx.conn(), tenant).await?,
         };
         let mut alerted = 0;
-        for budget in store::all(tx.conn(), tenant).await? {
-            let period = Period::parse(&budget.period).unwrap_or(Period::Monthly);
-            if period.index_of(budget.start_date, today) < 0 {
-                continue;
+        let all: Vec<Budget> = store::all(tx.conn(), tenant)
+            .await?
+            .into_iter()
+            .filter(|b| {
+                Period::parse(&b.period)
+                    .unwrap_or(Period::Monthly)
+                    .index_of(b.start_date, today)
+                    >= 0
+            })
+            .collect();
+        // One read of the ledger and the rates for every budget: the union of their windows.
+        let windows: Vec<(NaiveDate, NaiveDate)> = all
+            .iter()
+            .map(|b| {
+                let (.., from, to) = Self::window(b, today);
+                (from, to)
+            })
+            .collect();
+        let snapshot = match (
+            windows.iter().map(|w| w.0).min(),
+            windows.iter().map(|w| w.1).max(),
+        ) {
+            (Some(from), Some(to)) => {
+                let targets: Vec<&str> = all.iter().map(|b| b.currency.as_str()).collect();
+                Some(self.snapshot(&mut tx, from, to, &targets).await?)
             }
-            let figures = match self.figures(&mut tx, &budget, today).await {
+            _ => None,
+        };
+        for budget in all {
+            let Some(snapshot) = &snapshot else { break };
+            let figures = match figures_of(&budget, today, snapshot) {
                 Ok(f) => f,
                 // A missing rate stops this budget's evaluation only.
                 Err(BudgetError::Fx(e)) => {
@@ -440,6 +471,44 @@ impl Budgets {
         }
         Ok(alerted)
     }
+}
+
+/// The ledger's sums, the categories and the rates some budgets' figures read.
+struct Snapshot {
+    sums: Vec<DaySums>,
+    categories: Vec<ledger::Category>,
+    rates: fx::RateTable,
+}
+
+/// The figures of the period of `budget` holding `on`, from a snapshot covering its window.
+fn figures_of(budget: &Budget, on: NaiveDate, snapshot: &Snapshot) -> Result<Figures, BudgetError> {
+    let (period, first, n, ..) = Budgets::window(budget, on);
+    let anchor = budget.start_date;
+    let matcher = Matcher::new(budget, &snapshot.categories);
+    let target = Currency::parse(&budget.currency)
+        .map_err(|_| BudgetError::invalid("currency", "is not an ISO 4217 currency"))?;
+    let mut carried = 0i64;
+    let mut current = None;
+    for k in first..=n {
+        let (start, end) = (period.nth(anchor, k), period.nth(anchor, k + 1));
+        let (spent, outflow, converted) =
+            matcher.spent(&snapshot.sums, start, end, &snapshot.rates, target)?;
+        if k < n {
+            carried += budget.amount - spent;
+        } else {
+            current = Some((start, end, spent, outflow, converted));
+        }
+    }
+    let (start, end, spent, outflow, converted) = current.expect("the loop reaches n");
+    Ok(Figures {
+        start,
+        end,
+        carried,
+        available: budget.amount + carried,
+        spent,
+        outflow,
+        converted,
+    })
 }
 
 /// Which sums a budget counts.
