@@ -135,6 +135,17 @@ impl kernel::limits::Limits for PlanLimits {
         Box::pin(self.check_in(tx, limit, adding))
     }
 
+    fn writable<'a>(&'a self, tx: &'a mut TenantTx) -> BoxFuture<'a, Result<(), Problem>> {
+        Box::pin(async move {
+            let tenant = tx.tenant_id();
+            let account = store::account(tx.conn(), tenant).await?;
+            match account.read_only_since {
+                Some(_) => Err(kernel::limits::read_only()),
+                None => Ok(()),
+            }
+        })
+    }
+
     fn count<'a>(
         &'a self,
         tx: &'a mut TenantTx,

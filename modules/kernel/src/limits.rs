@@ -68,6 +68,11 @@ pub trait Limits: Send + Sync {
         adding: i64,
     ) -> BoxFuture<'a, Result<(), Problem>>;
 
+    /// Refuses (`402 tenant_read_only`) a change to a tenant that is read-only for an
+    /// overdue payment, for the few writes that reach a tenant without the access decision
+    /// (accepting an invitation).
+    fn writable<'a>(&'a self, tx: &'a mut TenantTx) -> BoxFuture<'a, Result<(), Problem>>;
+
     /// Counts `added` that must never be refused (a bank sync's transactions: bank data is
     /// never dropped); crossing the limit this way is reported once per period.
     fn count<'a>(

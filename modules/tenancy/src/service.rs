@@ -686,6 +686,10 @@ impl Tenancy {
                 Some(own.into_iter().filter(|a| inviter.contains(a)).collect())
             }
         };
+        // Joining changes the tenant: not while it is read-only for an overdue payment.
+        if let Some(limits) = &self.limits {
+            limits.writable(tx).await?;
+        }
         self.admit_member(tx).await?;
         if !store::add_member(tx.conn(), tenant, user, &roles, accounts.as_deref()).await? {
             return Err(TenancyError::AlreadyMember);

@@ -684,6 +684,19 @@ async fn a_failed_payment_makes_the_tenant_read_only_after_the_grace_and_a_paid_
         .1
     };
 
+    // An invitation sent while the workspace is in good standing.
+    let (status, _) = call(
+        &app,
+        &ada,
+        Method::POST,
+        &format!("/api/v1/tenants/{t}/invitations"),
+        Some(json!({"email": "bob@example.com", "roles": ["viewer"]})),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let invitation =
+        testkit::seed::mailed_token(&app.kernel_db, "bob@example.com", "invitation").await;
+
     // The fixtures' customer, as Stripe has it.
     stripe.put_customer("cus_QXg1o8vcGmoR32");
     let Some(()) = put(&stripe, &ts, "past_due") else {
@@ -725,6 +738,22 @@ async fn a_failed_payment_makes_the_tenant_read_only_after_the_grace_and_a_paid_
             .await
             .len(),
         1
+    );
+
+    // Nobody joins a read-only workspace, not even by an invitation sent before.
+    let (bob, _) = app.new_user("bob@example.com").await;
+    let (status, problem) = call(
+        &app,
+        &bob,
+        Method::POST,
+        "/api/v1/invitations/accept",
+        Some(json!({"token": invitation})),
+    )
+    .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (402, Some("tenant_read_only")),
+        "{problem}"
     );
 
     // Reads work, writes answer 402, billing still works (the person can pay).
