@@ -182,12 +182,11 @@ impl Budgets {
         }
         let currency = Currency::parse(&goal.currency)
             .map_err(|_| BudgetError::invalid("currency", "the goal's currency is unknown"))?;
-        let amount = match (new.amount, new.transaction_id) {
-            (Some(a), _) if a != 0 => a,
-            (Some(_), _) => return Err(BudgetError::invalid("amount", "must not be zero")),
-            (None, Some(t)) => {
-                let linked = self
-                    .ledger()
+        // A linked transaction is read once: it must be one the caller sees, and without an
+        // amount its own (converted) is the contribution.
+        let linked = match new.transaction_id {
+            Some(t) => Some(
+                self.ledger()
                     .transaction(tx, t)
                     .await
                     .map_err(|e| match e {
@@ -196,12 +195,24 @@ impl Budgets {
                             "names no transaction you can see",
                         ),
                         other => other.into(),
-                    })?;
-                let from = linked.currency;
-                // Money put aside shows as an outflow of the spending account, or an inflow
-                // of a savings one: either way it is saved.
+                    })?,
+            ),
+            None => None,
+        };
+        let amount = match (new.amount, linked) {
+            (Some(a), _) if a != 0 => a,
+            (Some(_), _) => return Err(BudgetError::invalid("amount", "must not be zero")),
+            // Money put aside shows as an outflow of the spending account, or an inflow of a
+            // savings one: either way it is saved.
+            (None, Some(linked)) => {
                 self.fx()
-                    .convert(tx, linked.amount.abs(), from, currency, linked.date)
+                    .convert(
+                        tx,
+                        linked.amount.abs(),
+                        linked.currency,
+                        currency,
+                        linked.date,
+                    )
                     .await?
                     .amount
             }
@@ -212,11 +223,6 @@ impl Budgets {
                 ));
             }
         };
-        if let Some(t) = new.transaction_id {
-            self.ledger().transaction(tx, t).await.map_err(|_| {
-                BudgetError::invalid("transaction_id", "names no transaction you can see")
-            })?;
-        }
         let added = store::insert_contribution(
             tx.conn(),
             tenant,

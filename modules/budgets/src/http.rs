@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use chrono::NaiveDate;
+use chrono::{Datelike, NaiveDate};
 use kernel::{
     ApiResult, Currency, Keyset, LazyJson, TenantId, Validate,
     auth::{Authorize, BearerAuth},
@@ -218,8 +218,6 @@ impl BudgetsApi {
         })
     }
 }
-
-use chrono::Datelike;
 
 impl BudgetsApi {
     async fn goal_of(&self, tx: &mut kernel::TenantTx, body: GoalBody) -> ApiResult<NewGoal> {
